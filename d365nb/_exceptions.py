@@ -1,0 +1,145 @@
+"""The d365nb error tree: every error d365nb raises is a `D365Error`.
+
+```
+D365Error
+├── ConfigError        a setting is missing, malformed or contradicts another (also a ValueError)
+├── AuthError          sign-in failed: carries the service's code (AADSTS...) and a hint
+├── TransportError     the service could not be reached or did not answer usably
+│   └── ThrottledError service-protection limits (HTTP 429) outlasted the retry budget
+├── ODataError         the Web API answered with an error: status, code (0x...), message
+└── PushError          a push was asked to raise on failure; carries the push report
+```
+
+Warnings: `D365Warning` (root) → `InsecureTransportWarning`.
+
+Every message says what to do next.  No message ever holds a secret or a token:
+callers pass values through `redact()` before formatting them into text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "D365Error",
+    "D365Warning",
+    "InsecureTransportWarning",
+    "ODataError",
+    "PushError",
+    "ThrottledError",
+    "TransportError",
+]
+
+
+class D365Error(Exception):
+    """Base class of every error raised by d365nb.
+
+    `hint` is one sentence that tells the user what to do next; it is appended to the
+    message so that it also shows in a plain traceback.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if not hint else f"{message} {hint}")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        hint = f"<br><i>{html.escape(self.hint)}</i>" if self.hint else ""
+        return (
+            f"<div class='d365nb-error'><b>{type(self).__name__}</b>: "
+            f"{html.escape(self.message)}{hint}</div>"
+        )
+
+
+class ConfigError(D365Error, ValueError):
+    """A connection setting is missing, malformed or contradicts another.
+
+    `field` names the setting (as the user knows it, e.g. ``service_url``).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None):
+        self.field = field
+        super().__init__(message, hint=hint)
+
+
+class AuthError(D365Error):
+    """Signing in or refreshing a token failed.
+
+    `code` is the service's error code (``AADSTS7000215``) when it sent one; `error` the
+    OAuth error (``invalid_client``); `correlation_id` what Microsoft support asks for.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        error: str | None = None,
+        hint: str | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        self.code = code
+        self.error = error
+        self.correlation_id = correlation_id
+        super().__init__(message, hint=hint)
+
+
+class TransportError(D365Error):
+    """The service could not be reached, or the connection broke, after all retries."""
+
+
+class ThrottledError(TransportError):
+    """Service-protection limits (HTTP 429) lasted longer than the retry budget.
+
+    `retry_after` is the service's last `Retry-After`, in seconds.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, hint: str | None = None):
+        self.retry_after = retry_after
+        super().__init__(message, hint=hint)
+
+
+class ODataError(D365Error):
+    """The Web API answered with an error.
+
+    `status` is the HTTP status, `code` the Dataverse code (``0x80040217``), `message` the
+    service's text and `request_id` the `REQ_ID`/`x-ms-service-request-id` to quote to support.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | None = None,
+        request_id: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        text = f"HTTP {status}" + (f" {code}" if code else "") + f": {message}"
+        if request_id:
+            text += f" (request id {request_id})"
+        super().__init__(text, hint=hint)
+        self.service_message = message
+
+
+class PushError(D365Error):
+    """A push with ``on_error="raise"`` had failed rows; `report` holds every row's outcome."""
+
+    def __init__(self, message: str, *, report: Any = None, hint: str | None = None):
+        self.report = report
+        super().__init__(message, hint=hint)
+
+
+class D365Warning(UserWarning):
+    """Base class of d365nb's warnings."""
+
+
+class InsecureTransportWarning(D365Warning):
+    """TLS certificate verification was turned off; tokens can be stolen in transit."""
