@@ -1,24 +1,42 @@
 """d365nb: Microsoft Dynamics 365 / Dataverse in Jupyter.
 
 Sign in with OAuth2, read tables as typed pandas DataFrames, write them back.
+
+```python
+import d365nb
+conn = d365nb.connect(service_url="https://org.crm.dynamics.com", client_id="...")
+df = conn.read("accounts", select=["name", "revenue"], filter=d365nb.where(revenue__gt=1e6))
+```
 """
 
 from __future__ import annotations
 
+from ._client import Connection, WhoAmI, connect
+from ._config import Settings
 from ._exceptions import *
+from ._odata import F, Query, literal, where
 from ._version import __version__
 
 __all__ = [
     "AuthError",
     "ConfigError",
+    "Connection",
     "D365Error",
     "D365Warning",
+    "F",
     "InsecureTransportWarning",
     "ODataError",
+    "PartialReadError",
     "PushError",
+    "Query",
+    "Settings",
     "ThrottledError",
     "TransportError",
+    "WhoAmI",
     "__version__",
+    "connect",
+    "literal",
+    "where",
 ]
 
 # Reprs and tracebacks say `d365nb.ConfigError`, not `d365nb._exceptions.ConfigError`.

@@ -475,7 +475,7 @@ class _V1Backend:
         }
         if form_post:
             params["response_mode"] = "form_post"
-        auth_uri = (self.settings.auth_uri or _sibling(self.settings.token_uri or "", "authorize"))
+        auth_uri = self.settings.auth_uri or _sibling(self.settings.token_uri or "", "authorize")
         sep = "&" if "?" in auth_uri else "?"
         return {
             "auth_uri": f"{auth_uri}{sep}{urllib.parse.urlencode(params)}",
@@ -620,9 +620,7 @@ class Authenticator:
         interactive grant; a pasted token expired with nothing to refresh it).
         """
         current = self._current
-        if current is not None and not force_refresh and not current.expires_within(
-            REFRESH_MARGIN
-        ):
+        if current is not None and not force_refresh and not current.expires_within(REFRESH_MARGIN):
             return current
         stale = current
         return await anyio.to_thread.run_sync(self._token_sync, force_refresh, stale)

@@ -7,6 +7,7 @@ D365Error
 ├── TransportError     the service could not be reached or did not answer usably
 │   └── ThrottledError service-protection limits (HTTP 429) outlasted the retry budget
 ├── ODataError         the Web API answered with an error: status, code (0x...), message
+├── PartialReadError   a read stopped part-way: carries the rows so far and `resume()`
 └── PushError          a push was asked to raise on failure; carries the push report
 ```
 
@@ -27,6 +28,7 @@ __all__ = [
     "D365Warning",
     "InsecureTransportWarning",
     "ODataError",
+    "PartialReadError",
     "PushError",
     "ThrottledError",
     "TransportError",
@@ -127,6 +129,37 @@ class ODataError(D365Error):
             text += f" (request id {request_id})"
         super().__init__(text, hint=hint)
         self.service_message = message
+
+
+class PartialReadError(D365Error):
+    """A read stopped before its last page (retries exhausted, interrupted, service error).
+
+    `partial` is a DataFrame of the rows fetched so far (its `attrs["d365nb"]["partial"]`
+    is True); `resume()` (or `await aresume()`) fetches only what is missing and returns
+    the whole result.  `__cause__` is the error that stopped it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial: Any,
+        resume: Any,
+        hint: str | None = None,
+    ) -> None:
+        self.partial = partial
+        self._resume = resume
+        super().__init__(message, hint=hint)
+
+    async def aresume(self) -> Any:
+        """Async twin of `resume`."""
+        return await self._resume()
+
+    def resume(self) -> Any:
+        """Fetch the rest and return the complete DataFrame."""
+        from ._sync import run_sync
+
+        return run_sync(self._resume())
 
 
 class PushError(D365Error):
