@@ -32,7 +32,7 @@ import pandas as pd
 from ._auth import AccessToken, AuthCodeFlow, Authenticator, CredentialLike, DeviceCode
 from ._exceptions import AuthError, InsecureTransportWarning, ODataError, TransportError
 from ._tokencache import TokenCacheFile
-from ._transport import AdaptiveLimiter, RetryTransport
+from ._transport import DEFAULT_RETRY_POLICY, AdaptiveLimiter, RetryPolicy, RetryTransport
 
 if TYPE_CHECKING:
     from ._config import Settings
@@ -174,6 +174,9 @@ class Connection:
     * **credential** - an azure-identity style credential to take tokens from.
     * **token_cache** - `True` (per-user cache folder), a folder path, or `False` (memory).
     * **timeout** - seconds for each HTTP request.
+    * **max_concurrency** - the most requests in flight at once (the adaptive limit
+      starts lower and never exceeds the service's `x-ms-dop-hint`).
+    * **retry** - a `RetryPolicy` for 429/503/network errors.
     """
 
     def __init__(
@@ -185,8 +188,10 @@ class Connection:
         token_cache: bool | str | os.PathLike[str] = True,
         timeout: float = 120.0,
         max_concurrency: int = 16,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._settings = settings
+        self.retry = retry or DEFAULT_RETRY_POLICY
         self._ssl_context = ssl_context_for(verify)
         self.timeout = timeout
         self.max_concurrency = max_concurrency
@@ -320,7 +325,11 @@ class Connection:
             retries=0,
         )
         transport = RetryTransport(
-            inner, origin=self.api_root, limiter=limiter, on_wait=_report_wait
+            inner,
+            origin=self.api_root,
+            policy=self.retry,
+            limiter=limiter,
+            on_wait=_report_wait,
         )
         return httpx.AsyncClient(
             transport=transport,
@@ -803,6 +812,8 @@ def connect(
     credential: CredentialLike | None = None,
     token_cache: bool | str | os.PathLike[str] = True,
     timeout: float = 120.0,
+    max_concurrency: int = 16,
+    retry: RetryPolicy | None = None,
     **settings: Any,
 ) -> Connection:
     """A `Connection` from keyword settings, a vendor-style connection string or a profile.
@@ -820,6 +831,9 @@ def connect(
     * **verify** - `True`, a CA file path or an `ssl.SSLContext` to trust.
     * **credential** - an azure-identity style credential (`get_token(*scopes)`).
     * **token_cache** - `True` (per-user folder), a folder path, or `False`.
+    * **timeout** - seconds for each HTTP request.
+    * **max_concurrency** - the most requests in flight at once.
+    * **retry** - a `RetryPolicy` (attempts, total wait) for 429/503/network errors.
     * **settings** - any `Settings` field: service_url, client_id, client_secret, tenant,
       auth_uri, token_uri, scope, grant, access_token, refresh_token, redirect_uri,
       api_version.
@@ -837,4 +851,6 @@ def connect(
         credential=credential,
         token_cache=token_cache,
         timeout=timeout,
+        max_concurrency=max_concurrency,
+        retry=retry,
     )
