@@ -102,6 +102,9 @@ APPS: tuple[App, ...] = (
         secret=CONFIDENTIAL_CLIENT_SECRET,
         redirect_uris=("http://localhost", "http://127.0.0.1", "https://localhost/redirect"),
         application_user_id="5a000000-0000-4000-8000-0000000000a1",
+        # App tokens carry `roles` (the Web API refuses role-less app tokens).  Dataverse
+        # itself defines no app roles, so the name is the sandbox's own [UNVERIFIED].
+        roles=("Dataverse.ApplicationUser",),
     ),
 )
 
