@@ -560,10 +560,9 @@ class Connection:
         `resume()`.  Ctrl-C (the Stop button) does the same.
         """
         from ._reader import read_frame
-        from ._sync import run_sync
 
-        return run_sync(
-            read_frame(
+        return _run_read(
+            lambda: read_frame(
                 self,
                 entity,
                 select=select,
@@ -598,10 +597,9 @@ class Connection:
     ) -> pd.DataFrame:
         """Run a FetchXML query, every page (paging cookies followed), typed like `read`."""
         from ._reader import read_fetchxml
-        from ._sync import run_sync
 
-        return run_sync(
-            read_fetchxml(
+        return _run_read(
+            lambda: read_fetchxml(
                 self,
                 xml,
                 page_size=page_size,
@@ -725,6 +723,35 @@ class Connection:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _run_read(factory: Callable[[], Any]) -> pd.DataFrame:
+    """Run a read from sync code; an interrupt (Ctrl-C, Stop) becomes `PartialReadError`.
+
+    The reader turns its own cancellation into `PartialReadError` (rows so far, `resume()`);
+    the sync runner cancels the read on KeyboardInterrupt and waits for it to unwind, so
+    that error is at hand here and is raised instead of a bare KeyboardInterrupt.
+    """
+    from ._exceptions import PartialReadError
+    from ._sync import run_sync
+
+    caught: list[PartialReadError] = []
+
+    async def work() -> pd.DataFrame:
+        try:
+            frame: pd.DataFrame = await factory()
+        except PartialReadError as exc:
+            caught.append(exc)
+            raise
+        return frame
+
+    try:
+        result: pd.DataFrame = run_sync(work)
+    except KeyboardInterrupt:
+        if caught:
+            raise caught[0] from None
+        raise
+    return result
 
 
 def odata_error_from_response(response: httpx.Response) -> ODataError:

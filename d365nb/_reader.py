@@ -70,6 +70,7 @@ class _Part:
     builder: FrameBuilder
     pages: int = 0
     rows: int = 0
+    expanded: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def done(self) -> bool:
@@ -90,6 +91,7 @@ class ReadPlan:
     builder_options: dict[str, Any] = field(default_factory=dict)
     progress: Any = None
     partitioned: bool = False
+    expand: tuple[str, ...] = ()
 
     def new_builder(self) -> FrameBuilder:
         return FrameBuilder(self.table, select=self.select, **self.builder_options)
@@ -98,8 +100,25 @@ class ReadPlan:
     def rows(self) -> int:
         return sum(p.rows for p in self.parts)
 
+    def _part_frame(self, part: _Part) -> pd.DataFrame:
+        frame = part.builder.finish()
+        if not self.expand:
+            return frame
+        nested = pd.json_normalize(part.expanded, sep=".", max_level=1)
+        nested = nested[[c for c in nested.columns if "@" not in str(c)]]
+        for name in self.expand:
+            if name not in nested.columns and not any(
+                str(c).startswith(name + ".") for c in nested.columns
+            ):
+                nested[name] = None
+        nested.index = frame.index
+        combined = pd.concat([frame, nested], axis=1)
+        if "_etag" in combined.columns:  # keep the etag last, as the builder does
+            combined = combined[[c for c in combined.columns if c != "_etag"] + ["_etag"]]
+        return combined
+
     def frame(self, *, partial: bool) -> pd.DataFrame:
-        frames = [p.builder.finish() for p in self.parts]
+        frames = [self._part_frame(p) for p in self.parts]
         frames = [f for f in frames if len(f.columns)]
         if not frames:
             df = self.new_builder().finish()
@@ -121,9 +140,15 @@ class ReadPlan:
         return df
 
 
-def _prefer(page_size: int, *, annotations: bool) -> str:
+def _prefer(page_size: int, *, annotations: bool, fetchxml: bool = False) -> str:
     prefer = f"odata.maxpagesize={page_size}"
-    if annotations:
+    if fetchxml:
+        # The paging cookie and "more records" come only when asked for by name (or *).
+        prefer += (
+            f',odata.include-annotations="{_ANNOTATIONS},'
+            'Microsoft.Dynamics.CRM.fetchxmlpagingcookie,Microsoft.Dynamics.CRM.morerecords"'
+        )
+    elif annotations:
         prefer += f',odata.include-annotations="{_ANNOTATIONS}"'
     return prefer
 
@@ -145,6 +170,10 @@ async def _run_part(plan: ReadPlan, part: _Part) -> None:
     while part.url is not None:
         body = await _get_json(plan, part.url)
         rows = body.get("value", [])
+        if plan.expand:
+            part.expanded.extend(
+                {name: row.pop(name, None) for name in plan.expand} for row in rows
+            )
         part.builder.add_page(rows)
         part.pages += 1
         part.rows += len(rows)
@@ -264,8 +293,10 @@ async def read_frame(
         params["$orderby"] = orderby if isinstance(orderby, str) else ",".join(orderby)
     if top is not None:
         params["$top"] = str(top)
+    expand_text = None
     if expand:
-        params["$expand"] = expand if isinstance(expand, str) else ",".join(expand)
+        expand_text = expand if isinstance(expand, str) else ",".join(expand)
+        params["$expand"] = expand_text
     if count:
         params["$count"] = "true"
     lookups = (
@@ -281,6 +312,7 @@ async def read_frame(
         top=top,
         select=list(select) if select else None,
         builder_options={"formatted": formatted, "dtypes": dtypes, "decimal": decimal},
+        expand=_expand_names(expand_text) if expand_text else (),
     )
     base = conn.api_root + table.entity_set_name
     first_url = f"{base}?{_encode(params)}" if params else base
@@ -363,7 +395,7 @@ async def read_fetchxml(
         )
     table = await conn.catalog.table(str(entity.get("name")))
     user_top = root.get("top")
-    headers = {"Prefer": _prefer(page_size, annotations=True)}
+    headers = {"Prefer": _prefer(page_size, annotations=True, fetchxml=True)}
     plan = ReadPlan(
         connection=conn,
         table=table,
@@ -410,6 +442,24 @@ async def read_fetchxml(
     finally:
         if plan.progress is not None:
             plan.progress.close()
+
+
+def _expand_names(text: str) -> tuple[str, ...]:
+    """Navigation property names of a `$expand` value (options in parentheses skipped)."""
+    names, depth, current = [], 0, ""
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            names.append(current.strip())
+            current = ""
+            continue
+        if depth == 0 and char not in "()":
+            current += char
+    names.append(current.strip())
+    return tuple(n for n in names if n)
 
 
 def _progress_bar(name: str) -> Any:

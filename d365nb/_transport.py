@@ -322,6 +322,13 @@ class RetryTransport(httpx.AsyncBaseTransport):
             self.stats.attempts += 1
             try:
                 response = await self._transport.handle_async_request(request)
+                try:
+                    # Read the body here, inside the retry loop: a connection dropped
+                    # mid-body is then retried like any other network error.
+                    await response.aread()
+                except BaseException:
+                    await response.aclose()
+                    raise
             except httpx.TransportError as exc:
                 delay = retry_delay(
                     status=None,

@@ -118,3 +118,16 @@ def forms() -> Callable[[str], list[dict[str, Any]]]:
 def sign_in() -> Callable[..., httpx.Response]:
     """`sign_in(browser, auth_uri, user=..., action="accept")`: sign in on the authorize page."""
     return _sign_in
+
+
+@pytest.fixture(autouse=True)
+def close_connections() -> Iterator[None]:
+    """Close every connection a test opened (their sockets would leak into the next test)."""
+    from d365nb._client import _CONNECTIONS
+
+    before = set(_CONNECTIONS)
+    yield
+    for key in set(_CONNECTIONS) - before:
+        conn = _CONNECTIONS.get(key)
+        if conn is not None:
+            conn.close()

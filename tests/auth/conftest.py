@@ -38,16 +38,3 @@ def short_lived(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         access_token_lifetime=2,
     ) as sb:
         yield sb
-
-
-@pytest.fixture(autouse=True)
-def close_connections() -> Iterator[None]:
-    """Close every connection a test opened (their sockets would leak into the next test)."""
-    from d365nb._client import _CONNECTIONS
-
-    before = set(_CONNECTIONS)
-    yield
-    for key in set(_CONNECTIONS) - before:
-        conn = _CONNECTIONS.get(key)
-        if conn is not None:
-            conn.close()
