@@ -112,7 +112,7 @@ class ReadPlan:
             ):
                 nested[name] = None
         nested.index = frame.index
-        combined = pd.concat([frame, nested], axis=1)
+        combined: pd.DataFrame = pd.concat([frame, nested], axis=1)
         if "_etag" in combined.columns:  # keep the etag last, as the builder does
             combined = combined[[c for c in combined.columns if c != "_etag"] + ["_etag"]]
         return combined

@@ -1,12 +1,22 @@
 """The ``d365nb`` command.
 
 ```
-d365nb sandbox [options]     run the local Entra ID + Dataverse Web API stand-in
+d365nb demo [--rows N]          start an embedded sandbox, sign in, read, fix, push, report
+d365nb sandbox [options]        run the local Entra ID + Dataverse Web API stand-in
+d365nb login [connection]       sign in (device code in a terminal) and save a profile
+d365nb whoami [connection]      who the service thinks you are
+d365nb export TABLE -o FILE     a table (or a query) to .csv or .parquet
 ```
 
 Each subcommand lives in one `_add_<name>` / `_run_<name>` pair registered in
-`_COMMANDS`, so new ones (``demo``, ``login``, ``export``, ``whoami``) slot in beside it.
-Machine-readable output goes to stdout; messages for people go to stderr.
+`_COMMANDS`.  Machine-readable output goes to stdout; messages for people go to stderr.
+
+Connection options are shared by `login`, `whoami` and `export`: a saved profile
+(`--profile`), a vendor-style connection string (`--connection-string`), single fields
+(`--service-url`, `--client-id`, ...), `D365NB_*` environment variables, or `--sandbox` for
+the sandbox that `D365NB_SANDBOX` (or the given JSON/file) describes.  Secrets are never
+taken on the command line (shells keep history and `ps` shows arguments): set
+`D365NB_CLIENT_SECRET`, `D365NB_ACCESS_TOKEN` or `D365NB_REFRESH_TOKEN` instead.
 """
 
 from __future__ import annotations
@@ -17,9 +27,15 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._client import Connection, WhoAmI
 
 __all__ = ["build_parser", "main", "sandbox_main"]
+
+_SANDBOX_ENV = "D365NB_SANDBOX"
+_CA_ENV = "D365NB_CA_CERT"
 
 
 def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
@@ -193,15 +209,387 @@ def _run_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- shared connection options (login, whoami, export) ----------------------------------------
+
+_FIELD_FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("service_url", "--service-url", "environment URL or Web API root (ServiceURL)"),
+    ("client_id", "--client-id", "the app registration's application (client) ID (ClientID)"),
+    ("tenant", "--tenant", "directory (tenant) ID or domain"),
+    ("auth_uri", "--auth-uri", "OAuth authorization endpoint (AuthURI)"),
+    ("token_uri", "--token-uri", "OAuth token endpoint (TokenURI; a leading 'POST ' is fine)"),
+    ("scope", "--scope", "v2 scopes, space separated (default: derived from the service URL and grant)"),
+    ("redirect_uri", "--redirect-uri", "redirect URI for the authorization-code grant"),
+    ("api_version", "--api-version", "Web API version: 9.0, 9.1 or 9.2 (default)"),
+)
+
+
+def _add_connection_arguments(parser: argparse.ArgumentParser, *, login: bool = False) -> None:
+    from ._config import GRANTS
+
+    group = parser.add_argument_group(
+        "connection",
+        "Where to connect and how to sign in.  Precedence: these flags > --connection-string "
+        "> --profile > D365NB_* environment variables.  Secrets only come from the "
+        "environment: D365NB_CLIENT_SECRET, D365NB_ACCESS_TOKEN, D365NB_REFRESH_TOKEN.",
+    )
+    group.add_argument("-p", "--profile", help="a saved profile (see `d365nb login`)")
+    group.add_argument(
+        "--connection-string",
+        metavar="TEXT",
+        help="vendor-driver style 'ServiceURL=...;ClientID=...;TokenURI=POST ...;' (keep "
+        "secrets out of it: use D365NB_CLIENT_SECRET)",
+    )
+    for name, flag, text in _FIELD_FLAGS:
+        group.add_argument(flag, dest=name, help=text)
+    group.add_argument(
+        "--grant",
+        choices=[g for g in GRANTS if g != "credential"],
+        help="grant type (default: device_code, or client_credentials when "
+        "D365NB_CLIENT_SECRET is set)",
+    )
+    group.add_argument(
+        "--ca-cert",
+        metavar="PEM",
+        help=f"CA certificate(s) to trust (a corporate proxy's, the sandbox's); also ${_CA_ENV}",
+    )
+    group.add_argument(
+        "--sandbox",
+        nargs="?",
+        const="",
+        metavar="JSON_OR_FILE",
+        help=f"use a running sandbox: its JSON info line or a file holding it (default: "
+        f"${_SANDBOX_ENV}); grant {'device_code' if login else 'client_credentials'} unless "
+        "--grant says otherwise",
+    )
+    group.add_argument(
+        "--no-token-cache",
+        dest="token_cache",
+        action="store_false",
+        help="keep tokens in memory only (default: the per-user token cache, owner-only "
+        "files outside any notebook folder)",
+    )
+
+
+def _sandbox_info(args: argparse.Namespace) -> dict[str, str] | None:
+    from ._demo import read_sandbox_info
+    from ._exceptions import ConfigError
+
+    if args.sandbox is None:
+        return None
+    info = read_sandbox_info(args.sandbox or None)
+    if info is None:
+        raise ConfigError(
+            f"--sandbox was given but no sandbox is described (${_SANDBOX_ENV} is empty).",
+            field=_SANDBOX_ENV,
+            hint="Start one with `d365nb sandbox > sandbox.json` and pass --sandbox "
+            "sandbox.json (or set D365NB_SANDBOX to that file).",
+        )
+    return info
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
+    """A `Connection` from the shared connection options (no network I/O yet)."""
+    import os
+
+    from ._client import Connection
+    from ._config import Settings
+    from ._demo import read_sandbox_info
+    from ._exceptions import ConfigError
+
+    fields: dict[str, Any] = {
+        name: getattr(args, name) for name, _, _ in _FIELD_FLAGS if getattr(args, name)
+    }
+    if args.grant:
+        fields["grant"] = args.grant
+    info = _sandbox_info(args)
+    if info is not None:
+        grant = fields.get("grant") or default_grant
+        confidential = grant == "client_credentials"
+        base = {
+            "service_url": info["service_url"],
+            "tenant": info["tenant"],
+            "token_uri": info.get("token_uri"),
+            "auth_uri": info.get("auth_uri"),
+            "client_id": info["confidential_client_id" if confidential else "public_client_id"],
+            "grant": grant,
+        }
+        if confidential:
+            base["client_secret"] = info["client_secret"]
+        fields = {**base, **fields}
+    settings = Settings.resolve(args.connection_string, profile=args.profile, **fields)
+    verify: Any = args.ca_cert or os.environ.get(_CA_ENV) or None
+    if verify is None:
+        # A sandbox's address: trust its CA (from --sandbox, or D365NB_SANDBOX).
+        known = info
+        if known is None:
+            try:
+                known = read_sandbox_info()
+            except ConfigError:
+                known = None
+        if known is not None and _origin(settings.api_root) == _origin(known["service_url"]):
+            verify = known["ca_cert"]
+    return Connection(
+        settings, verify=True if verify is None else verify, token_cache=args.token_cache
+    )
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rows", type=int, default=500, help="accounts to seed in the demo's sandbox (500)"
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="delay the sandbox adds to every Web API request (default 0)",
+    )
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    result = run_demo(rows=args.rows, latency_ms=args.latency_ms)
+    return 0 if result.ok else 1
+
+
+# -- login / whoami -----------------------------------------------------------------------------
+
+
+def _add_login_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_connection_arguments(parser, login=True)
+    parser.add_argument(
+        "--save-as",
+        metavar="NAME",
+        help="save the settings (never a secret or token) as this profile "
+        "(default: --profile's name, else 'default')",
+    )
+    parser.add_argument(
+        "--no-save", action="store_true", help="sign in and check, but save no profile"
+    )
+
+
+def _describe_who(conn: Connection, who: WhoAmI) -> list[str]:
+    return [
+        f"user:           {who.name or '(name not readable)'} ({who.user_id})",
+        f"business unit:  {who.business_unit or who.business_unit_id}",
+        f"organization:   {who.organization_id}",
+        f"environment:    {conn.settings.org_url}",
+        f"grant:          {conn.settings.grant} ({conn.settings.version} endpoints)",
+    ]
+
+
+def _run_login(args: argparse.Namespace) -> int:
+    from ._tokencache import default_cache_dir
+
+    with _connect(args, default_grant="device_code") as conn:
+        sys.stderr.write(f"Signing in to {conn.settings.org_url} ({conn.settings.grant}) ...\n")
+        sys.stderr.flush()
+        conn.sign_in()
+        who = conn.whoami()
+        for line in _describe_who(conn, who):
+            sys.stdout.write(line + "\n")
+        if args.token_cache:
+            sys.stderr.write(f"Tokens are cached (owner-only) in {default_cache_dir()}.\n")
+        if not args.no_save:
+            name = args.save_as or args.profile or "default"
+            path = conn.settings.save_profile(name)
+            sys.stderr.write(
+                f"Saved profile {name!r} in {path} (no secrets). "
+                f"Use it with `d365nb whoami -p {name}` or d365nb.connect(profile={name!r}).\n"
+            )
+    return 0
+
+
+def _add_whoami_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_connection_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _run_whoami(args: argparse.Namespace) -> int:
+    with _connect(args, default_grant="client_credentials") as conn:
+        who = conn.whoami()
+        if args.json:
+            payload = {
+                "user_id": who.user_id,
+                "name": who.name,
+                "business_unit_id": who.business_unit_id,
+                "business_unit": who.business_unit,
+                "organization_id": who.organization_id,
+                "environment": conn.settings.org_url,
+                "grant": conn.settings.grant,
+            }
+            sys.stdout.write(json.dumps(payload) + "\n")
+        else:
+            for line in _describe_who(conn, who):
+                sys.stdout.write(line + "\n")
+    return 0
+
+
+# -- export -------------------------------------------------------------------------------------
+
+_FORMATS = ("csv", "parquet")
+
+
+def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("table", help="table: logical name (account) or entity set (accounts)")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, help="file to write: .csv or .parquet"
+    )
+    parser.add_argument(
+        "--format", choices=_FORMATS, help="file format (default: from the file's extension)"
+    )
+    query = parser.add_argument_group("query")
+    query.add_argument("--select", metavar="COLS", help="comma-separated columns (default: all)")
+    query.add_argument("--filter", metavar="EXPR", help='OData filter, e.g. "revenue gt 1000000"')
+    query.add_argument("--orderby", metavar="EXPR", help='OData orderby, e.g. "name desc"')
+    query.add_argument("--top", type=int, metavar="N", help="at most N rows")
+    query.add_argument(
+        "--expand", metavar="EXPR", help='OData expand, e.g. "primarycontactid($select=fullname)"'
+    )
+    query.add_argument(
+        "--formatted", action="store_true", help="add <column>_label columns (formatted values)"
+    )
+    query.add_argument(
+        "--page-size", type=int, default=5000, help="rows per page, at most 5000 (5000)"
+    )
+    query.add_argument(
+        "--parallel",
+        type=int,
+        metavar="N",
+        help="split the read into N ranges fetched concurrently (default 16; 1: sequential)",
+    )
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar"
+    )
+    _add_connection_arguments(parser)
+
+
+def _export_format(args: argparse.Namespace) -> str:
+    from ._exceptions import ConfigError
+
+    if args.format:
+        return str(args.format)
+    suffix = args.output.suffix.lower().lstrip(".")
+    if suffix in ("parquet", "pq"):
+        return "parquet"
+    if suffix == "csv":
+        return "csv"
+    raise ConfigError(
+        f"Cannot tell the file format of {str(args.output)!r} from its extension.",
+        field="output",
+        hint="Name the file .csv or .parquet, or pass --format csv|parquet.",
+    )
+
+
+def _require_pyarrow() -> None:
+    import importlib.util
+
+    from ._exceptions import ConfigError
+
+    if importlib.util.find_spec("pyarrow") is None:
+        raise ConfigError(
+            "Writing .parquet needs pyarrow, which is not installed.",
+            field="output",
+            hint='Run `pip install pyarrow` (or `pip install "d365nb[parquet]"`), or write '
+            "a .csv file instead.",
+        )
+
+
+def _flat_for_csv(frame: Any) -> Any:
+    """Multi-choice columns (lists of labels) as 'a;b' text; everything else unchanged."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            values = out[column]
+            if values.map(lambda v: isinstance(v, (list, tuple))).any():
+                out[column] = values.map(
+                    lambda v: ";".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+                )
+    return out
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    fmt = _export_format(args)
+    if fmt == "parquet":
+        _require_pyarrow()
+    select = [c.strip() for c in args.select.split(",") if c.strip()] if args.select else None
+    parallel: bool | int = True
+    if args.parallel is not None:
+        parallel = False if args.parallel <= 1 else args.parallel
+    with _connect(args, default_grant="client_credentials") as conn:
+        frame = conn.read(
+            args.table,
+            select=select,
+            filter=args.filter,
+            orderby=args.orderby,
+            top=args.top,
+            expand=args.expand,
+            formatted=args.formatted,
+            page_size=args.page_size,
+            parallel=parallel,
+            progress=args.progress,
+        )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        frame.to_parquet(args.output, index=False)
+    else:
+        _flat_for_csv(frame).to_csv(args.output, index=False)
+    rows, columns = frame.shape
+    sys.stderr.write(f"Wrote {rows:,} rows x {columns} columns to {args.output} ({fmt}).\n")
+    summary = {
+        "table": args.table,
+        "rows": rows,
+        "columns": columns,
+        "format": fmt,
+        "path": str(args.output),
+    }
+    sys.stdout.write(json.dumps(summary) + "\n")
+    return 0
+
+
 _COMMANDS: dict[
     str,
     tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]],
 ] = {
+    "demo": (
+        "the 2-minute tour: start an embedded sandbox, sign in (device code), read accounts "
+        "as a typed DataFrame, fix missing emails, push them back (dry run first) and print "
+        "a short report",
+        _add_demo_arguments,
+        _run_demo,
+    ),
     "sandbox": (
         "run a local stand-in for Entra ID and the Dataverse Web API over HTTPS; prints one "
         "JSON line (service_url, authority, token_uri, ca_cert, client ids, ...) on stdout",
         _add_sandbox_arguments,
         _run_sandbox,
+    ),
+    "login": (
+        "sign in (device code in a terminal by default), check the connection with WhoAmI and "
+        "save the settings as a profile (never a secret); tokens go to the per-user cache",
+        _add_login_arguments,
+        _run_login,
+    ),
+    "whoami": (
+        "who the service thinks you are: user (or application user), business unit, organization",
+        _add_whoami_arguments,
+        _run_whoami,
+    ),
+    "export": (
+        "read a table (or a query: --select, --filter, ...) with a progress bar and write it "
+        "to .csv, or .parquet (needs pyarrow)",
+        _add_export_arguments,
+        _run_export,
     ),
 }
 
