@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from ._client import Connection, WhoAmI, connect
 from ._config import Settings
+from ._convert import ColumnTypeWarning
 from ._exceptions import *
 from ._odata import F, Query, literal, where
 from ._version import __version__
 
 __all__ = [
     "AuthError",
+    "ColumnTypeWarning",
     "ConfigError",
     "Connection",
     "D365Error",

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ._convert import FrameBuilder, wire_select
+from ._convert import FrameBuilder, concat_frames, wire_select
 from ._exceptions import D365Error, PartialReadError
 from ._metadata import Table
 from ._odata import fetchxml_with_page, paging_cookie_from_annotation
@@ -125,7 +125,7 @@ class ReadPlan:
         elif len(frames) == 1:
             df = frames[0]
         else:
-            df = pd.concat(frames, ignore_index=True)
+            df = concat_frames(frames)
         if self.top is not None and len(df) > self.top:
             df = df.iloc[: self.top].reset_index(drop=True)
         df.attrs.pop("d365", None)
