@@ -16,7 +16,11 @@ from ._config import Settings
 from ._convert import ColumnTypeWarning
 from ._exceptions import *
 from ._odata import F, Query, literal, where
+from ._setup import connection, setup
 from ._version import __version__
+
+# The one import with a side effect: it registers the `df.d365` accessor with pandas.
+from . import _accessor  # noqa: E402, F401
 
 __all__ = [
     "AuthError",
@@ -37,7 +41,9 @@ __all__ = [
     "WhoAmI",
     "__version__",
     "connect",
+    "connection",
     "literal",
+    "setup",
     "where",
 ]
 

@@ -217,7 +217,7 @@ _FIELD_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("tenant", "--tenant", "directory (tenant) ID or domain"),
     ("auth_uri", "--auth-uri", "OAuth authorization endpoint (AuthURI)"),
     ("token_uri", "--token-uri", "OAuth token endpoint (TokenURI; a leading 'POST ' is fine)"),
-    ("scope", "--scope", "v2 scopes, space separated (default: derived from the service URL and grant)"),
+    ("scope", "--scope", "v2 scopes, space separated (default: derived from the URL)"),
     ("redirect_uri", "--redirect-uri", "redirect URI for the authorization-code grant"),
     ("api_version", "--api-version", "Web API version: 9.0, 9.1 or 9.2 (default)"),
 )

@@ -1,0 +1,713 @@
+"""The sandbox's metadata model: tables, columns, choices, keys and relationships.
+
+One definition drives everything else: the SQLite DDL, the seed, `$metadata`,
+`EntityDefinitions`, query validation and value conversion on writes.  Column names in
+SQLite are the Web API property names (`name`, `_parentaccountid_value`), so a `$filter`
+translates to SQL without renaming.  Polymorphic lookups keep their target table in a
+hidden `_<name>_type` column.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+__all__ = [
+    "INDUSTRIES",
+    "RELATIONSHIPS",
+    "TABLES",
+    "Attribute",
+    "NavProperty",
+    "Relationship",
+    "Table",
+    "metadata_id",
+    "nav_properties",
+    "table_by_logical",
+    "table_by_set",
+]
+
+_NS = uuid.UUID("d3650000-0000-4000-8000-00000000d365")
+
+
+def metadata_id(*parts: str) -> str:
+    """A stable MetadataId for a table, column, key or option set."""
+    return str(uuid.uuid5(_NS, "/".join(parts)))
+
+
+# Dataverse AttributeType -> (Edm type, SQLite type, AttributeTypeName, metadata @odata.type)
+_KINDS: dict[str, tuple[str, str, str, str]] = {
+    "Uniqueidentifier": ("Edm.Guid", "TEXT", "UniqueidentifierType", "AttributeMetadata"),
+    "String": ("Edm.String", "TEXT COLLATE NOCASE", "StringType", "StringAttributeMetadata"),
+    "Memo": ("Edm.String", "TEXT COLLATE NOCASE", "MemoType", "MemoAttributeMetadata"),
+    "Integer": ("Edm.Int32", "INTEGER", "IntegerType", "IntegerAttributeMetadata"),
+    "BigInt": ("Edm.Int64", "INTEGER", "BigIntType", "BigIntAttributeMetadata"),
+    "Decimal": ("Edm.Decimal", "REAL", "DecimalType", "DecimalAttributeMetadata"),
+    "Money": ("Edm.Decimal", "REAL", "MoneyType", "MoneyAttributeMetadata"),
+    "Double": ("Edm.Double", "REAL", "DoubleType", "DoubleAttributeMetadata"),
+    "Boolean": ("Edm.Boolean", "INTEGER", "BooleanType", "BooleanAttributeMetadata"),
+    "DateTime": ("Edm.DateTimeOffset", "TEXT", "DateTimeType", "DateTimeAttributeMetadata"),
+    "Picklist": ("Edm.Int32", "INTEGER", "PicklistType", "PicklistAttributeMetadata"),
+    "Virtual": (
+        "Edm.String",
+        "TEXT",
+        "MultiSelectPicklistType",
+        "MultiSelectPicklistAttributeMetadata",
+    ),
+    "State": ("Edm.Int32", "INTEGER", "StateType", "StateAttributeMetadata"),
+    "Status": ("Edm.Int32", "INTEGER", "StatusType", "StatusAttributeMetadata"),
+    "Lookup": ("Edm.Guid", "TEXT", "LookupType", "LookupAttributeMetadata"),
+    "Customer": ("Edm.Guid", "TEXT", "CustomerType", "LookupAttributeMetadata"),
+    "Owner": ("Edm.Guid", "TEXT", "OwnerType", "LookupAttributeMetadata"),
+}
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One column (`AttributeMetadata`)."""
+
+    name: str  # logical name; lookups: "parentaccountid"
+    kind: str  # AttributeType (multi-select choices are "Virtual")
+    label: str
+    max_length: int | None = None
+    options: tuple[tuple[int, str], ...] = ()
+    targets: tuple[str, ...] = ()  # lookups: target logical names
+    date_only: bool = False
+    creatable: bool = True
+    updatable: bool = True
+    required: bool = False
+    # Status options carry their state: (value, label, state)
+    status_states: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def column(self) -> str:
+        """The Web API property (and SQLite column) holding the value."""
+        return f"_{self.name}_value" if self.is_lookup else self.name
+
+    @property
+    def is_lookup(self) -> bool:
+        return self.kind in ("Lookup", "Customer", "Owner")
+
+    @property
+    def polymorphic(self) -> bool:
+        return len(self.targets) > 1
+
+    @property
+    def type_column(self) -> str:
+        return f"_{self.name}_type"
+
+    @property
+    def edm(self) -> str:
+        return "Edm.Date" if self.date_only else _KINDS[self.kind][0]
+
+    @property
+    def sql_type(self) -> str:
+        return _KINDS[self.kind][1]
+
+    @property
+    def type_name(self) -> str:
+        return _KINDS[self.kind][2]
+
+    @property
+    def metadata_type(self) -> str:
+        return _KINDS[self.kind][3]
+
+    @property
+    def is_text(self) -> bool:
+        return self.kind in ("String", "Memo")
+
+    def label_of(self, value: int) -> str | None:
+        for v, text in self.options:
+            if v == value:
+                return text
+        return None
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table (`EntityMetadata`)."""
+
+    logical: str
+    entity_set: str
+    display: str
+    display_plural: str
+    primary_id: str
+    primary_name: str
+    object_type_code: int
+    attributes: tuple[Attribute, ...]
+    # alternate keys: (schema name, key attribute logical names)
+    keys: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    _by_name: dict[str, Attribute] = field(default_factory=dict, compare=False, repr=False)
+    _by_column: dict[str, Attribute] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for attr in self.attributes:
+            self._by_name[attr.name] = attr
+            self._by_column[attr.column] = attr
+
+    def attribute(self, name: str) -> Attribute | None:
+        """The attribute with this logical name."""
+        return self._by_name.get(name)
+
+    def by_column(self, column: str) -> Attribute | None:
+        """The attribute behind this Web API property (`_x_value` for lookups)."""
+        return self._by_column.get(column)
+
+    @property
+    def metadata_id(self) -> str:
+        return metadata_id(self.logical)
+
+    @property
+    def money(self) -> bool:
+        return any(a.kind == "Money" for a in self.attributes)
+
+
+@dataclass(frozen=True)
+class Relationship:
+    """A one-to-many relationship: `referencing.attribute` points at `referenced`."""
+
+    schema_name: str
+    referenced: str  # the "one" side (logical name)
+    referencing: str  # the "many" side
+    attribute: str  # lookup logical name on the referencing table
+    referencing_nav: str  # single-valued nav on the referencing table
+    referenced_nav: str  # collection-valued nav on the referenced table
+
+
+@dataclass(frozen=True)
+class NavProperty:
+    """A navigation property seen from one table."""
+
+    name: str
+    relationship: Relationship
+    collection: bool
+
+    @property
+    def target(self) -> str:
+        rel = self.relationship
+        return rel.referencing if self.collection else rel.referenced
+
+
+def _opts(*labels: str, start: int = 1) -> tuple[tuple[int, str], ...]:
+    return tuple((start + i, text) for i, text in enumerate(labels))
+
+
+def _common(owner: bool = True) -> tuple[Attribute, ...]:
+    attrs = [
+        Attribute("createdon", "DateTime", "Created On", creatable=False, updatable=False),
+        Attribute("modifiedon", "DateTime", "Modified On", creatable=False, updatable=False),
+        Attribute(
+            "createdby",
+            "Lookup",
+            "Created By",
+            targets=("systemuser",),
+            creatable=False,
+            updatable=False,
+        ),
+        Attribute(
+            "modifiedby",
+            "Lookup",
+            "Modified By",
+            targets=("systemuser",),
+            creatable=False,
+            updatable=False,
+        ),
+        Attribute("versionnumber", "BigInt", "Version Number", creatable=False, updatable=False),
+    ]
+    if owner:
+        attrs.append(Attribute("ownerid", "Owner", "Owner", targets=("systemuser",)))
+    return tuple(attrs)
+
+
+def _state(
+    states: tuple[str, ...], statuses: tuple[tuple[int, str, int], ...]
+) -> tuple[Attribute, ...]:
+    return (
+        Attribute("statecode", "State", "Status", options=_opts(*states, start=0)),
+        Attribute(
+            "statuscode",
+            "Status",
+            "Status Reason",
+            options=tuple((v, text) for v, text, _ in statuses),
+            status_states=tuple((v, s) for v, _, s in statuses),
+        ),
+    )
+
+
+_ACTIVE_STATE = _state(("Active", "Inactive"), ((1, "Active", 0), (2, "Inactive", 1)))
+
+INDUSTRIES = _opts(
+    "Accounting",
+    "Agriculture and Non-petrol Natural Resource Extraction",
+    "Broadcasting Printing and Publishing",
+    "Brokers",
+    "Building Supply Retail",
+    "Business Services",
+    "Consulting",
+    "Consumer Services",
+    "Design, Direction and Creative Management",
+    "Distributors, Dispatchers and Processors",
+    "Doctor's Offices and Clinics",
+    "Durable Manufacturing",
+    "Eating and Drinking Places",
+    "Entertainment Retail",
+    "Equipment Rental and Leasing",
+    "Financial",
+    "Food and Tobacco Processing",
+    "Inbound Capital Intensive Processing",
+    "Inbound Repair and Services",
+    "Insurance",
+    "Legal Services",
+    "Non-Durable Merchandise Retail",
+    "Outbound Consumer Service",
+    "Petrochemical Extraction and Distribution",
+    "Service Retail",
+    "SIG Affiliations",
+    "Social Services",
+    "Special Outbound Trade Contractors",
+    "Specialty Realty",
+    "Transportation",
+    "Utility Creation and Distribution",
+    "Vehicle Retail",
+    "Wholesale",
+)
+
+ACCOUNT = Table(
+    logical="account",
+    entity_set="accounts",
+    display="Account",
+    display_plural="Accounts",
+    primary_id="accountid",
+    primary_name="name",
+    object_type_code=1,
+    keys=(("cr_accountnumber_key", ("accountnumber",)),),
+    attributes=(
+        Attribute("accountid", "Uniqueidentifier", "Account", updatable=False),
+        Attribute("name", "String", "Account Name", max_length=160, required=True),
+        Attribute("accountnumber", "String", "Account Number", max_length=20),
+        Attribute("telephone1", "String", "Main Phone", max_length=50),
+        Attribute("emailaddress1", "String", "Email", max_length=100),
+        Attribute("websiteurl", "String", "Website", max_length=200),
+        Attribute("address1_line1", "String", "Address 1: Street 1", max_length=250),
+        Attribute("address1_city", "String", "Address 1: City", max_length=80),
+        Attribute("address1_postalcode", "String", "Address 1: ZIP/Postal Code", max_length=20),
+        Attribute("address1_country", "String", "Address 1: Country/Region", max_length=80),
+        Attribute("address1_latitude", "Double", "Address 1: Latitude"),
+        Attribute("address1_longitude", "Double", "Address 1: Longitude"),
+        Attribute("description", "Memo", "Description", max_length=2000),
+        Attribute("numberofemployees", "Integer", "Number of Employees"),
+        Attribute("revenue", "Money", "Annual Revenue"),
+        Attribute("creditlimit", "Money", "Credit Limit"),
+        Attribute("exchangerate", "Decimal", "Exchange Rate", creatable=False, updatable=False),
+        Attribute("transactioncurrencyid", "Lookup", "Currency", targets=("transactioncurrency",)),
+        Attribute("industrycode", "Picklist", "Industry", options=INDUSTRIES),
+        Attribute(
+            "customertypecode",
+            "Picklist",
+            "Relationship Type",
+            options=_opts(
+                "Competitor",
+                "Consultant",
+                "Customer",
+                "Investor",
+                "Partner",
+                "Influencer",
+                "Press",
+                "Prospect",
+                "Reseller",
+                "Supplier",
+                "Vendor",
+                "Other",
+            ),
+        ),
+        Attribute(
+            "accountcategorycode",
+            "Picklist",
+            "Category",
+            options=_opts("Preferred Customer", "Standard"),
+        ),
+        Attribute(
+            "cr_productinterests",
+            "Virtual",
+            "Product Interests",
+            options=_opts(
+                "Software", "Hardware", "Services", "Training", "Support", start=100000000
+            ),
+        ),
+        Attribute("creditonhold", "Boolean", "Credit Hold", options=((0, "No"), (1, "Yes"))),
+        Attribute(
+            "donotemail",
+            "Boolean",
+            "Do not allow Emails",
+            options=((0, "Allow"), (1, "Do Not Allow")),
+        ),
+        Attribute("cr_foundedon", "DateTime", "Founded On", date_only=True),
+        Attribute("lastonholdtime", "DateTime", "Last On Hold Time"),
+        Attribute("parentaccountid", "Lookup", "Parent Account", targets=("account",)),
+        Attribute("primarycontactid", "Lookup", "Primary Contact", targets=("contact",)),
+        *_ACTIVE_STATE,
+        *_common(),
+    ),
+)
+
+CONTACT = Table(
+    logical="contact",
+    entity_set="contacts",
+    display="Contact",
+    display_plural="Contacts",
+    primary_id="contactid",
+    primary_name="fullname",
+    object_type_code=2,
+    keys=(("cr_contact_name_email_key", ("firstname", "emailaddress1")),),
+    attributes=(
+        Attribute("contactid", "Uniqueidentifier", "Contact", updatable=False),
+        Attribute("firstname", "String", "First Name", max_length=50),
+        Attribute("lastname", "String", "Last Name", max_length=50, required=True),
+        Attribute(
+            "fullname", "String", "Full Name", max_length=160, creatable=False, updatable=False
+        ),
+        Attribute("emailaddress1", "String", "Email", max_length=100),
+        Attribute("telephone1", "String", "Business Phone", max_length=50),
+        Attribute("mobilephone", "String", "Mobile Phone", max_length=50),
+        Attribute("jobtitle", "String", "Job Title", max_length=100),
+        Attribute("address1_city", "String", "Address 1: City", max_length=80),
+        Attribute("description", "Memo", "Description", max_length=2000),
+        Attribute("birthdate", "DateTime", "Birthday", date_only=True),
+        Attribute("gendercode", "Picklist", "Gender", options=_opts("Male", "Female")),
+        Attribute(
+            "familystatuscode",
+            "Picklist",
+            "Marital Status",
+            options=_opts("Single", "Married", "Divorced", "Widowed"),
+        ),
+        Attribute("annualincome", "Money", "Annual Income"),
+        Attribute("transactioncurrencyid", "Lookup", "Currency", targets=("transactioncurrency",)),
+        Attribute("exchangerate", "Decimal", "Exchange Rate", creatable=False, updatable=False),
+        Attribute(
+            "donotphone",
+            "Boolean",
+            "Do not allow Phone Calls",
+            options=((0, "Allow"), (1, "Do Not Allow")),
+        ),
+        Attribute("parentcustomerid", "Customer", "Company Name", targets=("account", "contact")),
+        *_ACTIVE_STATE,
+        *_common(),
+    ),
+)
+
+OPPORTUNITY = Table(
+    logical="opportunity",
+    entity_set="opportunities",
+    display="Opportunity",
+    display_plural="Opportunities",
+    primary_id="opportunityid",
+    primary_name="name",
+    object_type_code=3,
+    attributes=(
+        Attribute("opportunityid", "Uniqueidentifier", "Opportunity", updatable=False),
+        Attribute("name", "String", "Topic", max_length=300, required=True),
+        Attribute("description", "Memo", "Description", max_length=2000),
+        Attribute("estimatedvalue", "Money", "Est. Revenue"),
+        Attribute("actualvalue", "Money", "Actual Revenue"),
+        Attribute("transactioncurrencyid", "Lookup", "Currency", targets=("transactioncurrency",)),
+        Attribute("exchangerate", "Decimal", "Exchange Rate", creatable=False, updatable=False),
+        Attribute("closeprobability", "Integer", "Probability"),
+        Attribute("estimatedclosedate", "DateTime", "Est. Close Date", date_only=True),
+        Attribute("actualclosedate", "DateTime", "Actual Close Date", date_only=True),
+        Attribute(
+            "opportunityratingcode", "Picklist", "Rating", options=_opts("Hot", "Warm", "Cold")
+        ),
+        Attribute("customerid", "Customer", "Potential Customer", targets=("account", "contact")),
+        Attribute("parentaccountid", "Lookup", "Account", targets=("account",)),
+        Attribute("parentcontactid", "Lookup", "Contact", targets=("contact",)),
+        *_state(
+            ("Open", "Won", "Lost"),
+            (
+                (1, "In Progress", 0),
+                (2, "On Hold", 0),
+                (3, "Won", 1),
+                (4, "Canceled", 2),
+                (5, "Out-Sold", 2),
+            ),
+        ),
+        *_common(),
+    ),
+)
+
+LEAD = Table(
+    logical="lead",
+    entity_set="leads",
+    display="Lead",
+    display_plural="Leads",
+    primary_id="leadid",
+    primary_name="fullname",
+    object_type_code=4,
+    attributes=(
+        Attribute("leadid", "Uniqueidentifier", "Lead", updatable=False),
+        Attribute("subject", "String", "Topic", max_length=300),
+        Attribute("firstname", "String", "First Name", max_length=50),
+        Attribute("lastname", "String", "Last Name", max_length=50, required=True),
+        Attribute("fullname", "String", "Name", max_length=160, creatable=False, updatable=False),
+        Attribute("companyname", "String", "Company Name", max_length=100),
+        Attribute("emailaddress1", "String", "Email", max_length=100),
+        Attribute("telephone1", "String", "Business Phone", max_length=50),
+        Attribute("revenue", "Money", "Annual Revenue"),
+        Attribute("transactioncurrencyid", "Lookup", "Currency", targets=("transactioncurrency",)),
+        Attribute("exchangerate", "Decimal", "Exchange Rate", creatable=False, updatable=False),
+        Attribute("numberofemployees", "Integer", "No. of Employees"),
+        Attribute("industrycode", "Picklist", "Industry", options=INDUSTRIES),
+        Attribute(
+            "leadsourcecode",
+            "Picklist",
+            "Lead Source",
+            options=_opts(
+                "Advertisement",
+                "Employee Referral",
+                "External Referral",
+                "Partner",
+                "Public Relations",
+                "Seminar",
+                "Trade Show",
+                "Web",
+                "Word of Mouth",
+                "Other",
+            ),
+        ),
+        Attribute("leadqualitycode", "Picklist", "Rating", options=_opts("Hot", "Warm", "Cold")),
+        *_state(
+            ("Open", "Qualified", "Disqualified"),
+            (
+                (1, "New", 0),
+                (2, "Contacted", 0),
+                (3, "Qualified", 1),
+                (4, "Lost", 2),
+                (5, "Cannot Contact", 2),
+                (6, "No Longer Interested", 2),
+                (7, "Canceled", 2),
+            ),
+        ),
+        *_common(),
+    ),
+)
+
+SYSTEMUSER = Table(
+    logical="systemuser",
+    entity_set="systemusers",
+    display="User",
+    display_plural="Users",
+    primary_id="systemuserid",
+    primary_name="fullname",
+    object_type_code=8,
+    attributes=(
+        Attribute("systemuserid", "Uniqueidentifier", "User", updatable=False),
+        Attribute("fullname", "String", "Full Name", max_length=200),
+        Attribute("firstname", "String", "First Name", max_length=64),
+        Attribute("lastname", "String", "Last Name", max_length=64),
+        Attribute("domainname", "String", "User Name", max_length=1024),
+        Attribute("internalemailaddress", "String", "Primary Email", max_length=100),
+        Attribute("azureactivedirectoryobjectid", "Uniqueidentifier", "Azure AD Object ID"),
+        Attribute("applicationid", "Uniqueidentifier", "Application ID"),
+        Attribute(
+            "accessmode",
+            "Picklist",
+            "Access Mode",
+            options=(
+                (0, "Read-Write"),
+                (1, "Administrative"),
+                (2, "Read"),
+                (3, "Support User"),
+                (4, "Non-interactive"),
+                (5, "Delegated Admin"),
+            ),
+        ),
+        Attribute("isdisabled", "Boolean", "Status", options=((0, "Enabled"), (1, "Disabled"))),
+        Attribute("businessunitid", "Lookup", "Business Unit", targets=("businessunit",)),
+        *_common(owner=False),
+    ),
+)
+
+BUSINESSUNIT = Table(
+    logical="businessunit",
+    entity_set="businessunits",
+    display="Business Unit",
+    display_plural="Business Units",
+    primary_id="businessunitid",
+    primary_name="name",
+    object_type_code=10,
+    attributes=(
+        Attribute("businessunitid", "Uniqueidentifier", "Business Unit", updatable=False),
+        Attribute("name", "String", "Name", max_length=160, required=True),
+        Attribute("parentbusinessunitid", "Lookup", "Parent Business", targets=("businessunit",)),
+        *_common(owner=False),
+    ),
+)
+
+TRANSACTIONCURRENCY = Table(
+    logical="transactioncurrency",
+    entity_set="transactioncurrencies",
+    display="Currency",
+    display_plural="Currencies",
+    primary_id="transactioncurrencyid",
+    primary_name="currencyname",
+    object_type_code=9105,
+    keys=(("isocurrencycode_key", ("isocurrencycode",)),),
+    attributes=(
+        Attribute("transactioncurrencyid", "Uniqueidentifier", "Currency", updatable=False),
+        Attribute("currencyname", "String", "Currency Name", max_length=100, required=True),
+        Attribute("isocurrencycode", "String", "Currency Code", max_length=5, required=True),
+        Attribute("currencysymbol", "String", "Currency Symbol", max_length=13),
+        Attribute("exchangerate", "Decimal", "Exchange Rate"),
+        *_common(owner=False),
+    ),
+)
+
+TABLES: tuple[Table, ...] = (
+    ACCOUNT,
+    CONTACT,
+    OPPORTUNITY,
+    LEAD,
+    SYSTEMUSER,
+    BUSINESSUNIT,
+    TRANSACTIONCURRENCY,
+)
+
+RELATIONSHIPS: tuple[Relationship, ...] = (
+    Relationship(
+        "account_parent_account",
+        "account",
+        "account",
+        "parentaccountid",
+        "parentaccountid",
+        "account_parent_account",
+    ),
+    Relationship(
+        "account_primary_contact",
+        "contact",
+        "account",
+        "primarycontactid",
+        "primarycontactid",
+        "account_primary_contact",
+    ),
+    Relationship(
+        "contact_customer_accounts",
+        "account",
+        "contact",
+        "parentcustomerid",
+        "parentcustomerid_account",
+        "contact_customer_accounts",
+    ),
+    Relationship(
+        "contact_customer_contacts",
+        "contact",
+        "contact",
+        "parentcustomerid",
+        "parentcustomerid_contact",
+        "contact_customer_contacts",
+    ),
+    Relationship(
+        "opportunity_customer_accounts",
+        "account",
+        "opportunity",
+        "customerid",
+        "customerid_account",
+        "opportunity_customer_accounts",
+    ),
+    Relationship(
+        "opportunity_customer_contacts",
+        "contact",
+        "opportunity",
+        "customerid",
+        "customerid_contact",
+        "opportunity_customer_contacts",
+    ),
+    Relationship(
+        "opportunity_parent_account",
+        "account",
+        "opportunity",
+        "parentaccountid",
+        "parentaccountid",
+        "opportunity_parent_account",
+    ),
+    Relationship(
+        "opportunity_parent_contact",
+        "contact",
+        "opportunity",
+        "parentcontactid",
+        "parentcontactid",
+        "opportunity_parent_contact",
+    ),
+    Relationship(
+        "business_unit_system_users",
+        "businessunit",
+        "systemuser",
+        "businessunitid",
+        "businessunitid",
+        "business_unit_system_users",
+    ),
+    Relationship(
+        "business_unit_parent_business_unit",
+        "businessunit",
+        "businessunit",
+        "parentbusinessunitid",
+        "parentbusinessunitid",
+        "business_unit_parent_business_unit",
+    ),
+    *(
+        Relationship(f"{t.logical}_{a}", "systemuser", t.logical, a, a, f"lk_{t.logical}_{a}")
+        for t in (
+            ACCOUNT,
+            CONTACT,
+            OPPORTUNITY,
+            LEAD,
+            SYSTEMUSER,
+            BUSINESSUNIT,
+            TRANSACTIONCURRENCY,
+        )
+        for a in ("createdby", "modifiedby")
+    ),
+    *(
+        Relationship(
+            f"{t.logical}_owner",
+            "systemuser",
+            t.logical,
+            "ownerid",
+            "ownerid",
+            f"user_{t.entity_set}",
+        )
+        for t in (ACCOUNT, CONTACT, OPPORTUNITY, LEAD)
+    ),
+    *(
+        Relationship(
+            f"TransactionCurrency_{t.display}",
+            "transactioncurrency",
+            t.logical,
+            "transactioncurrencyid",
+            "transactioncurrencyid",
+            f"transactioncurrency_{t.logical}",
+        )
+        for t in (ACCOUNT, CONTACT, OPPORTUNITY, LEAD)
+    ),
+)
+
+_BY_LOGICAL = {t.logical: t for t in TABLES}
+_BY_SET = {t.entity_set: t for t in TABLES}
+
+
+def table_by_logical(logical: str) -> Table | None:
+    """The table with this logical name."""
+    return _BY_LOGICAL.get(logical)
+
+
+def table_by_set(entity_set: str) -> Table | None:
+    """The table with this entity set name (case-sensitive, like the service)."""
+    return _BY_SET.get(entity_set)
+
+
+def nav_properties(table: Table) -> dict[str, NavProperty]:
+    """Every navigation property of `table`, by name."""
+    navs: dict[str, NavProperty] = {}
+    for rel in RELATIONSHIPS:
+        if rel.referencing == table.logical:
+            navs[rel.referencing_nav] = NavProperty(rel.referencing_nav, rel, False)
+        if rel.referenced == table.logical:
+            navs[rel.referenced_nav] = NavProperty(rel.referenced_nav, rel, True)
+    return navs

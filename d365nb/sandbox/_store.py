@@ -1,0 +1,216 @@
+"""The sandbox's SQLite database: schema, seeding, a lock, savepoints and the version counter.
+
+One connection, guarded by a re-entrant lock, serves every thread (`:memory:` databases
+cannot be shared otherwise, and SQLite serialises writers anyway).  Callers hold the lock
+only while SQL runs; turning rows into JSON happens outside it.  File databases use WAL.
+Every row carries `versionnumber` from one counter (its ETag); deletions are logged in
+`_deleted` with the version at which they happened, which is all change tracking needs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ._options import SandboxOptions
+from ._schema import RELATIONSHIPS, TABLES, Table
+from ._seed import generate
+
+__all__ = ["Store"]
+
+_SCHEMA_VERSION = "1"
+
+
+class Store:
+    """The database behind one sandbox Web API.
+
+    **Parameters:**
+
+    * **options** - `database` (`":memory:"`, a path, or None for
+      `<data_dir>/dataverse.sqlite`), `rows`, `seed` and `reset`.
+    """
+
+    def __init__(self, options: SandboxOptions) -> None:
+        self.options = options
+        if options.database == ":memory:":
+            target = ":memory:"
+        else:
+            path = Path(options.database or Path(options.data_dir) / "dataverse.sqlite")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            target = str(path)
+        self.path = target
+        self.lock = threading.RLock()
+        self.conn = self._connect()
+        self._version = 0
+        self._savepoints = 0
+        self.seed_seconds = 0.0
+        if options.reset or self._fingerprint() != self._stored_fingerprint():
+            self.reset()
+        else:
+            self._version = self._max_version()
+
+    # -- lifecycle
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        if self.path != ":memory:":
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _fingerprint(self) -> str:
+        return f"{_SCHEMA_VERSION}:{self.options.seed}:{self.options.rows}"
+
+    def _stored_fingerprint(self) -> str | None:
+        try:
+            row = self.conn.execute("SELECT value FROM _meta WHERE key='fingerprint'").fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return None if row is None else str(row[0])
+
+    def reset(self) -> None:
+        """Drop everything and re-seed from `options.seed` / `options.rows`."""
+        started = time.perf_counter()
+        with self.lock:
+            if self.path != ":memory:":
+                # A fresh file is faster than dropping millions of rows, and compact.
+                self.conn.close()
+                for suffix in ("", "-wal", "-shm"):
+                    Path(self.path + suffix).unlink(missing_ok=True)
+                self.conn = self._connect()
+                # Seeding is all-or-nothing (the fingerprint is written last), so the
+                # journal is not needed while it runs.
+                self.conn.execute("PRAGMA journal_mode=OFF")
+                self.conn.execute("PRAGMA synchronous=OFF")
+            conn = self.conn
+            conn.execute("PRAGMA cache_size=-262144")
+            names = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+                )
+            ]
+            for name in names:
+                conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+            conn.execute("CREATE TABLE _meta (key TEXT PRIMARY KEY, value TEXT)")
+            conn.execute(
+                "CREATE TABLE _deleted (version INTEGER PRIMARY KEY, entity TEXT, id TEXT)"
+            )
+            for table in TABLES:
+                conn.execute(_ddl(table))
+            conn.execute("BEGIN")
+            try:
+                for entity_set, columns, rows in generate(
+                    rows=self.options.rows, seed=self.options.seed
+                ):
+                    cols = ", ".join(f'"{c}"' for c in columns)
+                    marks = ", ".join("?" * len(columns))
+                    conn.executemany(f'INSERT INTO "{entity_set}" ({cols}) VALUES ({marks})', rows)
+                for sql in _indexes():
+                    conn.execute(sql)
+                conn.execute("INSERT INTO _meta VALUES ('fingerprint', ?)", (self._fingerprint(),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("PRAGMA analysis_limit=1000")
+            conn.execute("ANALYZE")
+            conn.execute("PRAGMA cache_size=-65536")
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            self._version = self._max_version()
+        self.seed_seconds = time.perf_counter() - started
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self.lock:
+            self.conn.close()
+
+    def _max_version(self) -> int:
+        parts = " UNION ALL ".join(
+            f'SELECT MAX(versionnumber) AS v FROM "{t.entity_set}"' for t in TABLES
+        )
+        row = self.conn.execute(
+            f"SELECT MAX(v) FROM ({parts} UNION ALL SELECT MAX(version) FROM _deleted)"
+        ).fetchone()
+        return int(row[0] or 0)
+
+    # -- access
+    def next_version(self) -> int:
+        """A new, never used row version (the ETag number)."""
+        with self.lock:
+            self._version += 1
+            return self._version
+
+    @property
+    def version(self) -> int:
+        """The latest row version handed out."""
+        return self._version
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a SELECT and return all rows."""
+        with self.lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; return the number of rows changed."""
+        with self.lock:
+            return self.conn.execute(sql, params).rowcount
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """All statements inside commit together or roll back together (a SAVEPOINT).
+
+        Holds the lock for the whole block, so a `$batch` change set is isolated too.
+        """
+        with self.lock:
+            self._savepoints += 1
+            name = f"sp{self._savepoints}"
+            self.conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                self.conn.execute(f"RELEASE {name}")
+            finally:
+                self._savepoints -= 1
+
+
+def _ddl(table: Table) -> str:
+    cols = []
+    for attr in table.attributes:
+        col = f'"{attr.column}" {attr.sql_type}'
+        if attr.name == table.primary_id:
+            col += " PRIMARY KEY"
+        cols.append(col)
+        if attr.polymorphic:
+            cols.append(f'"{attr.type_column}" TEXT')
+    return f'CREATE TABLE "{table.entity_set}" ({", ".join(cols)})'
+
+
+def _indexes() -> list[str]:
+    out = []
+    for table in TABLES:
+        for key_name, attrs in table.keys:
+            cols = ", ".join(f'"{attr.column}"' for attr in table.attributes if attr.name in attrs)
+            out.append(f'CREATE UNIQUE INDEX "ix_{key_name}" ON "{table.entity_set}" ({cols})')
+    seen = set()
+    for rel in RELATIONSHIPS:
+        if rel.attribute in ("createdby", "modifiedby", "transactioncurrencyid"):
+            continue
+        for table in TABLES:
+            if table.logical == rel.referencing and (table.logical, rel.attribute) not in seen:
+                seen.add((table.logical, rel.attribute))
+                out.append(
+                    f'CREATE INDEX "ix_{table.logical}_{rel.attribute}" ON '
+                    f'"{table.entity_set}" ("_{rel.attribute}_value")'
+                )
+    return out

@@ -1,0 +1,570 @@
+"""Writes: create, update, upsert, delete, `@odata.bind`, validation and bulk actions."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from ._errors import ApiError, not_found
+from ._exchange import Caller
+from ._query import sql_value
+from ._schema import Attribute, Table, nav_properties, table_by_logical, table_by_set
+from ._seed import CURRENCIES
+from ._store import Store
+
+__all__ = ["Writer", "parse_entity_ref", "parse_key"]
+
+_GUID = re.compile(
+    r"^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+    r"[0-9a-fA-F]{12}\}?$"
+)
+_KEY_PART = re.compile(r"\s*([A-Za-z0-9_]+)\s*=\s*('(?:[^']|'')*'|[^,]+)\s*(?:,|$)")
+_REF = re.compile(r"^(?:.*/api/data/v9\.[0-2]/|/)?([A-Za-z0-9_]+)\((.*)\)$")
+_RATES = {c[0]: c[4] for c in CURRENCIES}
+_USD = CURRENCIES[0][0]
+_DUPLICATE_RULES = {
+    "account": ("name",),
+    "contact": ("emailaddress1",),
+    "lead": ("emailaddress1",),
+}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_key(table: Table, text: str) -> dict[str, Any]:
+    """`<guid>` or `name='v',other=2` → {column: stored value}, validated against the keys."""
+    text = text.strip()
+    if _GUID.match(text):
+        return {table.primary_id: text.strip("{}").lower()}
+    pos, values = 0, {}
+    while pos < len(text):
+        m = _KEY_PART.match(text, pos)
+        if not m:
+            raise ApiError(400, "0x80060888", f"Bad Request - Error in query syntax: '{text}'.")
+        name, raw = m.group(1), m.group(2).strip()
+        attr = table.by_column(name)
+        if attr is None:
+            raise ApiError(
+                400, "0x80060888", f"Invalid key: '{name}' is not a property of '{table.logical}'."
+            )
+        value: Any
+        if raw.startswith("'"):
+            value = raw[1:-1].replace("''", "'")
+        elif attr.sql_type == "INTEGER":
+            value = int(raw)
+        elif attr.sql_type == "REAL":
+            value = float(raw)
+        else:
+            value = raw
+        values[attr.column] = sql_value(attr, value)
+        pos = m.end()
+    names = set(values)
+    defined = [
+        {(table.attribute(a) or table.attributes[0]).column for a in attrs}
+        for _, attrs in table.keys
+    ]
+    if names != {table.primary_id} and names not in defined:
+        raise ApiError(
+            400,
+            "0x80060888",
+            f"The key ({', '.join(values)}) is not defined as an "
+            f"alternate key of '{table.logical}'.",
+        )
+    return values
+
+
+def parse_entity_ref(text: str) -> tuple[Table, dict[str, Any]]:
+    """`/accounts(<id>)`, `accounts(accountnumber='A-1')` or an absolute URL → (table, key)."""
+    m = _REF.match(text.strip())
+    table = table_by_set(m.group(1)) if m else None
+    if m is None or table is None:
+        raise ApiError(
+            400,
+            "0x80048d19",
+            f"Error identified in Payload provided by the user for "
+            f"Entity :''  ---->  InnerException : The entity reference '{text}' is "
+            "not valid.",
+        )
+    return table, parse_key(table, m.group(2))
+
+
+class Writer:
+    """Row writes against the store; callers wrap calls in `store.atomic()`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- lookups of existing rows
+    def find(self, table: Table, key: dict[str, Any]) -> tuple[str, int] | None:
+        """(primary key, versionnumber) of the row with this key, or None."""
+        where = " AND ".join(f'"{c}" IS ?' for c in key)
+        rows = self.store.query(
+            f'SELECT "{table.primary_id}", versionnumber FROM "{table.entity_set}" WHERE {where}',
+            list(key.values()),
+        )
+        return (str(rows[0][0]), int(rows[0][1])) if rows else None
+
+    # -- body conversion
+    def values(self, table: Table, body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+        """A JSON body → {column: stored value}, validated as the service does."""
+        out: dict[str, Any] = {}
+        navs = nav_properties(table)
+        for name, value in body.items():
+            if name.startswith("@"):
+                continue
+            if "@" in name:
+                prop, _, term = name.partition("@")
+                if term != "odata.bind":
+                    continue
+                nav = navs.get(prop)
+                if nav is None or nav.collection:
+                    raise ApiError(
+                        400,
+                        "0x80048d19",
+                        (
+                            f"Error identified in Payload provided by the user for Entity :'"
+                            f"{table.entity_set}'  ---->  InnerException : Microsoft.OData."
+                            f"ODataException: An undeclared property '{prop}' which only has "
+                            "property annotations in the payload but no property value was found "
+                            "in the payload. In OData, only declared navigation properties and "
+                            "declared named streams can be represented as properties without "
+                            "values."
+                        ),
+                    )
+                attr = table.attribute(nav.relationship.attribute)
+                assert attr is not None
+                if value is None:
+                    out[attr.column] = None
+                    if attr.polymorphic:
+                        out[attr.type_column] = None
+                    continue
+                target, key = parse_entity_ref(str(value))
+                if target.logical != nav.target:
+                    raise ApiError(
+                        400,
+                        "0x80048d19",
+                        f"The entity reference '{value}' does not "
+                        f"match navigation property '{prop}'.",
+                    )
+                found = self.find(target, key)
+                if found is None:
+                    raise not_found(target.logical, ",".join(str(v) for v in key.values()))
+                out[attr.column] = found[0]
+                if attr.polymorphic:
+                    out[attr.type_column] = target.logical
+                continue
+            attr = table.attribute(name)
+            if attr is None or (attr.is_lookup and value is not None):
+                raise ApiError(
+                    400,
+                    "0x0",
+                    (
+                        "An error occurred while validating input parameters: Microsoft.Crm."
+                        f"CrmException: Invalid property '{name}' was found in entity 'Microsoft."
+                        f"Dynamics.CRM.{table.logical}'."
+                    ),
+                )
+            if attr.is_lookup:
+                out[attr.column] = None
+                if attr.polymorphic:
+                    out[attr.type_column] = None
+                continue
+            if attr.name == table.primary_id:
+                if creating and value is not None:
+                    out[attr.column] = self._convert(table, attr, value)
+                continue
+            if not (attr.creatable if creating else attr.updatable):
+                continue  # read-only columns are ignored, as the service does
+            out[attr.column] = self._convert(table, attr, value)
+        return out
+
+    def _convert(self, table: Table, attr: Attribute, value: Any) -> Any:
+        if value is None:
+            return None
+        kind = attr.kind
+
+        def bad() -> ApiError:
+            return ApiError(
+                400,
+                "0x80048d19",
+                (
+                    f"Error identified in Payload provided by the user for Entity :'"
+                    f"{table.entity_set}'  ---->  InnerException : Microsoft.OData.ODataException: "
+                    f"Cannot convert the literal '{value}' to the expected type '{attr.edm}'."
+                ),
+            )
+
+        if kind in ("String", "Memo"):
+            if not isinstance(value, str):
+                raise bad()
+            if attr.max_length is not None and len(value) > attr.max_length:
+                raise ApiError(
+                    400,
+                    "0x80044331",
+                    (
+                        f"A validation error occurred.  The length of the '{attr.name}' attribute "
+                        f"of the '{table.logical}' entity exceeded the maximum allowed length of "
+                        f"'{attr.max_length}'."
+                    ),
+                )
+            return value or None
+        if kind in ("Integer", "BigInt", "Picklist", "State", "Status"):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad()
+            if kind in ("Picklist", "State", "Status") and attr.label_of(value) is None:
+                raise self._range(table, attr, value)
+            return value
+        if kind in ("Money", "Decimal", "Double"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise bad()
+            return float(value)
+        if kind == "Boolean":
+            if not isinstance(value, bool):
+                raise bad()
+            return 1 if value else 0
+        if kind == "Virtual":
+            parts = [p for p in str(value).split(",") if p.strip()]
+            try:
+                numbers = [int(p) for p in parts]
+            except ValueError:
+                raise bad() from None
+            for n in numbers:
+                if attr.label_of(n) is None:
+                    raise self._range(table, attr, n)
+            return ",".join(str(n) for n in numbers) or None
+        if kind == "DateTime":
+            if not isinstance(value, str):
+                raise bad()
+            try:
+                if attr.date_only:
+                    return datetime.fromisoformat(value[:10]).strftime("%Y-%m-%d")
+                moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise bad() from None
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+            return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if kind == "Uniqueidentifier":
+            if not isinstance(value, str) or not _GUID.match(value):
+                raise bad()
+            return value.strip("{}").lower()
+        return value
+
+    @staticmethod
+    def _range(table: Table, attr: Attribute, value: int) -> ApiError:
+        accepted = ",".join(str(v) for v, _ in attr.options)
+        return ApiError(
+            400,
+            "0x8004431a",
+            (
+                f"A validation error occurred. The value {value} of '{attr.name}' on record of "
+                f"type "
+                f"'{table.logical}' is outside the valid range. Accepted Values: {accepted}"
+            ),
+        )
+
+    # -- writes
+    def create(self, table: Table, values: dict[str, Any], caller: Caller) -> str:
+        """Insert a row; returns its primary key."""
+        row = dict(values)
+        row_id = row.get(table.primary_id) or str(uuid.uuid4())
+        row[table.primary_id] = row_id
+        now = _now()
+        row.update(
+            createdon=now,
+            modifiedon=now,
+            _createdby_value=caller.systemuserid,
+            _modifiedby_value=caller.systemuserid,
+            versionnumber=self.store.next_version(),
+        )
+        if table.attribute("ownerid") is not None and row.get("_ownerid_value") is None:
+            row["_ownerid_value"] = caller.systemuserid
+        if table.attribute("statecode") is not None:
+            row.setdefault("statecode", 0)
+            if row.get("statuscode") is None:
+                row["statuscode"] = self._default_status(table, row["statecode"])
+        if table.money:
+            if row.get("_transactioncurrencyid_value") is None:
+                row["_transactioncurrencyid_value"] = _USD
+            row["exchangerate"] = _RATES.get(row["_transactioncurrencyid_value"], 1.0)
+        if table.attribute("fullname") is not None and table.attribute("lastname") is not None:
+            row["fullname"] = (
+                " ".join(p for p in (row.get("firstname"), row.get("lastname")) if p) or None
+            )
+        # [UNVERIFIED] required columns (RequiredLevel ApplicationRequired) are not enforced:
+        # the service enforces them in forms, not in Web API creates.
+        cols = ", ".join(f'"{c}"' for c in row)
+        try:
+            self.store.execute(
+                f'INSERT INTO "{table.entity_set}" ({cols}) VALUES ({",".join("?" * len(row))})',
+                list(row.values()),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise self._integrity(table, exc) from None
+        return str(row_id)
+
+    def update(self, table: Table, row_id: str, values: dict[str, Any], caller: Caller) -> None:
+        """Update the row `row_id` (which must exist)."""
+        row = dict(values)
+        row.update(
+            modifiedon=_now(),
+            _modifiedby_value=caller.systemuserid,
+            versionnumber=self.store.next_version(),
+        )
+        if "statecode" in row and "statuscode" not in row and row["statecode"] is not None:
+            row["statuscode"] = self._default_status(table, row["statecode"])
+        if "_transactioncurrencyid_value" in row:
+            row["exchangerate"] = _RATES.get(row["_transactioncurrencyid_value"] or _USD, 1.0)
+        sets = ", ".join(f'"{c}" = ?' for c in row)
+        try:
+            self.store.execute(
+                f'UPDATE "{table.entity_set}" SET {sets} WHERE "{table.primary_id}" = ?',
+                [*row.values(), row_id],
+            )
+        except sqlite3.IntegrityError as exc:
+            raise self._integrity(table, exc) from None
+        if (
+            table.attribute("fullname") is not None
+            and table.attribute("lastname") is not None
+            and ("firstname" in row or "lastname" in row)
+        ):
+            self.store.execute(
+                f"UPDATE \"{table.entity_set}\" SET fullname = TRIM(COALESCE(firstname, '') || "
+                f"' ' || COALESCE(lastname, '')) WHERE \"{table.primary_id}\" = ?",
+                [row_id],
+            )
+
+    def delete(self, table: Table, row_id: str) -> None:
+        """Delete a row and log the deletion for change tracking."""
+        self.store.execute(
+            f'DELETE FROM "{table.entity_set}" WHERE "{table.primary_id}" = ?', [row_id]
+        )
+        self.store.execute(
+            "INSERT INTO _deleted VALUES (?, ?, ?)",
+            [self.store.next_version(), table.logical, row_id],
+        )
+
+    def upsert(
+        self,
+        table: Table,
+        key: dict[str, Any],
+        body: dict[str, Any],
+        caller: Caller,
+        *,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+    ) -> tuple[str, bool]:
+        """PATCH semantics: update the row with `key` or create it; returns (id, created)."""
+        found = self.find(table, key)
+        if if_none_match == "*" and found is not None:
+            raise ApiError(412, "0x80040237", "A record with matching key values already exists.")
+        if if_match is not None and found is None:
+            raise not_found(table.logical, ",".join(str(v) for v in key.values()))
+        if found is not None:
+            if if_match not in (None, "*") and if_match != f'W/"{found[1]}"':
+                raise ApiError(
+                    412,
+                    "0x80060882",
+                    "The version of the existing record doesn't "
+                    "match the RowVersion property provided.",
+                )
+            values = self.values(table, body, creating=False)
+            for col in key:  # key columns cannot change through the key URL
+                values.pop(col, None)
+            self.update(table, found[0], values, caller)
+            return found[0], False
+        values = self.values(table, body, creating=True)
+        values.update(key)
+        return self.create(table, values, caller), True
+
+    @staticmethod
+    def _default_status(table: Table, state: int) -> int | None:
+        attr = table.attribute("statuscode")
+        if attr is None:
+            return None
+        for value, st in attr.status_states:
+            if st == state:
+                return value
+        return None
+
+    @staticmethod
+    def _integrity(table: Table, exc: sqlite3.IntegrityError) -> ApiError:
+        text = str(exc)
+        if f"{table.entity_set}.{table.primary_id}" in text:
+            return ApiError(412, "0x80040237", "A record with matching key values already exists.")
+        for key_name, attrs in table.keys:
+            cols = [(table.attribute(a) or table.attributes[0]).column for a in attrs]
+            if all(f"{table.entity_set}.{c}" in text for c in cols):
+                return ApiError(
+                    412,
+                    "0x80060892",
+                    (
+                        f"Entity Key {key_name} violated. A record with the same value for "
+                        f"{', '.join(attrs)} already exists."
+                    ),
+                )
+        return ApiError(412, "0x80040237", "A record with matching key values already exists.")
+
+    def check_duplicates(self, table: Table, row_id: str) -> None:
+        """Dataverse's default duplicate rules (same account name; same contact or lead
+        email, ignoring case): 500 `0x80040333` when another row matches."""
+        columns = _DUPLICATE_RULES.get(table.logical)
+        if not columns:
+            return
+        cols = ", ".join(f'"{c}"' for c in columns)
+        rows = self.store.query(
+            f'SELECT {cols} FROM "{table.entity_set}" WHERE "{table.primary_id}" = ?', [row_id]
+        )
+        if not rows or any(v is None for v in rows[0]):
+            return
+        where = " AND ".join(f'"{c}" = ?' for c in columns)
+        clash = self.store.query(
+            f'SELECT 1 FROM "{table.entity_set}" WHERE {where} AND "{table.primary_id}" <> ? '
+            "LIMIT 1",
+            [*rows[0], row_id],
+        )
+        if clash:
+            raise ApiError(
+                500,
+                "0x80040333",
+                "A record was not created or updated because a "
+                "duplicate of the current record already exists.",
+            )
+
+    # -- bulk actions
+    def bulk_delete(self, body: dict[str, Any]) -> str:
+        """The `BulkDelete` action: delete what each `QueryExpression` matches; the job id.
+
+        [UNVERIFIED] the service runs a bulk-delete system job later; the sandbox deletes
+        at once, so the rows are gone when the response arrives.  Conditions supported:
+        Equal, NotEqual, In, NotIn, Null, NotNull, joined by And / Or.
+        """
+        queries = body.get("QuerySet")
+        if not isinstance(queries, list) or not queries:
+            raise ApiError(400, "0x80048d19", "The parameter 'QuerySet' is required.")
+        with self.store.atomic():
+            for query in queries:
+                table = table_by_logical(str(query.get("EntityName", "")))
+                if table is None:
+                    raise ApiError(
+                        404,
+                        "0x80040217",
+                        f"The entity with a name = "
+                        f"'{query.get('EntityName')}' was not found in the "
+                        "MetadataCache.",
+                    )
+                where, args = self._criteria(table, query.get("Criteria") or {})
+                ids = [
+                    r[0]
+                    for r in self.store.query(
+                        f'SELECT "{table.primary_id}" FROM "{table.entity_set}" WHERE {where}', args
+                    )
+                ]
+                for row_id in ids:
+                    self.delete(table, str(row_id))
+        return str(uuid.uuid4())
+
+    def _criteria(self, table: Table, criteria: dict[str, Any]) -> tuple[str, list[Any]]:
+        joiner = " OR " if str(criteria.get("FilterOperator", "And")).lower() == "or" else " AND "
+        parts: list[str] = []
+        args: list[Any] = []
+        for cond in criteria.get("Conditions") or []:
+            attr = table.attribute(str(cond.get("AttributeName", "")))
+            if attr is None:
+                raise ApiError(
+                    400,
+                    "0x80041103",
+                    f"'{table.logical}' entity doesn't contain "
+                    f"attribute with Name = '{cond.get('AttributeName')}'.",
+                )
+            col = f'"{attr.column}"'
+            values = [
+                sql_value(attr, v.get("Value") if isinstance(v, dict) else v)
+                for v in cond.get("Values") or []
+            ]
+            op = str(cond.get("Operator", "Equal"))
+            if op == "Null" or op == "NotNull":
+                parts.append(f"{col} IS {'NOT ' if op == 'NotNull' else ''}NULL")
+            elif op in ("In", "NotIn", "Equal", "NotEqual") and values:
+                neg = "NOT " if op in ("NotIn", "NotEqual") else ""
+                parts.append(f"{col} {neg}IN ({','.join('?' * len(values))})")
+                args.extend(values)
+            else:
+                raise ApiError(
+                    400,
+                    "0x80040203",
+                    f"The condition operator '{op}' is not supported by the sandbox's BulkDelete.",
+                )
+        for sub in criteria.get("Filters") or []:
+            sql, ps = self._criteria(table, sub)
+            parts.append(sql)
+            args.extend(ps)
+        return ("(" + joiner.join(parts) + ")" if parts else "1"), args
+
+    def bulk(self, table: Table, action: str, body: dict[str, Any], caller: Caller) -> list[str]:
+        """CreateMultiple / UpdateMultiple / UpsertMultiple; all targets or none."""
+        targets = body.get("Targets")
+        if not isinstance(targets, list):
+            raise ApiError(400, "0x80048d19", "The parameter 'Targets' is required.")
+        ids: list[str] = []
+        with self.store.atomic():
+            for target in targets:
+                if not isinstance(target, dict):
+                    raise ApiError(400, "0x80048d19", "Each target must be an entity object.")
+                odata_type = str(target.get("@odata.type", ""))
+                if odata_type.lstrip("#") != f"Microsoft.Dynamics.CRM.{table.logical}":
+                    raise ApiError(
+                        400,
+                        "0x80048d19",
+                        (
+                            f"The '@odata.type' of every target must be 'Microsoft.Dynamics.CRM."
+                            f"{table.logical}' (got '{odata_type}')."
+                        ),
+                    )
+                if action == "CreateMultiple":
+                    ids.append(
+                        self.create(table, self.values(table, target, creating=True), caller)
+                    )
+                    continue
+                key = self._target_key(table, target)
+                if action == "UpdateMultiple":
+                    if key is None:
+                        raise ApiError(
+                            400, "0x80040203", f"Expected non-empty Guid for {table.primary_id}."
+                        )
+                    found = self.find(table, key)
+                    if found is None:
+                        raise not_found(table.logical, ",".join(str(v) for v in key.values()))
+                    values = self.values(table, target, creating=False)
+                    self.update(table, found[0], values, caller)
+                    ids.append(found[0])
+                else:  # UpsertMultiple
+                    if key is None:
+                        ids.append(
+                            self.create(table, self.values(table, target, creating=True), caller)
+                        )
+                    else:
+                        ids.append(self.upsert(table, key, target, caller)[0])
+        return ids
+
+    def _target_key(self, table: Table, target: dict[str, Any]) -> dict[str, Any] | None:
+        ref = target.get("@odata.id")
+        if isinstance(ref, str):
+            ref_table, key = parse_entity_ref(ref)
+            if ref_table is not table:
+                raise ApiError(400, "0x80048d19", f"'{ref}' does not identify a {table.logical}.")
+            return key
+        pk = target.get(table.primary_id)
+        if isinstance(pk, str) and _GUID.match(pk):
+            return {table.primary_id: pk.strip("{}").lower()}
+        for _, attrs in table.keys:
+            if all(target.get(a) is not None for a in attrs):
+                return {
+                    (table.attribute(a) or table.attributes[0]).column: target[a] for a in attrs
+                }
+        return None
