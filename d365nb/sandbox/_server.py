@@ -27,9 +27,12 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from .._client import Connection
 
 from .._exceptions import ConfigError
 from ._certs import CertificatePaths, ensure_certificates, ensure_private_dir
@@ -315,6 +318,18 @@ class Sandbox:
     def reset(self) -> None:
         """Re-seed the Web API's data (same rows and seed as at start)."""
         self._control("/_sandbox/reset", {})
+
+    def connect(self, *, grant: str = "client_credentials", **settings: Any) -> Connection:
+        """A `Connection` to this sandbox, configured for `grant` (see `connect_to`).
+
+        ```python
+        conn = sb.connect()                     # client credentials (application user)
+        conn = sb.connect(grant="device_code")  # approve with sb.approve(code)
+        ```
+        """
+        from ._connect import connect_to
+
+        return connect_to(self, grant=grant, **settings)
 
     def revoke_refresh_tokens(self, user: str | None = None) -> int:
         """Revoke every refresh token (or only `user`'s); returns how many were revoked.

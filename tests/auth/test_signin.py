@@ -342,3 +342,10 @@ def test_users_without_a_role_get_a_403_with_a_hint(
     assert info.value.status == 403
     assert info.value.hint and "security role" in info.value.hint
     assert USERS[2].name  # the seeded no-role user exists
+
+
+def test_sandbox_connect_shortcut(sandbox: Sandbox) -> None:
+    conn = sandbox.connect()
+    assert conn.settings.grant == "client_credentials"
+    assert conn.whoami().user_id == APP_USER
+    conn.close()
