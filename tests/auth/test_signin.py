@@ -349,3 +349,31 @@ def test_sandbox_connect_shortcut(sandbox: Sandbox) -> None:
     assert conn.settings.grant == "client_credentials"
     assert conn.whoami().user_id == APP_USER
     conn.close()
+
+
+def test_concurrent_401s_share_one_refresh(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    conn = sandbox.connect()
+    first = run_sync(conn.auth.token())
+    backend = conn.auth._backend
+    calls: list[bool] = []
+    original = backend.for_client
+
+    def counting(*, force_refresh: bool) -> dict[str, Any]:
+        calls.append(force_refresh)
+        return original(force_refresh=force_refresh)
+
+    monkeypatch.setattr(backend, "for_client", counting)
+
+    async def storm() -> list[Any]:
+        return await asyncio.gather(
+            *(conn._token(force_refresh=True, stale=first) for _ in range(10))
+        )
+
+    tokens = run_sync(storm())
+    assert calls == [True], "ten requests that saw a 401 caused one refresh"
+    assert all(t is tokens[0] for t in tokens) and tokens[0] is not first
+    conn.close()
