@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from ._client import Connection, WhoAmI, connect
 from ._config import Settings
-from ._convert import ColumnTypeWarning
+from ._convert import ColumnTypeWarning, InvalidFrameError
 from ._exceptions import *
 from ._odata import F, Query, literal, where
+from ._report import PushPlan, PushReport
 from ._setup import connection, setup
 from ._version import __version__
 
@@ -31,9 +32,12 @@ __all__ = [
     "D365Warning",
     "F",
     "InsecureTransportWarning",
+    "InvalidFrameError",
     "ODataError",
     "PartialReadError",
     "PushError",
+    "PushPlan",
+    "PushReport",
     "Query",
     "Settings",
     "ThrottledError",

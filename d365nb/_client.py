@@ -24,7 +24,7 @@ import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import pandas as pd
@@ -676,6 +676,51 @@ class Connection:
         from ._sync import run_sync
 
         return run_sync(self.adescribe(table))
+
+    # -- writing ------------------------------------------------------------------
+
+    async def apush(self, df: pd.DataFrame, table: str | None = None, **options: Any) -> Any:
+        """Async twin of `push`."""
+        from ._write import apush
+
+        return await apush(self, df, table, **options)
+
+    def push(
+        self,
+        df: pd.DataFrame,
+        table: str | None = None,
+        *,
+        key: str | Sequence[str] | None = None,
+        mode: Literal["create", "update", "upsert", "delete"] = "upsert",
+        columns: Sequence[str] | None = None,
+        batch_size: int | None = None,
+        parallel: bool | int | None = None,
+        on_error: Literal["collect", "raise"] = "collect",
+        dry_run: bool = False,
+        progress: bool = True,
+        force: bool = False,
+    ) -> Any:
+        """Write a DataFrame to a table; the same as `df.d365.push(..., conn=conn)`.
+
+        Returns a `PushReport` (a `PushPlan` with `dry_run=True`): every row's outcome,
+        `report.failed` ready to fix and push again.
+        """
+        from ._write import push
+
+        return push(
+            self,
+            df,
+            table,
+            key=key,
+            mode=mode,
+            columns=columns,
+            batch_size=batch_size,
+            parallel=parallel,
+            on_error=on_error,
+            dry_run=dry_run,
+            progress=progress,
+            force=force,
+        )
 
     # -- lifecycle ----------------------------------------------------------------
 

@@ -1,0 +1,174 @@
+"""`df.d365`: the pandas accessor that writes a DataFrame back to Dataverse.
+
+Importing this module registers the accessor (`pd.api.extensions.register_dataframe_accessor`);
+`d365nb/__init__.py` imports it once, on purpose.  pandas builds a new accessor object on
+every attribute access, so it holds no state: it checks the arguments (before any I/O) and
+delegates to `_write.apush()`.
+
+```python
+df = conn.read("accounts", select=["name", "revenue"])
+df["revenue"] *= 1.1
+report = df.d365.push()                 # same table, key and connection as the read
+report = df.d365.push("contacts", key=["firstname", "emailaddress1"], conn=conn)
+plan = df.d365.push(dry_run=True)       # what would be sent; nothing is written
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+import pandas as pd
+
+from ._plan import PushMode, resolve_connection, validate_push
+from ._write import apush
+
+if TYPE_CHECKING:
+    from ._client import Connection
+    from ._report import PushPlan, PushReport
+
+__all__ = ["D365Accessor"]
+
+
+@pd.api.extensions.register_dataframe_accessor("d365")
+class D365Accessor:
+    """`df.d365.push(...)` and `await df.d365.apush(...)`: write the frame's rows to a table."""
+
+    def __init__(self, pandas_obj: pd.DataFrame) -> None:
+        if not isinstance(pandas_obj, pd.DataFrame):  # pragma: no cover - pandas only passes frames
+            raise AttributeError("df.d365 is only available on pandas DataFrames.")
+        self._obj = pandas_obj
+
+    def push(
+        self,
+        table: str | None = None,
+        *,
+        key: str | Sequence[str] | None = None,
+        mode: PushMode = "upsert",
+        conn: Connection | None = None,
+        columns: Sequence[str] | None = None,
+        batch_size: int | None = None,
+        parallel: bool | int | None = None,
+        on_error: Literal["collect", "raise"] = "collect",
+        dry_run: bool = False,
+        progress: bool = True,
+        force: bool = False,
+    ) -> PushReport | PushPlan:
+        """Write the frame's rows to a Dataverse table and report on every row.
+
+        ```python
+        report = df.d365.push()                       # back where it was read from
+        report = df.d365.push("accounts", key="accountnumber", mode="upsert")
+        report.failed                                 # rows to fix and push again
+        ```
+
+        **Parameters:**
+
+        * **table** - logical (`account`) or entity set name (`accounts`); default: the
+          table the frame was read from.
+        * **key** - how rows are found: the primary id (default), an alternate key's
+          column(s) (`"accountnumber"`, `["firstname", "emailaddress1"]`) or its name.
+        * **mode** - `"upsert"` (update or create), `"create"` (never overwrites),
+          `"update"` (never creates) or `"delete"`.
+        * **conn** - the connection; default: the one the frame was read through, else
+          the one signed in with `d365nb.setup()`.
+        * **columns** - the columns to send (default: every writable column).  Missing
+          values (NaN, NA, NaT) of sent columns clear the value on the service.
+          Lookups bind from id columns (`parentaccountid`) or from a related table's
+          alternate key in columns named `<lookup>.<key column>`
+          (`parentaccountid.accountnumber`; `<lookup>.<table>.<column>` for lookups that
+          can point to several tables).
+        * **batch_size** - rows per request (default: 1,000 per bulk action, 250 per
+          `$batch`; at most 1,000).
+        * **parallel** - `True`/`None` adaptive (grows while the service answers well,
+          shrinks on 429), `False` one request at a time, or a maximum.
+        * **on_error** - `"collect"` reports failed rows; `"raise"` raises `PushError`
+          (carrying the report) when any row failed or conflicted.
+        * **dry_run** - return the `PushPlan` (operations, requests, a sample payload)
+          without writing.
+        * **progress** - show a progress bar.
+        * **force** - overwrite rows changed on the service since the read (no `If-Match`).
+
+        Returns a `PushReport` (or a `PushPlan` for a dry run).
+        """
+        from ._sync import run_sync
+
+        connection = self._check(
+            table, key, mode, conn, columns, batch_size, parallel, on_error, force
+        )
+        return run_sync(
+            apush(
+                connection,
+                self._obj,
+                table,
+                key=key,
+                mode=mode,
+                columns=columns,
+                batch_size=batch_size,
+                parallel=parallel,
+                on_error=on_error,
+                dry_run=dry_run,
+                progress=progress,
+                force=force,
+            )
+        )
+
+    async def apush(
+        self,
+        table: str | None = None,
+        *,
+        key: str | Sequence[str] | None = None,
+        mode: PushMode = "upsert",
+        conn: Connection | None = None,
+        columns: Sequence[str] | None = None,
+        batch_size: int | None = None,
+        parallel: bool | int | None = None,
+        on_error: Literal["collect", "raise"] = "collect",
+        dry_run: bool = False,
+        progress: bool = True,
+        force: bool = False,
+    ) -> PushReport | PushPlan:
+        """Async twin of `push()`: `report = await df.d365.apush(...)`."""
+        connection = self._check(
+            table, key, mode, conn, columns, batch_size, parallel, on_error, force
+        )
+        return await apush(
+            connection,
+            self._obj,
+            table,
+            key=key,
+            mode=mode,
+            columns=columns,
+            batch_size=batch_size,
+            parallel=parallel,
+            on_error=on_error,
+            dry_run=dry_run,
+            progress=progress,
+            force=force,
+        )
+
+    def _check(
+        self,
+        table: str | None,
+        key: str | Sequence[str] | None,
+        mode: str,
+        conn: Connection | None,
+        columns: Sequence[str] | None,
+        batch_size: int | None,
+        parallel: bool | int | None,
+        on_error: str,
+        force: bool,
+    ) -> Connection:
+        validate_push(
+            self._obj,
+            table,
+            key=key,
+            mode=mode,
+            columns=columns,
+            batch_size=batch_size,
+            parallel=parallel,
+            on_error=on_error,
+            force=force,
+        )
+        return resolve_connection(self._obj, conn)

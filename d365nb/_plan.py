@@ -1,0 +1,701 @@
+"""Planning a push: check the arguments, then turn a frame into one step per row.
+
+No I/O but the metadata look-ups of `plan_push()`; `_write` sends what is planned here.
+
+* `validate_push()` checks options, index, key and column names before anything else.
+* `plan_push()` fetches the table's metadata and decides, per row: the operation
+  (`create`, `update`, `upsert`, `delete`, or nothing to send), the URL (primary id or
+  alternate-key segment, `accounts(accountnumber='A-1')`), the JSON body
+  (`_convert.build_payloads`, plus `@odata.bind` by a related table's alternate key from
+  columns named `<lookup>.<column>`), client-generated ids for creates (uuid4) and the
+  conditions (`If-Match` with the read's ETag, `If-Match: *`).  Every problem in the frame
+  is raised at once as `InvalidFrameError`: nothing is sent.
+* `group_rows()` picks the transport for each row: `CreateMultiple`, `UpdateMultiple`
+  or `$batch`; `plan_report()` turns a plan into the `PushPlan` of a dry run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
+
+import pandas as pd
+
+from ._convert import ETAG_COLUMN, InvalidFrameError, Problem, build_payloads
+from ._exceptions import ConfigError
+from ._metadata import Attribute, Table, suggest
+from ._multipart import MAX_BATCH_OPERATIONS
+from ._report import PushPlan, rows_frame
+
+if TYPE_CHECKING:
+    from ._client import Connection
+
+__all__ = [
+    "BATCH_CHUNK",
+    "BULK_CHUNK",
+    "MODES",
+    "ON_ERROR",
+    "Plan",
+    "PlannedRow",
+    "PushMode",
+    "chunks",
+    "describe_groups",
+    "frame_info",
+    "group_rows",
+    "key_list",
+    "plan_push",
+    "plan_report",
+    "resolve_connection",
+    "validate_push",
+]
+
+PushMode = Literal["create", "update", "upsert", "delete"]
+MODES: tuple[PushMode, ...] = ("create", "update", "upsert", "delete")
+ON_ERROR = ("collect", "raise")
+
+#: Rows per bulk action (`CreateMultiple`/`UpdateMultiple`); Microsoft suggests 1,000.
+BULK_CHUNK = 1000
+#: Requests per `$batch` (at most 1,000).  250 went as fast as 500 or 1,000 against the
+#: sandbox with 50 ms latency, and keeps each request short on the real service (its
+#: execution time counts against service protection; a retry redoes less).
+BATCH_CHUNK = 250
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+# -- validation (no I/O) ------------------------------------------------------------------
+
+
+def frame_info(df: pd.DataFrame) -> dict[str, Any]:
+    """The frame's `attrs["d365nb"]` (what a read recorded), or an empty dict."""
+    info = df.attrs.get("d365nb")
+    return dict(info) if isinstance(info, Mapping) else {}
+
+
+def key_list(key: str | Sequence[str] | None) -> list[str] | None:
+    """`key=` as a list of names (`None` stays `None`)."""
+    if key is None:
+        return None
+    return [key] if isinstance(key, str) else list(key)
+
+
+def validate_push(
+    df: Any,
+    table: str | None = None,
+    *,
+    key: str | Sequence[str] | None = None,
+    mode: str = "upsert",
+    columns: Sequence[str] | None = None,
+    batch_size: int | None = None,
+    parallel: bool | int | None = None,
+    on_error: str = "collect",
+    force: bool = False,
+) -> None:
+    """Check a push's arguments and frame without any I/O; raise `ConfigError` naming the fix."""
+    if not isinstance(df, pd.DataFrame):
+        raise ConfigError(f"push() needs a pandas DataFrame, not {type(df).__name__}.", field="df")
+    if mode not in MODES:
+        raise ConfigError(
+            f"mode={mode!r} is not a push mode.",
+            field="mode",
+            hint=f"Use one of {', '.join(repr(m) for m in MODES)}.",
+        )
+    if on_error not in ON_ERROR:
+        raise ConfigError(
+            f"on_error={on_error!r} is not valid.",
+            field="on_error",
+            hint="Use 'collect' (failed rows in the report) or 'raise' (PushError).",
+        )
+    if batch_size is not None and (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or not 1 <= batch_size <= MAX_BATCH_OPERATIONS
+    ):
+        raise ConfigError(
+            f"batch_size={batch_size!r} is out of range.",
+            field="batch_size",
+            hint=f"Use 1 to {MAX_BATCH_OPERATIONS} rows per request, or None for the default.",
+        )
+    if parallel is not None and not isinstance(parallel, bool):
+        if not isinstance(parallel, int) or parallel < 1:
+            raise ConfigError(
+                f"parallel={parallel!r} is not valid.",
+                field="parallel",
+                hint="Use True (adaptive), False (one request at a time) or a number >= 1.",
+            )
+    if not isinstance(force, bool):
+        raise ConfigError(f"force={force!r} must be True or False.", field="force")
+    if table is not None and (not isinstance(table, str) or not table.strip()):
+        raise ConfigError(
+            f"table={table!r} is not a table name.",
+            field="table",
+            hint="Pass the logical name (account) or entity set name (accounts).",
+        )
+    info = frame_info(df)
+    if table is None and not info.get("table"):
+        raise ConfigError(
+            "This frame was not read from Dataverse, so push() does not know its table.",
+            field="table",
+            hint="Pass the table, e.g. df.d365.push('accounts').",
+        )
+    names = [str(c) for c in df.columns]
+    if columns is not None:
+        if isinstance(columns, str):
+            raise ConfigError(
+                f"columns={columns!r} must be a list of column names.",
+                field="columns",
+                hint=f"Use columns=[{columns!r}].",
+            )
+        for column in columns:
+            if column not in df.columns:
+                raise ConfigError(
+                    f"columns= names {column!r}, which is not a column of the frame.",
+                    field="columns",
+                    hint=suggest(str(column), names) or "Check the spelling.",
+                )
+    keys = key_list(key)
+    if keys is not None:
+        if not keys or not all(isinstance(k, str) and k for k in keys):
+            raise ConfigError(
+                f"key={key!r} is not a column name or a list of them.",
+                field="key",
+                hint="Pass a column (key='accountnumber') or several (key=['a', 'b']).",
+            )
+        if mode != "create":
+            for k in keys:
+                if k not in df.columns and not _is_key_name(k):
+                    raise ConfigError(
+                        f"key={k!r} is not a column of the frame.",
+                        field="key",
+                        hint=suggest(k, names)
+                        or "Add the key column, or pass the column that identifies rows.",
+                    )
+    if not df.index.is_unique:
+        dupes = df.index[df.index.duplicated()].unique()[:5].tolist()
+        raise ConfigError(
+            f"The frame's index has duplicate labels ({', '.join(map(repr, dupes))}); the "
+            "push report names rows by label.",
+            field="df",
+            hint="Use df.reset_index(drop=True) before pushing.",
+        )
+
+
+def _is_key_name(name: str) -> bool:
+    """True for names that may be an alternate key's name (checked against metadata later)."""
+    return "key" in name.lower()
+
+
+def resolve_connection(df: pd.DataFrame, conn: Connection | None = None) -> Connection:
+    """`conn`, else the connection the frame was read through, else `d365nb.connection()`."""
+    if conn is not None:
+        return conn
+    from ._client import connection_by_id
+
+    found = connection_by_id(frame_info(df).get("connection"))
+    if found is not None and not getattr(found, "_closed", False):
+        return found
+    try:  # d365nb.connection(): the one signed in through the setup panel
+        default = getattr(importlib.import_module("d365nb"), "connection", None)
+        if default is None:
+            default = importlib.import_module("d365nb._setup").connection
+        current = default()
+    except (ImportError, AttributeError):
+        current = None
+    except Exception as exc:  # not signed in through the panel
+        raise ConfigError(
+            "No connection to push through: this frame was not read through an open "
+            "connection and nobody signed in with d365nb.setup().",
+            field="conn",
+            hint="Pass conn=, e.g. df.d365.push('accounts', conn=conn).",
+        ) from exc
+    if current is None:
+        raise ConfigError(
+            "No connection to push through.",
+            field="conn",
+            hint="Pass conn=, e.g. df.d365.push('accounts', conn=conn).",
+        )
+    return current  # type: ignore[no-any-return]
+
+
+# -- planning -----------------------------------------------------------------------------
+
+
+@dataclass
+class PlannedRow:
+    """One input row's request: operation, URL path, body, id and conditions."""
+
+    pos: int
+    op: str  # create | update | upsert | delete | none
+    path: str  # relative to the Web API root
+    body: dict[str, Any] | None
+    row_id: str | None
+    generated: bool = False
+    guarded: bool = False  # If-Match with the ETag of a read
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """Everything a push will send, and the frame as it will be reported."""
+
+    table: Table
+    mode: str
+    key: tuple[str, ...]
+    frame: pd.DataFrame
+    rows: list[PlannedRow]
+    columns: tuple[str, ...]
+    skipped: dict[str, str]
+
+
+def _resolve_key(table: Table, key: list[str] | None) -> tuple[str, ...]:
+    if key is None:
+        return (table.primary_id,)
+    if len(key) == 1:
+        for alt in table.keys:
+            if alt.name.lower() == key[0].lower():
+                return tuple(alt.key_attributes)
+    resolved: list[str] = []
+    for name in key:
+        attribute = table.find_column(name)
+        if attribute is None:
+            raise ConfigError(
+                f"key={name!r} is not a column of table {table.logical_name!r}.",
+                field="key",
+                hint=suggest(name, list(table.attributes)) or _keys_hint(table),
+            )
+        resolved.append(attribute.logical_name)
+    if resolved == [table.primary_id]:
+        return (table.primary_id,)
+    for alt in table.keys:
+        if {a.lower() for a in alt.key_attributes} == set(resolved):
+            return tuple(resolved)
+    raise ConfigError(
+        f"key={key!r} is neither the primary id nor an alternate key of {table.logical_name!r}.",
+        field="key",
+        hint=_keys_hint(table),
+    )
+
+
+def _keys_hint(table: Table) -> str:
+    keys = [repr(table.primary_id)] + [
+        repr(a.key_attributes[0]) if len(a.key_attributes) == 1 else repr(list(a.key_attributes))
+        for a in table.keys
+    ]
+    return f"Use key= {' or '.join(keys)}."
+
+
+def _is_na(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _literal(value: Any, attribute: Attribute | None) -> str:
+    """A key value as it goes in a key segment: `'A-1'`, `42`, a bare GUID; URL-escaped."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (int, float)) and not (attribute and attribute.is_lookup):
+        text = str(int(value)) if float(value).is_integer() else repr(float(value))
+    elif attribute is not None and (
+        attribute.is_lookup or attribute.attribute_type == "Uniqueidentifier"
+    ):
+        text = str(value)
+    else:
+        text = "'" + str(value).replace("'", "''") + "'"
+    return quote(text, safe="'-_.~")
+
+
+def _key_segments(
+    df: pd.DataFrame,
+    table: Table,
+    tables: Mapping[str, Table],
+    key: tuple[str, ...],
+    problems: list[Problem],
+) -> list[str | None]:
+    """`k1='a',k2=3` (the key segment's inside) per row; None where a value is missing."""
+    before = len(problems)
+    attributes = [table.find_column(k) for k in key]
+    plain = [k for k, a in zip(key, attributes, strict=True) if a is not None and not a.is_lookup]
+    wire: dict[str, list[Any]] = {}
+    if plain:
+        payloads = build_payloads(
+            df[plain], table=table, tables=tables, columns=plain, mode="create"
+        )
+        problems.extend(payloads.problems)
+        for k in plain:
+            name = table.resolve_column(k).logical_name
+            wire[k] = [body.get(name) for _, body in payloads.rows] or [None] * len(df)
+    for k, attribute in zip(key, attributes, strict=True):
+        if attribute is not None and attribute.is_lookup:
+            wire[k] = [None if _is_na(v) else str(v) for v in df[k].tolist()]
+    out: list[str | None] = []
+    missing = []
+    clean = len(problems) == before
+    for i in range(len(df)):
+        parts = []
+        for k, attribute in zip(key, attributes, strict=True):
+            value = wire[k][i] if i < len(wire[k]) else None
+            if value is None:
+                break
+            name = attribute.property_name if attribute is not None else k
+            parts.append(f"{name}={_literal(value, attribute)}")
+        else:
+            out.append(",".join(parts))
+            continue
+        out.append(None)
+        missing.append(i)
+    if missing and clean:
+        problems.append(
+            Problem(
+                ", ".join(key),
+                "has no value, so the row cannot be found by its key.",
+                "Fill in the key, or push these rows with mode='create'.",
+                tuple(df.index[missing[:5]]),
+                len(missing),
+            )
+        )
+    return out
+
+
+def _lookup_key_columns(
+    df: pd.DataFrame, table: Table
+) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """Columns `<lookup>.<column>` or `<lookup>.<table>.<column>`: bind by alternate key.
+
+    Returns `{(lookup, target table): [(frame column, target column), ...]}`.
+    """
+    found: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for name in df.columns:
+        if not isinstance(name, str) or "." not in name:
+            continue
+        parts = name.split(".")
+        attribute = table.find_column(parts[0])
+        if attribute is None or not attribute.is_lookup or len(parts) not in (2, 3):
+            continue
+        if len(parts) == 2:
+            if len(attribute.targets) != 1:
+                raise ConfigError(
+                    f"Column {name!r}: lookup {parts[0]!r} can point to "
+                    f"{', '.join(attribute.targets)}; which one is unknown.",
+                    field="columns",
+                    hint=f"Name the table: '{parts[0]}.{attribute.targets[0]}.{parts[1]}'.",
+                )
+            target = attribute.targets[0]
+        else:
+            target = parts[1]
+            if attribute.targets and target not in attribute.targets:
+                raise ConfigError(
+                    f"Column {name!r}: lookup {parts[0]!r} cannot point to {target!r}.",
+                    field="columns",
+                    hint=f"Use one of {', '.join(attribute.targets)}.",
+                )
+        found.setdefault((attribute.logical_name, target), []).append((name, parts[-1]))
+    return found
+
+
+def _bind_by_key(
+    df: pd.DataFrame,
+    table: Table,
+    target: Table,
+    lookup: str,
+    columns: list[tuple[str, str]],
+    problems: list[Problem],
+) -> tuple[str, list[str | None]]:
+    """`<nav>@odata.bind` and `/set(key='v')` per row from alternate-key columns."""
+    attribute = table.resolve_column(lookup)
+    names = [c for _, c in columns]
+    wanted = {n.lower() for n in names}
+    if not any({a.lower() for a in k.key_attributes} == wanted for k in target.keys):
+        problems.append(
+            Problem(
+                ", ".join(c for c, _ in columns),
+                f"does not name an alternate key of {target.logical_name!r}.",
+                (
+                    "Its alternate keys: "
+                    + "; ".join(", ".join(k.key_attributes) for k in target.keys)
+                    + f" (name the columns '{lookup}.<column>')."
+                )
+                if target.keys
+                else f"It has no alternate key: put the related ids in column {lookup!r}.",
+            )
+        )
+        return "", []
+    frame = df[[c for c, _ in columns]].copy()
+    frame.columns = pd.Index(names)
+    inner: list[Problem] = []
+    segments = _key_segments(frame, target, {}, tuple(names), inner)
+    # All values missing: clear the lookup; some missing: a problem.
+    nulls = frame.isna()
+    partial = (nulls.any(axis=1) & ~nulls.all(axis=1)).to_numpy()
+    if partial.any():
+        problems.append(
+            Problem(
+                ", ".join(c for c, _ in columns),
+                "has some but not all key values.",
+                "Fill in every key column of the related row, or none (to clear the lookup).",
+                tuple(df.index[partial][:5]),
+                int(partial.sum()),
+            )
+        )
+    problems.extend(p for p in inner if "has no value" not in p.message)
+    values = [None if seg is None else f"/{target.entity_set_name}({seg})" for seg in segments]
+    return f"{attribute.navigation_property(target.logical_name)}@odata.bind", values
+
+
+async def plan_push(
+    conn: Connection,
+    df: pd.DataFrame,
+    table_name: str,
+    *,
+    key: list[str] | None,
+    mode: str,
+    columns: Sequence[str] | None,
+    force: bool,
+) -> Plan:
+    """Plan one request per row of `df` (see the module docstring); raises before any write."""
+    info = frame_info(df)
+    table = await conn.catalog.table(table_name)
+    tables = await conn.catalog.tables()
+    same = info.get("table") == table.logical_name
+    keys = _resolve_key(table, key)
+    pk = table.primary_id
+    by_pk = keys == (pk,)
+    problems: list[Problem] = []
+    frame = df.copy(deep=False)
+    n = len(frame)
+
+    # Primary ids: client-generated where creates need one.
+    ids: list[str | None] = [None] * n
+    generated = [False] * n
+    if pk in frame.columns:
+        for i, value in enumerate(frame[pk].tolist()):
+            if not _is_na(value):
+                ids[i] = str(value).strip("{}").lower()
+    bad_ids = [i for i, v in enumerate(ids) if v is not None and not _GUID.match(v)]
+    if bad_ids:
+        problems.append(
+            Problem(
+                pk,
+                "is not a record id (GUID).",
+                f"Put GUIDs in df[{pk!r}], or leave it empty to create rows.",
+                tuple(frame.index[bad_ids[:5]]),
+                len(bad_ids),
+            )
+        )
+    creates = [
+        mode == "create" or (mode == "upsert" and by_pk and ids[i] is None) for i in range(n)
+    ]
+    for i in range(n):
+        if creates[i] and ids[i] is None:
+            ids[i] = str(uuid.uuid4())
+            generated[i] = True
+    if any(generated) or (mode == "create" and pk not in frame.columns):
+        frame[pk] = pd.array(ids, dtype="string")
+    if mode in ("update", "delete") and by_pk and pk not in frame.columns:
+        raise ConfigError(
+            f"The frame has no {pk!r} column, so its rows cannot be found.",
+            field="key",
+            hint=f"Add the ids in df[{pk!r}], or pass an alternate key: {_keys_hint(table)}",
+        )
+    missing_pk = [i for i in range(n) if ids[i] is None and mode in ("update", "delete") and by_pk]
+    if missing_pk:
+        problems.append(
+            Problem(
+                pk,
+                "has no value, so the row cannot be found.",
+                "Fill in the ids, or push these rows with mode='create'.",
+                tuple(frame.index[missing_pk[:5]]),
+                len(missing_pk),
+            )
+        )
+
+    # Key segments for alternate keys.
+    segments: list[str | None] = [None] * n
+    if not by_pk and mode != "create":
+        absent = [k for k in keys if k not in frame.columns]
+        if absent:
+            raise ConfigError(
+                f"The frame has no {', '.join(map(repr, absent))} column, which the key needs.",
+                field="key",
+                hint="Add the key's columns to the frame.",
+            )
+        segments = _key_segments(frame, table, tables, keys, problems)
+
+    # ETags of the read: If-Match, unless force=True or the frame came from another table.
+    etags: list[str | None] = [None] * n
+    if same and not force and ETAG_COLUMN in frame.columns and mode != "create":
+        etags = [None if _is_na(e) else str(e) for e in frame[ETAG_COLUMN].tolist()]
+
+    # Bodies.
+    bodies: list[dict[str, Any] | None] = [None] * n
+    sent: tuple[str, ...] = ()
+    skipped: dict[str, str] = {}
+    if mode != "delete":
+        by_key = _lookup_key_columns(frame, table)
+        key_cols = {c for cols in by_key.values() for c, _ in cols}
+        wanted = None if columns is None else [c for c in columns if c not in key_cols]
+        plain = frame.drop(columns=list(key_cols)) if key_cols else frame
+        payloads = build_payloads(
+            plain,
+            table=table,
+            tables=tables,
+            columns=wanted,
+            mode="create" if mode == "create" else ("update" if mode == "update" else "upsert"),
+            key_columns=() if by_pk else keys,
+        )
+        problems.extend(payloads.problems)
+        sent = payloads.columns
+        skipped = dict(payloads.skipped)
+        binds: list[tuple[str, list[str | None]]] = []
+        for (lookup, target_name), cols in by_key.items():
+            if columns is not None and not any(c in columns for c, _ in cols):
+                for c, _ in cols:
+                    skipped[c] = "not in columns="
+                continue
+            target = await conn.catalog.table(target_name)
+            bind, values = _bind_by_key(frame, table, target, lookup, cols, problems)
+            if bind:
+                binds.append((bind, values))
+                sent += tuple(c for c, _ in cols)
+        if not problems:
+            for i, (_, body) in enumerate(payloads.rows):
+                for bind, values in binds:
+                    body[bind] = values[i]
+                bodies[i] = body
+    if problems:
+        raise InvalidFrameError(problems)
+
+    # So that `report.failed.d365.push()` knows where the rows go.
+    frame.attrs = {
+        **frame.attrs,
+        "d365nb": {
+            "table": table.logical_name,
+            "entity_set": table.entity_set_name,
+            "key": pk,
+            "connection": conn.id,
+            "partial": False,
+            "count": None,
+            **(info if same else {}),
+        },
+    }
+    entity_set = table.entity_set_name
+    rows: list[PlannedRow] = []
+    for i in range(n):
+        row_body = bodies[i]
+        if mode == "create" or creates[i]:
+            created = dict(row_body or {})
+            created[pk] = ids[i]
+            rows.append(PlannedRow(i, "create", entity_set, created, ids[i], generated[i]))
+            continue
+        path = f"{entity_set}({ids[i]})" if by_pk else f"{entity_set}({segments[i]})"
+        headers: dict[str, str] = {}
+        guarded = etags[i] is not None
+        if guarded:
+            headers["If-Match"] = str(etags[i])
+        if mode == "delete":
+            rows.append(
+                PlannedRow(i, "delete", path, None, ids[i], headers=headers, guarded=guarded)
+            )
+        elif mode == "update":
+            headers.setdefault("If-Match", "*")
+            op = "update" if row_body else "none"
+            rows.append(PlannedRow(i, op, path, row_body, ids[i], headers=headers, guarded=guarded))
+        else:
+            rows.append(
+                PlannedRow(i, "upsert", path, row_body, ids[i], headers=headers, guarded=guarded)
+            )
+    return Plan(table, mode, keys, frame, rows, sent, skipped)
+
+
+# -- grouping into requests ---------------------------------------------------------------
+
+
+def chunks(rows: Sequence[PlannedRow], size: int) -> Iterator[list[PlannedRow]]:
+    """`rows` in slices of at most `size`."""
+    for start in range(0, len(rows), size):
+        yield list(rows[start : start + size])
+
+
+def group_rows(plan: Plan, no_bulk: set[tuple[str, str]]) -> list[tuple[str, list[PlannedRow]]]:
+    """(strategy, rows): `CreateMultiple`, `UpdateMultiple` or `$batch`."""
+    logical = plan.table.logical_name
+    create, update, other = [], [], []
+    for row in plan.rows:
+        if row.op == "create" and (logical, "CreateMultiple") not in no_bulk:
+            create.append(row)
+        elif (
+            row.op == "update"
+            and not row.guarded
+            and plan.key == (plan.table.primary_id,)
+            and (logical, "UpdateMultiple") not in no_bulk
+        ):
+            update.append(row)
+        elif row.op != "none":
+            other.append(row)
+    return [
+        (name, rows)
+        for name, rows in (
+            ("CreateMultiple", create),
+            ("UpdateMultiple", update),
+            ("$batch", other),
+        )
+        if rows
+    ]
+
+
+def describe_groups(
+    groups: list[tuple[str, list[PlannedRow]]], batch_size: int | None
+) -> tuple[str, ...]:
+    """The requests a plan sends, in words (`"CreateMultiple x 3 (<= 1,000 rows each)"`)."""
+    out = []
+    for name, rows in groups:
+        size = batch_size or (BULK_CHUNK if name != "$batch" else BATCH_CHUNK)
+        count = math.ceil(len(rows) / size)
+        what = f"{name} of {len(rows):,} rows" if count == 1 else f"{name} x {count:,}"
+        out.append(f"{what} (<= {size:,} rows each)")
+    return tuple(out)
+
+
+def plan_report(
+    plan: Plan, groups: list[tuple[str, list[PlannedRow]]], batch_size: int | None
+) -> PushPlan:
+    """The `PushPlan` a dry run returns."""
+    ops = {row.pos: row for row in plan.rows}
+    n = len(plan.frame)
+    operation = [ops[i].op if ops[i].op != "none" else "unchanged" for i in range(n)]
+    condition = [
+        " ".join(f"{k}: {v}" for k, v in ops[i].headers.items()) if i in ops else ""
+        for i in range(n)
+    ]
+    first = next((r for r in plan.rows if r.op != "none"), None)
+    sample: dict[str, Any] | None = None
+    if first is not None:
+        method = {"create": "POST", "delete": "DELETE"}.get(first.op, "PATCH")
+        sample = {"method": method, "url": first.path, "body": first.body}
+        if first.headers:
+            sample["headers"] = dict(first.headers)
+    return PushPlan(
+        table=plan.table.logical_name,
+        entity_set=plan.table.entity_set_name,
+        mode=plan.mode,
+        key=plan.key,
+        rows=rows_frame(
+            plan.frame.index,
+            {
+                "operation": operation,
+                "id": [ops[i].row_id for i in range(n)],
+                "condition": condition,
+            },
+        ),
+        columns=plan.columns,
+        skipped=plan.skipped,
+        requests=describe_groups(groups, batch_size),
+        sample=sample,
+    )

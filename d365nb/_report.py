@@ -1,0 +1,260 @@
+"""What a push did (`PushReport`) or would do (`PushPlan`), row by row.
+
+Every input row appears in `report.rows` exactly once, under its index label, with one of
+the statuses below; nothing is silently dropped.
+
+| status | meaning |
+| --- | --- |
+| `created` | the row was created (also: a retried create that had landed the first time) |
+| `updated` | the row existed and was updated |
+| `unchanged` | there was nothing to send for the row (no writable column) |
+| `conflict` | the row changed (or was deleted) on the service since it was read: not written |
+| `failed` | the service (or the network) refused the row: `code` and `message` say why |
+| `deleted` | the row was deleted |
+
+```python
+report = df.d365.push()
+report.counts            # {"created": 0, "updated": 998, ..., "failed": 2}
+report.failed            # the failed rows, original columns, ready to fix and push again
+report.rows              # status, code, message, id per index label
+```
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pandas as pd
+
+__all__ = ["STATUSES", "PushPlan", "PushReport", "RowStatus", "rows_frame"]
+
+RowStatus = Literal["created", "updated", "unchanged", "conflict", "failed", "deleted"]
+
+#: Every row status, in the order reports list them.
+STATUSES: tuple[RowStatus, ...] = (
+    "created",
+    "updated",
+    "unchanged",
+    "deleted",
+    "conflict",
+    "failed",
+)
+
+_COLOURS = {
+    "created": "#1a7f37",
+    "updated": "#1a7f37",
+    "deleted": "#1a7f37",
+    "unchanged": "#57606a",
+    "conflict": "#9a6700",
+    "failed": "#cf222e",
+}
+_SHOWN = 10
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return html.escape(str(value))
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class PushReport:
+    """The outcome of one push: a status per input row, counts and timing.
+
+    **Attributes:**
+
+    * **table** - the table's logical name; **mode** - the push's mode.
+    * **rows** - a DataFrame indexed by the input frame's index labels, with columns
+      `status`, `code` (the service's error code, e.g. `0x80060882`), `message` and `id`
+      (the row's primary id: client-generated for creates).
+    * **frame** - the rows as pushed: the input's columns, plus the primary id column
+      filled with the client-generated ids of creates; `failed` and `conflicts` are
+      slices of it, and it remembers its table and connection, so
+      `report.failed.d365.push()` needs no arguments.
+    * **elapsed** - seconds the push took; **requests** - HTTP requests sent.
+    """
+
+    table: str
+    mode: str
+    rows: pd.DataFrame
+    frame: pd.DataFrame
+    elapsed: float = 0.0
+    requests: int = 0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many rows got each status (every status is listed, zeros included)."""
+        found = self.rows["status"].value_counts()
+        return {s: int(found.get(s, 0)) for s in STATUSES}
+
+    @property
+    def ok(self) -> bool:
+        """True when no row failed or conflicted."""
+        return not bool(self.rows["status"].isin(("failed", "conflict")).any())
+
+    @property
+    def rows_per_second(self) -> float:
+        """Rows handled per second of elapsed time."""
+        return len(self.rows) / self.elapsed if self.elapsed > 0 else float("nan")
+
+    def _select(self, statuses: Sequence[str]) -> pd.DataFrame:
+        mask = self.rows["status"].isin(statuses).to_numpy()
+        selected: pd.DataFrame = self.frame.loc[mask].copy()
+        return selected
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        """The rows that failed, with the pushed frame's columns, ready to fix and push again.
+
+        Creates carry their client-generated primary id in the key column, so pushing these
+        rows again cannot create duplicates.  `rows.loc[report.failed.index]` says why.
+        """
+        return self._select(("failed",))
+
+    @property
+    def conflicts(self) -> pd.DataFrame:
+        """The rows not written because they changed on the service since they were read.
+
+        Read them again to see the other change, or push with `force=True` to overwrite.
+        """
+        return self._select(("conflict",))
+
+    def _summary(self) -> str:
+        counts = {k: v for k, v in self.counts.items() if v}
+        parts = ", ".join(f"{n:,} {status}" for status, n in counts.items()) or "no rows"
+        return (
+            f"{self.mode} to {self.table}: {parts} "
+            f"({_plural(len(self.rows), 'row')} in {self.elapsed:.2f} s, "
+            f"{_plural(self.requests, 'request')})"
+        )
+
+    def __repr__(self) -> str:
+        lines = [f"<PushReport {self._summary()}>"]
+        bad = self.rows[self.rows["status"].isin(("failed", "conflict"))]
+        for label, row in bad.head(_SHOWN).iterrows():
+            code = f" {row['code']}" if isinstance(row["code"], str) and row["code"] else ""
+            lines.append(f"  row {label!r}: {row['status']}{code}: {row['message']}")
+        if len(bad) > _SHOWN:
+            lines.append(f"  ... and {len(bad) - _SHOWN:,} more (see report.rows)")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        counts = self.counts
+        badges = " ".join(
+            f"<span style='color:{_COLOURS[s]}'><b>{n:,}</b> {s}</span>"
+            for s, n in counts.items()
+            if n
+        )
+        head = (
+            f"<b>d365nb push</b> ({html.escape(self.mode)} to "
+            f"<code>{html.escape(self.table)}</code>): {badges or 'no rows'}"
+            f" &middot; {self.elapsed:.2f} s &middot; {_plural(self.requests, 'request')}"
+        )
+        bad = self.rows[self.rows["status"].isin(("failed", "conflict"))]
+        table = ""
+        if len(bad):
+            body = "".join(
+                f"<tr><td>{_cell(label)}</td><td style='color:{_COLOURS[str(r['status'])]}'>"
+                f"{_cell(r['status'])}</td><td><code>{_cell(r['code'])}</code></td>"
+                f"<td>{_cell(r['message'])}</td></tr>"
+                for label, r in bad.head(_SHOWN).iterrows()
+            )
+            more = (
+                f"<tr><td colspan=4>... and {len(bad) - _SHOWN:,} more "
+                "(<code>report.rows</code>)</td></tr>"
+                if len(bad) > _SHOWN
+                else ""
+            )
+            table = (
+                "<table><thead><tr><th>row</th><th>status</th><th>code</th>"
+                f"<th>message</th></tr></thead><tbody>{body}{more}</tbody></table>"
+                "<div><code>report.failed</code> holds the failed rows, ready to fix and "
+                "push again.</div>"
+            )
+        return f"<div class='d365nb-push-report'>{head}{table}</div>"
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class PushPlan:
+    """What a push would do (`dry_run=True`); nothing was written.
+
+    **Attributes:**
+
+    * **table**, **entity_set**, **mode**, **key** - where and how rows would go.
+    * **rows** - a DataFrame indexed by the input's index labels with columns `operation`
+      (`create`, `update`, `upsert`, `delete` or `unchanged`), `id` and `condition`
+      (`If-Match: W/"..."`, `If-Match: *`, `If-None-Match: *` or empty).
+    * **columns** - the columns that would be sent; **skipped** - the others, with why.
+    * **requests** - the requests it would send, e.g. `["3 x CreateMultiple (<= 1000 rows)"]`.
+    * **sample** - the method, URL and JSON body of the first row's request.
+    """
+
+    table: str
+    entity_set: str
+    mode: str
+    key: tuple[str, ...]
+    rows: pd.DataFrame
+    columns: tuple[str, ...]
+    skipped: Mapping[str, str]
+    requests: tuple[str, ...]
+    sample: Mapping[str, Any] | None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many rows each operation would touch."""
+        return {str(k): int(v) for k, v in self.rows["operation"].value_counts().items()}
+
+    def _summary(self) -> str:
+        parts = ", ".join(f"{n:,} {op}" for op, n in self.counts.items()) or "no rows"
+        return f"{self.mode} to {self.table} by {', '.join(self.key)}: {parts}"
+
+    def __repr__(self) -> str:
+        lines = [f"<PushPlan (dry run, nothing sent) {self._summary()}>"]
+        lines += [f"  would send {r}" for r in self.requests]
+        if self.columns:
+            lines.append(f"  columns: {', '.join(self.columns)}")
+        if self.skipped:
+            lines.append(f"  not sent: {', '.join(f'{k} ({v})' for k, v in self.skipped.items())}")
+        if self.sample is not None:
+            body = json.dumps(self.sample.get("body"), default=str, ensure_ascii=False)
+            lines.append(f"  sample: {self.sample['method']} {self.sample['url']} {body}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        requests = "".join(f"<li>{html.escape(r)}</li>" for r in self.requests)
+        skipped = ", ".join(
+            f"<code>{html.escape(k)}</code> ({html.escape(v)})" for k, v in self.skipped.items()
+        )
+        sample = ""
+        if self.sample is not None:
+            body = json.dumps(self.sample.get("body"), default=str, ensure_ascii=False, indent=1)
+            sample = (
+                f"<div>sample request: <code>{html.escape(str(self.sample['method']))} "
+                f"{html.escape(str(self.sample['url']))}</code>"
+                f"<pre>{html.escape(body)}</pre></div>"
+            )
+        cols = ", ".join(f"<code>{html.escape(c)}</code>" for c in self.columns)
+        return (
+            "<div class='d365nb-push-plan'><b>d365nb push plan</b> (dry run, nothing sent): "
+            f"{html.escape(self._summary())}<ul>{requests}</ul>"
+            f"<div>columns sent: {cols or 'none'}</div>"
+            + (f"<div>not sent: {skipped}</div>" if skipped else "")
+            + f"{sample}</div>"
+        )
+
+
+def rows_frame(index: pd.Index, columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+    """A per-row DataFrame on `index` (the input frame's index) with string columns."""
+    out: pd.DataFrame = pd.DataFrame(
+        {k: pd.array(list(v), dtype="string") for k, v in columns.items()}
+    )
+    out.index = index
+    return out

@@ -1,0 +1,623 @@
+"""Writes: plan a push, send it in chunks (bulk actions or `$batch`), report every row.
+
+`apush()` is the engine behind `df.d365.push()` and `Connection.push()`:
+
+1. **Validate** (`_plan.validate_push()`, no I/O): options, index, key and column names.
+2. **Plan** (`_plan.plan_push()`, after fetching the table's metadata, before any write):
+   one operation per row (`create`, `update`, `upsert`, `delete`), its URL, JSON body and
+   conditions.  Every problem in the frame is reported at once (`InvalidFrameError`).
+3. **Send**, chunked and in parallel (within `conn.limiter`, which shrinks on 429):
+
+   | rows | first try | when a chunk fails |
+   | --- | --- | --- |
+   | creates (client-generated ids) | `CreateMultiple` | per-row `$batch` |
+   | updates by primary id, no ETag | `UpdateMultiple` | per-row `$batch` |
+   | upserts, ETag-guarded updates, deletes, alternate keys | per-row `$batch` | halves |
+
+   A bulk action is all-or-nothing on standard tables, so a chunk that fails is sent again
+   as one `$batch` of independent requests with `Prefer: odata.continue-on-error`: every
+   good row lands and every bad row gets its own code.  No change sets are used: they
+   are all-or-nothing too.
+4. **Report** (`PushReport`): every input row once, with its status, code, message and id.
+
+Safety: rows read with an ETag are written with `If-Match` (a row changed or deleted since
+the read is a `conflict`, unless `force=True`); `update` sends `If-Match: *` (never creates);
+`create` POSTs (never overwrites: an existing id or key answers 412).  Creates carry
+client-generated ids (uuid4, returned in `report.frame`), so nothing is ever created twice:
+
+* a request whose connection dropped is sent again (up to 8 times, the transport's 429/503
+  handling underneath); on such a retry a create that meets "duplicate" (412) is read back
+  and reported `created` if its id is there, a delete that meets 404 is `deleted`, and an
+  ETag conflict is `updated` if the row now holds what was sent;
+* rows that still failed come back in `report.failed` with their ids: pushing them again
+  reports `unchanged` for those that had landed with exactly these values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import httpx
+import pandas as pd
+
+from ._convert import encode_json
+from ._exceptions import ODataError, PushError, ThrottledError, TransportError
+from ._metadata import Attribute, Table
+from ._multipart import (
+    BatchFormatError,
+    BatchRequest,
+    BatchResponse,
+    ChangeSetResponse,
+    decode_batch_response,
+    encode_batch_request,
+)
+from ._plan import (
+    BATCH_CHUNK,
+    BULK_CHUNK,
+    Plan,
+    PlannedRow,
+    PushMode,
+    chunks,
+    frame_info,
+    group_rows,
+    key_list,
+    plan_push,
+    plan_report,
+    validate_push,
+)
+from ._report import PushPlan, PushReport, rows_frame
+
+if TYPE_CHECKING:
+    from ._client import Connection
+
+__all__ = ["apush", "push"]
+
+_ATTEMPTS = 8  # sends of one request when its connection drops
+_DUPLICATE = "0x80040237"
+_VERSION_MISMATCH = "0x80060882"
+_JSON = "application/json"
+_JSON_ENTRY = "application/json; type=entry"
+
+# Tables on which a bulk action answered "not supported", per connection.
+_NO_BULK: weakref.WeakKeyDictionary[Connection, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+
+
+# -- sending ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Sent:
+    response: httpx.Response | None = None
+    error: Exception | None = None
+    retried: bool = False
+
+
+@dataclass
+class _Outcome:
+    status: str
+    code: str | None = None
+    message: str | None = None
+    row_id: str | None = None
+    # What a read-back settles: "landed" (a create of our own id), "same" (a create whose
+    # id exists: does it hold our values?), "ours" (a conflict after a retry).
+    verify: str = ""
+
+
+class _Push:
+    """The I/O shell of one push: sends chunks and records each row's outcome."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        plan: Plan,
+        *,
+        batch_size: int | None,
+        parallel: bool | int | None,
+        progress: Any,
+    ) -> None:
+        self.conn = conn
+        self.plan = plan
+        self.batch_size = batch_size
+        # True/None: the connection's adaptive limiter alone; False: one at a time.
+        cap = 1 if parallel is False else (None if parallel in (None, True) else int(parallel))
+        self.slots = asyncio.Semaphore(cap) if cap is not None else None
+        self.progress = progress
+        self.requests = 0
+        n = len(plan.frame)
+        self.status: list[str | None] = [None] * n
+        self.code: list[str | None] = [None] * n
+        self.message: list[str | None] = [None] * n
+        self.ids: list[str | None] = [None] * n
+        self.no_bulk = _NO_BULK.setdefault(conn, set())
+        self.base = httpx.URL(conn.api_root).path
+
+    def settle(self, row: PlannedRow, outcome: _Outcome) -> None:
+        """Record `row`'s outcome (the last one recorded wins)."""
+        self.status[row.pos] = outcome.status
+        self.code[row.pos] = outcome.code
+        self.message[row.pos] = outcome.message
+        self.ids[row.pos] = outcome.row_id or row.row_id
+
+    async def send(
+        self, method: str, url: str, *, content: bytes, headers: Mapping[str, str]
+    ) -> _Sent:
+        """Send one request within the limits; send it again when its connection drops."""
+        retried = False
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                self.requests += 1
+                if self.slots is not None:
+                    async with self.slots, self.conn.limiter:
+                        response = await self.conn.arequest(
+                            method, url, content=content, headers=headers
+                        )
+                else:
+                    async with self.conn.limiter:
+                        response = await self.conn.arequest(
+                            method, url, content=content, headers=headers
+                        )
+                return _Sent(response, None, retried)
+            except ThrottledError as exc:
+                return _Sent(None, exc, retried)
+            except ODataError as exc:
+                return _Sent(None, exc, retried)
+            except TransportError as exc:
+                if attempt == _ATTEMPTS:
+                    return _Sent(None, exc, retried)
+                retried = True
+                await asyncio.sleep(min(2.0, 0.1 * 2 ** (attempt - 1)))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- strategies
+
+    async def run(self, strategy: str, rows: list[PlannedRow]) -> None:
+        """Send one chunk by `strategy`; any surprise fails its rows, never the push."""
+        try:
+            if strategy == "$batch":
+                await self.run_batch(rows, retried=False)
+            else:
+                await self.run_bulk(strategy, rows)
+        except Exception as exc:  # an unexpected answer must not lose the other chunks
+            error = f"{type(exc).__name__}: {exc}"
+            for row in rows:
+                if self.status[row.pos] is None:
+                    self.settle(row, _Outcome("failed", "error", error))
+        if self.progress is not None:
+            self.progress.update(len(rows))
+
+    async def run_bulk(self, action: str, rows: list[PlannedRow]) -> None:
+        """`CreateMultiple`/`UpdateMultiple` for a chunk; on failure, its rows one by one."""
+        table = self.plan.table
+        odata_type = f"Microsoft.Dynamics.CRM.{table.logical_name}"
+        targets = []
+        for row in rows:
+            target = dict(row.body or {})
+            target[table.primary_id] = row.row_id
+            target["@odata.type"] = odata_type
+            targets.append(target)
+        sent = await self.send(
+            "POST",
+            f"{table.entity_set_name}/Microsoft.Dynamics.CRM.{action}",
+            content=encode_json({"Targets": targets}),
+            headers={"Content-Type": _JSON},
+        )
+        if sent.response is not None:
+            status = "created" if action == "CreateMultiple" else "updated"
+            returned: list[Any] = []
+            if action == "CreateMultiple" and sent.response.content:
+                try:
+                    returned = list(sent.response.json().get("Ids") or [])
+                except ValueError:
+                    returned = []
+            for i, row in enumerate(rows):
+                rid = str(returned[i]) if i < len(returned) else row.row_id
+                self.settle(row, _Outcome(status, row_id=rid))
+            return
+        if isinstance(sent.error, ODataError) and _unsupported(sent.error):
+            self.no_bulk.add((table.logical_name, action))
+        if isinstance(sent.error, ODataError):
+            # All or nothing: send the rows one by one, so the good ones land.
+            await self.run_batch(rows, retried=sent.retried)
+            return
+        self.fail_all(rows, sent.error)
+
+    def fail_all(self, rows: list[PlannedRow], error: Exception | None) -> None:
+        """Every row of a chunk failed with the same error."""
+        if isinstance(error, ThrottledError):
+            code = "429"
+        elif isinstance(error, ODataError):
+            code = error.code or str(error.status)
+        else:
+            code = "network"
+        text = getattr(error, "service_message", None) or str(error)
+        for row in rows:
+            self.settle(row, _Outcome("failed", code, text))
+
+    def part(self, row: PlannedRow) -> BatchRequest:
+        """The `$batch` part (an independent request) that writes `row`."""
+        url = f"{self.base}{row.path}"
+        headers: list[tuple[str, str]] = []
+        if row.op == "create":
+            return BatchRequest(
+                "POST",
+                url,
+                headers=[("Content-Type", _JSON_ENTRY)],
+                body=encode_json(row.body or {}),
+            )
+        headers += list(row.headers.items())
+        if row.op == "delete":
+            return BatchRequest("DELETE", url, headers=headers)
+        if row.op == "upsert":
+            url += f"?$select={self.plan.table.primary_id}"
+            headers.append(("Prefer", "return=representation"))
+        headers.insert(0, ("Content-Type", _JSON_ENTRY))
+        return BatchRequest("PATCH", url, headers=headers, body=encode_json(row.body or {}))
+
+    async def run_batch(self, rows: list[PlannedRow], *, retried: bool, depth: int = 0) -> None:
+        """Rows as independent requests in one `$batch` (continue-on-error), halved on error."""
+        size = self.batch_size or BATCH_CHUNK
+        if len(rows) > size:
+            await asyncio.gather(
+                *(self.run_batch(c, retried=retried, depth=depth) for c in chunks(rows, size))
+            )
+            return
+        content_type, body = encode_batch_request([self.part(r) for r in rows])
+        sent = await self.send(
+            "POST",
+            "$batch",
+            content=body,
+            headers={"Content-Type": content_type, "Prefer": "odata.continue-on-error"},
+        )
+        retried = retried or sent.retried
+        parts: list[BatchResponse] = []
+        error = sent.error
+        if sent.response is not None:
+            try:
+                items = decode_batch_response(
+                    sent.response.content, sent.response.headers.get("content-type", "")
+                )
+            except BatchFormatError as exc:
+                error = ODataError(str(exc.message), status=exc.status, code=exc.code)
+            else:
+                for item in items:
+                    parts.extend(item.responses if isinstance(item, ChangeSetResponse) else [item])
+        if error is not None:
+            if isinstance(error, ODataError) and len(rows) > 1 and depth < 12:
+                half = len(rows) // 2
+                await asyncio.gather(
+                    self.run_batch(rows[:half], retried=retried, depth=depth + 1),
+                    self.run_batch(rows[half:], retried=retried, depth=depth + 1),
+                )
+            else:
+                self.fail_all(rows, error)
+            return
+        verify: list[tuple[PlannedRow, str]] = []
+        for row, part in zip(rows, parts, strict=False):
+            outcome = self.outcome(row, part, retried=retried)
+            self.settle(row, outcome)
+            if outcome.verify:
+                verify.append((row, outcome.verify))
+        unanswered = rows[len(parts) :]
+        if unanswered:
+            if depth < 12:
+                await self.run_batch(unanswered, retried=retried, depth=depth + 1)
+            else:
+                for row in unanswered:
+                    self.settle(
+                        row,
+                        _Outcome("failed", "unanswered", "The $batch response had no part for it."),
+                    )
+        if verify:
+            await self.verify(verify)
+
+    def outcome(self, row: PlannedRow, part: BatchResponse, *, retried: bool) -> _Outcome:
+        """A row's outcome from its `$batch` part."""
+        pk = self.plan.table.primary_id
+        if part.is_success:
+            if row.op == "create":
+                return _Outcome("created")
+            if row.op == "delete":
+                return _Outcome("deleted")
+            if row.op == "upsert":
+                returned = None
+                try:
+                    data = part.json()
+                    returned = data.get(pk) if isinstance(data, dict) else None
+                except ValueError:
+                    pass
+                if part.status == 201:
+                    return _Outcome("created", row_id=returned)
+                return _Outcome("updated", row_id=returned)
+            return _Outcome("updated")
+        code, message = _error_of(part)
+        if part.status == 412 and row.op == "create":
+            # "Duplicate": an earlier attempt (of this push, or a push of report.failed) may
+            # have landed with this id.  Settled by verify().
+            landed = "landed" if (row.generated or retried) else "same"
+            return _Outcome("failed", code or _DUPLICATE, message, verify=landed)
+        mismatch = code == _VERSION_MISMATCH or "doesn't match the RowVersion" in message
+        if part.status == 412 and mismatch and row.guarded:
+            return _Outcome(
+                "conflict",
+                code or _VERSION_MISMATCH,
+                "The row changed on the service since it was read: read it again, or push "
+                "with force=True to overwrite.",
+                verify="ours" if retried else "",
+            )
+        if part.status == 404 and row.guarded and row.op in ("update", "upsert"):
+            return _Outcome(
+                "conflict",
+                code,
+                "The row was deleted on the service since it was read; push with force=True "
+                "to create it again.",
+            )
+        if part.status == 404 and row.op == "delete" and retried:
+            return _Outcome("deleted", message="already deleted by an earlier attempt")
+        return _Outcome("failed", code or str(part.status), message)
+
+    def lookup(self, row: PlannedRow, kind: str) -> BatchRequest:
+        """A GET that reads back what `row` would have written (after a lost response)."""
+        table = self.plan.table
+        path = f"{table.entity_set_name}({row.row_id})" if row.op == "create" else row.path
+        if kind == "landed":
+            return BatchRequest("GET", f"{self.base}{path}?$select={table.primary_id}")
+        navs = _navigation_map(table)
+        select = {table.primary_id}
+        for name in row.body or {}:
+            if name.endswith("@odata.bind"):
+                attribute = navs.get(name[: -len("@odata.bind")])
+                select.add(f"_{attribute.logical_name}_value" if attribute else table.primary_id)
+            else:
+                select.add(name)
+        return BatchRequest("GET", f"{self.base}{path}?$select={','.join(sorted(select))}")
+
+    async def verify(self, rows: list[tuple[PlannedRow, str]]) -> None:
+        """Settle rows whose outcome depends on whether an earlier, lost attempt landed.
+
+        A create of a client-generated id (or one retried after a lost response) that met
+        "duplicate" landed if a row with its id exists; a create of a given id that met
+        "duplicate" is `unchanged` if that row holds exactly the values sent (a push of
+        `report.failed` after a lost response), else it stays failed; an ETag conflict
+        after a retry is our own first attempt if the row now holds what we sent.
+        """
+        content_type, body = encode_batch_request([self.lookup(r, k) for r, k in rows])
+        sent = await self.send(
+            "POST",
+            "$batch",
+            content=body,
+            headers={"Content-Type": content_type, "Prefer": "odata.continue-on-error"},
+        )
+        if sent.response is None:
+            return
+        try:
+            parts = decode_batch_response(
+                sent.response.content, sent.response.headers.get("content-type", "")
+            )
+        except BatchFormatError:
+            return
+        navs = _navigation_map(self.plan.table)
+        for (row, kind), part in zip(rows, parts, strict=False):
+            if not isinstance(part, BatchResponse) or part.status != 200:
+                continue
+            if kind == "landed":
+                self.settle(
+                    row, _Outcome("created", message="created by an earlier attempt of this push")
+                )
+            elif kind == "same" and _holds(row.body or {}, part.json(), navs):
+                self.settle(
+                    row,
+                    _Outcome(
+                        "unchanged",
+                        message="already there with these values (an earlier push landed)",
+                    ),
+                )
+            elif kind == "ours" and _holds(row.body or {}, part.json(), navs):
+                self.settle(
+                    row, _Outcome("updated", message="updated by an earlier attempt of this push")
+                )
+
+
+def _holds(body: Mapping[str, Any], current: Any, navs: Mapping[str, Attribute]) -> bool:
+    """True when the row read back (`current`) holds every value of `body`."""
+    if not isinstance(current, Mapping):
+        return False
+    for name, value in body.items():
+        if name.endswith("@odata.bind"):
+            attribute = navs.get(name[: -len("@odata.bind")])
+            if attribute is None:
+                return False
+            have = current.get(f"_{attribute.logical_name}_value")
+            want = None if value is None else str(value).rsplit("(", 1)[-1].rstrip(")")
+            if str(have or "").lower() != str(want or "").lower():
+                return False
+        elif not _same(value, current.get(name)):
+            return False
+    return True
+
+
+def _navigation_map(table: Table) -> dict[str, Attribute]:
+    out: dict[str, Attribute] = {}
+    for attribute in table.attributes.values():
+        if attribute.is_lookup:
+            for target in attribute.targets or (None,):
+                out[attribute.navigation_property(target)] = attribute
+    return out
+
+
+def _same(sent: Any, have: Any) -> bool:
+    if sent is None or have is None:
+        return sent is None and have is None
+    if isinstance(sent, bool) or isinstance(have, bool):
+        return bool(sent) == bool(have)
+    if isinstance(sent, (int, float)) and isinstance(have, (int, float)):
+        return math.isclose(float(sent), float(have), rel_tol=1e-9, abs_tol=1e-6)
+    if isinstance(sent, str) and isinstance(have, str):
+        if sent == have:
+            return True
+        try:
+            return bool(pd.Timestamp(sent) == pd.Timestamp(have))
+        except (ValueError, TypeError):
+            return sorted(sent.split(",")) == sorted(have.split(","))
+    return bool(str(sent) == str(have))
+
+
+def _error_of(part: BatchResponse) -> tuple[str | None, str]:
+    try:
+        error = part.json()["error"]
+        return (str(error.get("code") or "") or None, str(error.get("message") or ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, part.body.decode("utf-8", "replace")[:300] or f"HTTP {part.status}"
+
+
+def _unsupported(error: ODataError) -> bool:
+    """True when a bulk action failed because the table does not support it (not a row)."""
+    text = error.service_message.lower()
+    return (
+        error.code == "0x8006088a"
+        or error.status in (405, 501)
+        or (error.status == 404 and error.code != "0x80040217" and "does not exist" not in text)
+        or "not yet been implemented" in text
+        or "is not supported" in text
+        or "no http resource" in text
+    )
+
+
+def _progress_bar(name: str, total: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"Pushing {name}", unit=" rows", leave=False, dynamic_ncols=True)
+
+
+# -- entry points -------------------------------------------------------------------------
+
+
+async def apush(
+    conn: Connection,
+    df: pd.DataFrame,
+    table: str | None = None,
+    *,
+    key: str | Sequence[str] | None = None,
+    mode: PushMode = "upsert",
+    columns: Sequence[str] | None = None,
+    batch_size: int | None = None,
+    parallel: bool | int | None = None,
+    on_error: Literal["collect", "raise"] = "collect",
+    dry_run: bool = False,
+    progress: bool = True,
+    force: bool = False,
+) -> PushReport | PushPlan:
+    """Write a DataFrame's rows to a table; see `Connection.push` for the parameters."""
+    validate_push(
+        df,
+        table,
+        key=key,
+        mode=mode,
+        columns=columns,
+        batch_size=batch_size,
+        parallel=parallel,
+        on_error=on_error,
+        force=force,
+    )
+    started = time.perf_counter()
+    info = frame_info(df)
+    name = table or str(info["table"])
+    plan = await plan_push(
+        conn, df, name, key=key_list(key), mode=mode, columns=columns, force=force
+    )
+    no_bulk = _NO_BULK.setdefault(conn, set())
+    groups = group_rows(plan, no_bulk)
+    if dry_run:
+        return plan_report(plan, groups, batch_size)
+    bar = (
+        _progress_bar(plan.table.entity_set_name, len(plan.rows))
+        if progress and plan.rows
+        else None
+    )
+    engine = _Push(conn, plan, batch_size=batch_size, parallel=parallel, progress=bar)
+    for row in plan.rows:
+        if row.op == "none":
+            engine.settle(row, _Outcome("unchanged", message="no writable column to send"))
+    from ._reader import progress_var
+
+    token = progress_var.set(bar)  # the transport shows 429 waits on this bar
+    try:
+        tasks = []
+        for strategy, rows in groups:
+            size = batch_size or (BULK_CHUNK if strategy != "$batch" else BATCH_CHUNK)
+            tasks += [engine.run(strategy, chunk) for chunk in chunks(rows, size)]
+        await asyncio.gather(*tasks)
+    finally:
+        progress_var.reset(token)
+        if bar is not None:
+            bar.close()
+    for row in plan.rows:  # nothing is silently dropped
+        if engine.status[row.pos] is None:
+            engine.settle(row, _Outcome("failed", "unsent", "The push stopped before this row."))
+    report = PushReport(
+        table=plan.table.logical_name,
+        mode=mode,
+        rows=rows_frame(
+            plan.frame.index,
+            {
+                "status": engine.status,
+                "code": engine.code,
+                "message": engine.message,
+                "id": engine.ids,
+            },
+        ),
+        frame=plan.frame,
+        elapsed=time.perf_counter() - started,
+        requests=engine.requests,
+    )
+    if on_error == "raise" and not report.ok:
+        counts = report.counts
+        raise PushError(
+            f"{counts['failed']:,} rows failed and {counts['conflict']:,} conflicted of "
+            f"{len(report.rows):,} pushed to {report.table}.",
+            report=report,
+            hint="The other rows were written; err.report.failed holds the failed rows "
+            "to fix and push again.",
+        )
+    return report
+
+
+def push(
+    conn: Connection,
+    df: pd.DataFrame,
+    table: str | None = None,
+    *,
+    key: str | Sequence[str] | None = None,
+    mode: PushMode = "upsert",
+    columns: Sequence[str] | None = None,
+    batch_size: int | None = None,
+    parallel: bool | int | None = None,
+    on_error: Literal["collect", "raise"] = "collect",
+    dry_run: bool = False,
+    progress: bool = True,
+    force: bool = False,
+) -> PushReport | PushPlan:
+    """Sync twin of `apush()` (runs it through `_sync.run_sync`)."""
+    from ._sync import run_sync
+
+    return run_sync(
+        apush(
+            conn,
+            df,
+            table,
+            key=key,
+            mode=mode,
+            columns=columns,
+            batch_size=batch_size,
+            parallel=parallel,
+            on_error=on_error,
+            dry_run=dry_run,
+            progress=progress,
+            force=force,
+        )
+    )
