@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import urllib.parse
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -80,7 +81,9 @@ def parse_key(table: Table, text: str) -> dict[str, Any]:
 
 def parse_entity_ref(text: str) -> tuple[Table, dict[str, Any]]:
     """`/accounts(<id>)`, `accounts(accountnumber='A-1')` or an absolute URL → (table, key)."""
-    m = _REF.match(text.strip())
+    # A reference is a URL: its key segment may be percent-encoded (a space as %20), and
+    # the service decodes it like any other URL (as it does for the request URL itself).
+    m = _REF.match(urllib.parse.unquote(text.strip()))
     table = table_by_set(m.group(1)) if m else None
     if m is None or table is None:
         raise ApiError(
