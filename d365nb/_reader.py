@@ -242,9 +242,16 @@ def _ranges(low: str, high: str, n: int) -> list[str]:
 
 async def _execute(plan: ReadPlan) -> pd.DataFrame:
     token = progress_var.set(plan.progress)
+    tasks = [asyncio.ensure_future(_run_part(plan, p)) for p in plan.parts if not p.done]
     try:
-        await asyncio.gather(*(_run_part(plan, p) for p in plan.parts if not p.done))
+        await asyncio.gather(*tasks)
     except BaseException as exc:
+        # gather() leaves the other ranges running when one fails: stop them (between
+        # pages) before the rows so far are taken, or they would keep adding pages behind
+        # the PartialReadError and a resume() would fetch the same pages again.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | D365Error | OSError):
             raise _partial_error(plan, exc) from exc
         raise
