@@ -75,6 +75,21 @@ _ODATA_HEADERS = {
 }
 
 
+def _caller_stacklevel() -> int:
+    """The `stacklevel` that points a warning at the first frame outside d365nb.
+
+    Called from the function that warns; the warning then names the user's own line (the
+    `connect(...)` cell), however many d365nb frames lie in between.
+    """
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame = sys._getframe(1)  # the warning function: stacklevel 1
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 def ssl_context_for(verify: VerifyTypes) -> ssl.SSLContext:
     """An SSL context from what users pass as `verify=`.
 
@@ -90,7 +105,7 @@ def ssl_context_for(verify: VerifyTypes) -> ssl.SSLContext:
             "TLS certificate verification is OFF: anyone on the network path can read your "
             "tokens and data. Pass verify='path/to/ca.pem' instead.",
             InsecureTransportWarning,
-            stacklevel=3,
+            stacklevel=_caller_stacklevel(),
         )
         context = ssl.create_default_context()
         context.check_hostname = False

@@ -47,7 +47,9 @@ def sandbox_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def sandbox(sandbox_data_dir: Path) -> Iterator[Sandbox]:
     """A sandbox for the whole session: a server thread, in-memory database, few rows."""
-    with start(data_dir=sandbox_data_dir, database=":memory:", rows=50) as sb:
+    with start(
+        data_dir=sandbox_data_dir, database=":memory:", rows=50, device_code_interval=1
+    ) as sb:
         yield sb
 
 

@@ -56,7 +56,8 @@ def test_device_code_response_shape(sandbox, https):
         "interval",
         "message",
     }
-    assert flow["expires_in"] == 900 and flow["interval"] == 5
+    assert flow["expires_in"] == sandbox.options.device_code_lifetime == 900
+    assert flow["interval"] == sandbox.options.device_code_interval
     assert len(flow["user_code"]) == 9 and flow["user_code"].isalnum()
     assert flow["message"] == (
         f"To sign in, use a web browser to open the page {flow['verification_uri']} "
