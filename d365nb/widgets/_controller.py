@@ -944,6 +944,11 @@ class SetupController:
             "another machine than the kernel (JupyterHub, Binder).",
         )
 
+    @property
+    def waiting_for_redirect(self) -> bool:
+        """True while paste mode waits for the redirected address."""
+        return self._redirect is not None and not self._redirect.done()
+
     def submit_redirect(self, url: str) -> None:
         """Hand over the address the browser landed on (paste mode); it is not kept."""
         text = (url or "").strip()

@@ -147,6 +147,7 @@ class SetupPanel:
         self._updating = False
         self._logged = 0
         self._shown_in: int | None = None  # the cell d365nb.setup() displayed it in
+        self._profile_names = ctl.profiles()  # read again after a save, not on every redraw
 
         self.title = w.HTML(
             "<b style='font-size:1.15em'>d365nb &middot; connect to Dynamics 365</b>"
@@ -379,7 +380,7 @@ class SetupPanel:
     def _on_finish(self, _: Any) -> None:
         # The pasted text arrives through `_on_paste` when the input loses focus; a click
         # on an empty input says what to do.
-        if self.controller.state == "paste":
+        if self.controller.waiting_for_redirect:
             self.status.value = (
                 "<span style='color:#555'>Paste the address into the box above and press "
                 "Enter.</span>"
@@ -423,6 +424,7 @@ class SetupPanel:
             self.controller.save_profile(self.profile_name.value.strip() or "default")
         except ConfigError:
             pass  # shown in the status line by the controller
+        self._profile_names = self.controller.profiles()
         self.refresh()
 
     # -- drawing ---------------------------------------------------------------------
@@ -463,7 +465,7 @@ class SetupPanel:
                 "A local <b>sandbox</b> is running at "
                 f"<code>{html.escape(sb.origin)}</code> (no Azure account needed). "
             )
-        names = ctl.profiles()
+        names = self._profile_names
         if tuple(names) != tuple(self.profile_picker.options):
             self.profile_picker.options = names
         if names and self.profile_picker.value is None:

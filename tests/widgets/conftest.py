@@ -15,7 +15,7 @@ import ipywidgets as w
 import pytest
 import pytest_asyncio
 
-from d365nb.sandbox import Sandbox, start
+from d365nb.sandbox import Sandbox
 
 
 class RecordingComm:
@@ -139,16 +139,3 @@ async def closing() -> AsyncIterator[list[Any]]:
     for ctl in controllers:
         if ctl.connection is not None:
             await ctl.connection.aclose()
-
-
-@pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """Like the session sandbox, but device codes are polled every second, not every five
-    (a code approved just after the first poll would otherwise cost each test 5 s)."""
-    with start(
-        data_dir=tmp_path_factory.mktemp("widgets-sandbox"),
-        database=":memory:",
-        rows=50,
-        device_code_interval=1,
-    ) as sb:
-        yield sb

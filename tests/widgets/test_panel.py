@@ -237,8 +237,11 @@ async def test_no_secret_token_or_redirect_url_survives_in_any_widget(
     answer = await asyncio.to_thread(sign_in_on_page, ctl.auth_flow.auth_uri, sandbox)
     redirected = answer.headers["location"]
     shown += [redirected, dict(httpx.URL(redirected).params)["code"]]
+    panel.finish_button.click()  # clicked before pasting: says what to do
+    assert "Paste the address" in panel.status.value
     browser_types(panel.paste, value=redirected)
     assert panel.paste.value == ""
+    assert not ctl.waiting_for_redirect
     assert ctl.task is not None
     await ctl.task
     assert ctl.state == "connected", ctl.problem

@@ -1,0 +1,107 @@
+"""The setup panel in a real ipykernel: "Run All" with a sign-in in the first cell.
+
+Three cells are sent at once, as the browser does for "Run All".  The first shows the
+panel, signs in through its button (a task on the kernel's loop, awaited at top level)
+and reads through the sync API; the others must run too.  The kernel finds the sandbox
+only through `D365NB_SANDBOX`, as on Binder.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from d365nb.sandbox import Sandbox
+
+from .test_run_all import CELL_TIMEOUT, Kernel, _start, _stop
+
+pytestmark = pytest.mark.sandbox
+
+CELL_1 = """
+import d365nb
+panel = d365nb.setup(token_cache=False)
+panel.controller.use_sandbox(method="client_credentials")
+panel.sign_in_button.click()          # what the button does in the browser
+await panel.controller.task           # top-level await: the kernel loop runs the task
+conn = d365nb.connection()
+print("cell1", panel.controller.state, conn.whoami().user_id)   # the sync API
+"""
+CELL_2 = "print('cell2', 6 * 7)"
+CELL_3 = "print('cell3', d365nb.connection().whoami().organization_id)"
+
+
+@pytest.fixture(params=["thread", "nest"])
+def kernel(
+    request: pytest.FixtureRequest,
+    sandbox: Sandbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Kernel]:
+    info = tmp_path / "sandbox.json"
+    info.write_text(json.dumps(sandbox.info()) + "\n")
+    monkeypatch.setenv("D365NB_SANDBOX", str(info))
+    monkeypatch.setenv("D365NB_TOKEN_CACHE_DIR", str(tmp_path / "tokens"))
+    k = _start(request.param)
+    try:
+        yield k
+    finally:
+        _stop(k)
+
+
+def test_run_all_with_sign_in_in_the_first_cell(kernel: Kernel, sandbox: Sandbox) -> None:
+    from d365nb.sandbox._directory import CONFIDENTIAL_CLIENT_ID, ORG_ID, app_by_id
+
+    app_user = app_by_id(CONFIDENTIAL_CLIENT_ID).application_user_id  # type: ignore[union-attr]
+    cells = kernel.run(CELL_1, CELL_2, CELL_3, timeout=CELL_TIMEOUT)
+    assert [c.errors for c in cells] == [[], [], []], [c.output for c in cells]
+    assert all(c.idle for c in cells), [c.output for c in cells]
+    assert cells[0].output == f"cell1 connected {app_user}\n"
+    assert cells[1].output == "cell2 42\n"
+    assert cells[2].output == f"cell3 {ORG_ID}\n"
+
+
+def _messages(kernel: Kernel, code: str) -> list[dict[str, Any]]:
+    """Every iopub message of one cell, until it is idle (bounded by CELL_TIMEOUT)."""
+    msg_id = kernel.kc.execute(code)
+    deadline = time.monotonic() + CELL_TIMEOUT
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        try:
+            msg = kernel.kc.get_iopub_msg(timeout=0.2)
+        except queue.Empty:
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        found.append(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return found
+    raise AssertionError(f"the cell did not finish in {CELL_TIMEOUT} s")
+
+
+def test_errors_show_as_message_and_fix(kernel: Kernel) -> None:
+    found = _messages(
+        kernel, "import d365nb\nd365nb.setup(show=False, sandbox=False)\nd365nb.connection()"
+    )
+    errors = [m["content"] for m in found if m["msg_type"] == "error"]
+    assert len(errors) == 1 and errors[0]["ename"] == "AuthError"
+    lines = errors[0]["traceback"]
+    assert len(lines) == 3
+    assert "Not signed in yet." in lines[0] and "d365nb.setup()" in lines[1]
+
+
+def test_setup_as_the_last_expression_shows_the_panel_once(kernel: Kernel) -> None:
+    found = _messages(kernel, "import d365nb\nd365nb.setup(sandbox=False)")
+    views = [
+        m
+        for m in found
+        if m["msg_type"] in ("display_data", "execute_result")
+        and "application/vnd.jupyter.widget-view+json" in m["content"]["data"]
+    ]
+    assert len(views) == 1, [m["msg_type"] for m in found]
+    assert not [m for m in found if m["msg_type"] in ("error", "execute_result")]
