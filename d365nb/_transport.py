@@ -26,6 +26,7 @@ import email.utils
 import logging
 import math
 import random
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -196,7 +197,7 @@ def retry_delay(
         return None
     safe = _is_idempotent(method, idempotent)
     if status is None:
-        if error is None:
+        if error is None or certificate_failure(error):
             return None
         if not (
             isinstance(error, _NOT_SENT_ERRORS) or (safe and isinstance(error, _NETWORK_ERRORS))
@@ -212,6 +213,22 @@ def retry_delay(
             return min(after, policy.retry_after_cap)
     backoff = min(policy.backoff_cap, policy.backoff_base * 2.0 ** (attempt - 1))
     return backoff * (1.0 - policy.jitter * (rng or random).random())
+
+
+def certificate_failure(error: BaseException) -> bool:
+    """True when `error` (or what caused it) is a failed TLS certificate verification.
+
+    Such a failure is not transient: retrying it only delays the message that tells the
+    user to trust the right CA.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(error)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -341,6 +358,13 @@ class RetryTransport(httpx.AsyncBaseTransport):
                     idempotent=idempotent,
                 )
                 reason = f"network error ({type(exc).__name__})"
+                if certificate_failure(exc):
+                    raise TransportError(
+                        f"{request.method} {request.url.host}: the service's TLS certificate "
+                        f"could not be verified ({exc}).",
+                        hint="If you trust this service (a corporate proxy, the sandbox), pass "
+                        "verify='path/to/ca.pem' with its CA certificate; never verify=False.",
+                    ) from exc
                 if delay is None or waited + delay > self.policy.max_total_wait:
                     raise TransportError(
                         f"{request.method} {request.url.host} failed after {attempt} "

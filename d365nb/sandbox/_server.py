@@ -24,6 +24,7 @@ import subprocess as _subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -44,7 +45,14 @@ from ._directory import (
 )
 from ._options import SandboxOptions
 
-__all__ = ["Sandbox", "make_options", "sandbox_info", "start", "wait_for_signal"]
+__all__ = [
+    "Sandbox",
+    "make_options",
+    "running_sandboxes",
+    "sandbox_info",
+    "start",
+    "wait_for_signal",
+]
 
 _START_TIMEOUT = 60.0
 _INFO_KEYS = (
@@ -343,6 +351,14 @@ class Sandbox:
         return revoked
 
 
+_RUNNING: weakref.WeakSet[Sandbox] = weakref.WeakSet()
+
+
+def running_sandboxes() -> list[Sandbox]:
+    """Sandboxes started by this process and still running (the setup panel offers them)."""
+    return [sb for sb in list(_RUNNING) if sb.running]
+
+
 def _ssl_context(ca_cert: str) -> Any:
     import ssl
 
@@ -372,7 +388,9 @@ def start(
     """
     opts = make_options(options, **knobs)
     if subprocess:
-        return _start_subprocess(opts)
+        child = _start_subprocess(opts)
+        _RUNNING.add(child)
+        return child
     from ._app import create_app
     from ._tokens import TokenService
 
@@ -389,7 +407,9 @@ def start(
         raise
     server = _ServerThread(app, sock=sock, certs=certs)
     server.start()
-    return Sandbox(sandbox_info(base_url, str(certs.ca_cert)), options=opts, server=server)
+    sandbox = Sandbox(sandbox_info(base_url, str(certs.ca_cert)), options=opts, server=server)
+    _RUNNING.add(sandbox)
+    return sandbox
 
 
 def _options_json(options: SandboxOptions) -> str:
