@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,49 +18,12 @@ from d365nb._sync import run_sync
 from d365nb.sandbox import Sandbox
 from d365nb.sandbox._connect import connect_to
 from d365nb.sandbox._directory import CONFIDENTIAL_CLIENT_ID, USERS, app_by_id, user_by_name
+from tests.oauth import client_credentials_token, device_code_tokens
 
 pytestmark = pytest.mark.sandbox
 
 ALEX = user_by_name("alex")
 APP_USER = app_by_id(CONFIDENTIAL_CLIENT_ID).application_user_id  # type: ignore[union-attr]
-
-
-def _client_credentials_token(sb: Sandbox) -> dict[str, Any]:
-    response = httpx.post(
-        sb.token_uri,
-        data={
-            "grant_type": "client_credentials",
-            "client_id": sb.confidential_client_id,
-            "client_secret": sb.client_secret,
-            "scope": f"{sb.base_url}/.default",
-        },
-        verify=ssl.create_default_context(cafile=sb.ca_cert),
-    )
-    assert response.status_code == 200, response.text
-    return dict(response.json())
-
-
-def _device_code_tokens(sb: Sandbox, user: str = "alex") -> dict[str, Any]:
-    """A refresh token obtained the way another tool would (plain OAuth over httpx)."""
-    with httpx.Client(verify=ssl.create_default_context(cafile=sb.ca_cert)) as http:
-        start = http.post(
-            sb.token_uri.replace("/token", "/devicecode"),
-            data={
-                "client_id": sb.public_client_id,
-                "scope": f"{sb.base_url}/user_impersonation offline_access",
-            },
-        ).json()
-        sb.approve(start["user_code"], user)
-        answer = http.post(
-            sb.token_uri,
-            data={
-                "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
-                "client_id": sb.public_client_id,
-                "device_code": start["device_code"],
-            },
-        )
-    assert answer.status_code == 200, answer.text
-    return dict(answer.json())
 
 
 def test_connect_does_no_network_io_until_first_use(sandbox: Sandbox) -> None:
@@ -186,13 +148,13 @@ def test_auth_code_loopback_receives_the_form_post(sandbox: Sandbox) -> None:
 
 
 def test_refresh_token_grant(sandbox: Sandbox) -> None:
-    tokens = _device_code_tokens(sandbox, "megan")
+    tokens = device_code_tokens(sandbox, "megan")
     conn = connect_to(sandbox, grant="refresh_token", refresh_token=tokens["refresh_token"])
     assert conn.whoami().user_id == user_by_name("megan").systemuserid
 
 
 def test_given_access_token(sandbox: Sandbox) -> None:
-    token = _client_credentials_token(sandbox)["access_token"]
+    token = client_credentials_token(sandbox)["access_token"]
     conn = connect_to(
         sandbox, grant="access_token", client_id=None, client_secret=None, access_token=token
     )
@@ -202,7 +164,7 @@ def test_given_access_token(sandbox: Sandbox) -> None:
 def test_given_access_token_expired_without_refresh_is_a_clear_error(
     short_lived: Sandbox,
 ) -> None:
-    token = _client_credentials_token(short_lived)["access_token"]
+    token = client_credentials_token(short_lived)["access_token"]
     time.sleep(3)
     conn = connect_to(
         short_lived, grant="access_token", client_id=None, client_secret=None, access_token=token
@@ -239,7 +201,7 @@ def test_token_expiring_mid_session_is_refreshed_silently(
 def test_revoked_refresh_token_is_a_clear_auth_error(
     short_lived: Sandbox, approve_as: Callable[[str], Any]
 ) -> None:
-    tokens = _device_code_tokens(short_lived, "alex")
+    tokens = device_code_tokens(short_lived, "alex")
     conn = connect_to(short_lived, grant="refresh_token", refresh_token=tokens["refresh_token"])
     conn.whoami()
     short_lived.revoke_refresh_tokens()
@@ -276,7 +238,7 @@ def test_azure_identity_style_credential(sandbox: Sandbox) -> None:
             from azure.core.credentials import AccessToken
 
             self.scopes.append(scopes)
-            body = _client_credentials_token(sandbox)
+            body = client_credentials_token(sandbox)
             return AccessToken(body["access_token"], int(time.time()) + 3600)
 
     credential = Credential()

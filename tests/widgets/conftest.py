@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import comm
-import httpx
 import ipywidgets as w
 import pytest
 import pytest_asyncio
 
 from d365nb.sandbox import Sandbox
+from tests.oauth import client_credentials_token, device_code_tokens
 
 
 class RecordingComm:
@@ -94,41 +93,12 @@ async def wait_for(predicate: Callable[[], bool], *, timeout: float = 30.0) -> N
 
 def app_access_token(sb: Sandbox) -> str:
     """An access token from the sandbox, fetched the way another tool would."""
-    response = httpx.post(
-        sb.token_uri,
-        data={
-            "grant_type": "client_credentials",
-            "client_id": sb.confidential_client_id,
-            "client_secret": sb.client_secret,
-            "scope": f"{sb.base_url}/.default",
-        },
-        verify=ssl.create_default_context(cafile=sb.ca_cert),
-    )
-    assert response.status_code == 200, response.text
-    return str(response.json()["access_token"])
+    return str(client_credentials_token(sb)["access_token"])
 
 
 def user_refresh_token(sb: Sandbox, user: str = "megan") -> str:
     """A user's refresh token, obtained with a plain device-code exchange."""
-    with httpx.Client(verify=ssl.create_default_context(cafile=sb.ca_cert)) as http:
-        start = http.post(
-            sb.token_uri.replace("/token", "/devicecode"),
-            data={
-                "client_id": sb.public_client_id,
-                "scope": f"{sb.base_url}/user_impersonation offline_access",
-            },
-        ).json()
-        sb.approve(start["user_code"], user)
-        answer = http.post(
-            sb.token_uri,
-            data={
-                "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
-                "client_id": sb.public_client_id,
-                "device_code": start["device_code"],
-            },
-        )
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["refresh_token"])
+    return str(device_code_tokens(sb, user)["refresh_token"])
 
 
 @pytest_asyncio.fixture
