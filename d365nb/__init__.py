@@ -11,17 +11,27 @@ df = conn.read("accounts", select=["name", "revenue"], filter=d365nb.where(reven
 
 from __future__ import annotations
 
+# The one import with a side effect: it registers the `df.d365` accessor with pandas.
+from . import _accessor  # noqa: E402, F401
 from ._client import Connection, WhoAmI, connect
 from ._config import Settings
 from ._convert import ColumnTypeWarning, InvalidFrameError
-from ._exceptions import *
+from ._exceptions import (
+    AuthError,
+    ConfigError,
+    D365Error,
+    D365Warning,
+    InsecureTransportWarning,
+    ODataError,
+    PartialReadError,
+    PushError,
+    ThrottledError,
+    TransportError,
+)
 from ._odata import F, Query, literal, where
 from ._report import PushPlan, PushReport
 from ._setup import connection, setup
 from ._version import __version__
-
-# The one import with a side effect: it registers the `df.d365` accessor with pandas.
-from . import _accessor  # noqa: E402, F401
 
 __all__ = [
     "AuthError",

@@ -1,7 +1,6 @@
 """The public surface is exactly `d365nb.__all__`: sorted, complete, importable."""
 
 from __future__ import annotations
-
 import __future__
 
 import d365nb
