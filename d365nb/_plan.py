@@ -10,8 +10,9 @@ No I/O but the metadata look-ups of `plan_push()`; `_write` sends what is planne
   columns named `<lookup>.<column>`), client-generated ids for creates (uuid4) and the
   conditions (`If-Match` with the read's ETag, `If-Match: *`).  Every problem in the frame
   is raised at once as `InvalidFrameError`: nothing is sent.
-* `group_rows()` picks the transport for each row: `CreateMultiple`, `UpdateMultiple`
-  or `$batch`; `plan_report()` turns a plan into the `PushPlan` of a dry run.
+* `group_rows()` picks the transport for each row: `CreateMultiple`, `UpdateMultiple`,
+  `UpsertMultiple` or `$batch`; `plan_report()` turns a plan into the `PushPlan` of a
+  dry run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import importlib
 import math
 import re
+import unicodedata
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,15 +42,18 @@ __all__ = [
     "BATCH_CHUNK",
     "BULK_CHUNK",
     "MODES",
+    "UPSERT_CHUNK",
     "ON_ERROR",
     "Plan",
     "PlannedRow",
     "PushMode",
+    "chunk_size",
     "chunks",
     "describe_groups",
     "frame_info",
     "group_rows",
     "key_list",
+    "loose_key",
     "plan_push",
     "plan_report",
     "resolve_connection",
@@ -65,6 +70,13 @@ BULK_CHUNK = 1000
 #: sandbox with 50 ms latency, and keeps each request short on the real service (its
 #: execution time counts against service protection; a retry redoes less).
 BATCH_CHUNK = 250
+#: Rows per `UpsertMultiple` (one existence check, one bulk call).  Against the sandbox
+#: with 50 ms latency, 20,000 rows by alternate key: 250 rows 2.4 s, 500 1.6 s,
+#: 1,000 1.3 s, 2,000 1.4 s (fewer, longer calls overlap less).
+UPSERT_CHUNK = 1000
+#: Internal switch: False sends every upsert as a per-row `$batch` part (the path before
+#: `UpsertMultiple`; exact statuses from 201/200 without an existence check).
+UPSERT_MULTIPLE = True
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -238,6 +250,9 @@ class PlannedRow:
     generated: bool = False
     guarded: bool = False  # If-Match with the ETag of a read
     headers: dict[str, str] = field(default_factory=dict)
+    # Upserts: the key as Web API property -> JSON value (`{"accountnumber": "A-1"}`),
+    # what an existence check filters on and an `UpsertMultiple` target carries.
+    key_values: dict[str, Any] | None = None
 
 
 @dataclass
@@ -318,8 +333,9 @@ def _key_segments(
     tables: Mapping[str, Table],
     key: tuple[str, ...],
     problems: list[Problem],
-) -> list[str | None]:
-    """`k1='a',k2=3` (the key segment's inside) per row; None where a value is missing."""
+) -> tuple[list[str | None], list[dict[str, Any] | None]]:
+    """`k1='a',k2=3` (the key segment's inside) per row, and the key as JSON values
+    (`{"k1": "a", "k2": 3}`); None where a value is missing."""
     before = len(problems)
     attributes = [table.find_column(k) for k in key]
     plain = [k for k, a in zip(key, attributes, strict=True) if a is not None and not a.is_lookup]
@@ -336,20 +352,25 @@ def _key_segments(
         if attribute is not None and attribute.is_lookup:
             wire[k] = [None if _is_na(v) else str(v) for v in df[k].tolist()]
     out: list[str | None] = []
+    values: list[dict[str, Any] | None] = []
     missing = []
     clean = len(problems) == before
     for i in range(len(df)):
         parts = []
+        row: dict[str, Any] = {}
         for k, attribute in zip(key, attributes, strict=True):
             value = wire[k][i] if i < len(wire[k]) else None
             if value is None:
                 break
             name = attribute.property_name if attribute is not None else k
             parts.append(f"{name}={_literal(value, attribute)}")
+            row[name] = value
         else:
             out.append(",".join(parts))
+            values.append(row)
             continue
         out.append(None)
+        values.append(None)
         missing.append(i)
     if missing and clean:
         problems.append(
@@ -361,7 +382,7 @@ def _key_segments(
                 len(missing),
             )
         )
-    return out
+    return out, values
 
 
 def _lookup_key_columns(
@@ -430,7 +451,7 @@ def _bind_by_key(
     frame = df[[c for c, _ in columns]].copy()
     frame.columns = pd.Index(names)
     inner: list[Problem] = []
-    segments = _key_segments(frame, target, {}, tuple(names), inner)
+    segments, _ = _key_segments(frame, target, {}, tuple(names), inner)
     # All values missing: clear the lookup; some missing: a problem.
     nulls = frame.isna()
     partial = (nulls.any(axis=1) & ~nulls.all(axis=1)).to_numpy()
@@ -518,6 +539,9 @@ async def plan_push(
 
     # Key segments for alternate keys.
     segments: list[str | None] = [None] * n
+    key_values: list[dict[str, Any] | None] = [
+        None if ids[i] is None else {pk: ids[i]} for i in range(n)
+    ]
     if not by_pk and mode != "create":
         absent = [k for k in keys if k not in frame.columns]
         if absent:
@@ -526,7 +550,7 @@ async def plan_push(
                 field="key",
                 hint="Add the key's columns to the frame.",
             )
-        segments = _key_segments(frame, table, tables, keys, problems)
+        segments, key_values = _key_segments(frame, table, tables, keys, problems)
 
     # ETags of the read: If-Match, unless force=True or the frame came from another table.
     etags: list[str | None] = [None] * n
@@ -609,7 +633,16 @@ async def plan_push(
             rows.append(PlannedRow(i, op, path, row_body, ids[i], headers=headers, guarded=guarded))
         else:
             rows.append(
-                PlannedRow(i, "upsert", path, row_body, ids[i], headers=headers, guarded=guarded)
+                PlannedRow(
+                    i,
+                    "upsert",
+                    path,
+                    row_body,
+                    ids[i],
+                    headers=headers,
+                    guarded=guarded,
+                    key_values=key_values[i],
+                )
             )
     return Plan(table, mode, keys, frame, rows, sent, skipped)
 
@@ -623,13 +656,61 @@ def chunks(rows: Sequence[PlannedRow], size: int) -> Iterator[list[PlannedRow]]:
         yield list(rows[start : start + size])
 
 
+def chunk_size(strategy: str, batch_size: int | None) -> int:
+    """Rows per request for `strategy` (`batch_size=` when given)."""
+    if batch_size:
+        return batch_size
+    return {"$batch": BATCH_CHUNK, "UpsertMultiple": UPSERT_CHUNK}.get(strategy, BULK_CHUNK)
+
+
+def loose_key(values: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A key as the service may compare it: text without case, accents or trailing spaces.
+
+    Dataverse's default collation is case- and accent-insensitive and SQL ignores trailing
+    spaces, so `'A-1'` and `'a-1 '` name the same row.  Used to find rows of a frame that
+    may be the same row (sent one by one, in order) and to match existence checks; it
+    errs towards "maybe the same", which only sends rows the exact, slower way.
+    """
+    out: list[Any] = []
+    for name in sorted(values):
+        value = values[name]
+        if isinstance(value, str):
+            text = unicodedata.normalize("NFKD", value.casefold().rstrip())
+            out.append("".join(c for c in text if not unicodedata.combining(c)))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out.append(float(value))
+        else:
+            out.append(value)
+    return tuple(out)
+
+
 def group_rows(plan: Plan, no_bulk: set[tuple[str, str]]) -> list[tuple[str, list[PlannedRow]]]:
-    """(strategy, rows): `CreateMultiple`, `UpdateMultiple` or `$batch`."""
+    """(strategy, rows): `CreateMultiple`, `UpdateMultiple`, `UpsertMultiple` or `$batch`.
+
+    Upserts go to `UpsertMultiple` unless they carry an ETag (`If-Match` needs one request
+    per row), the table does not support it, or another row of the frame has the same key
+    (those are sent one by one, in order, so the first creates and the next updates).
+    """
     logical = plan.table.logical_name
-    create, update, other = [], [], []
+    create, update, upsert, other = [], [], [], []
+    bulk_upsert = UPSERT_MULTIPLE and (logical, "UpsertMultiple") not in no_bulk
+    seen: dict[tuple[Any, ...], int] = {}
+    if bulk_upsert:
+        for row in plan.rows:
+            if row.op == "upsert" and row.key_values:
+                loose = loose_key(row.key_values)
+                seen[loose] = seen.get(loose, 0) + 1
     for row in plan.rows:
         if row.op == "create" and (logical, "CreateMultiple") not in no_bulk:
             create.append(row)
+        elif (
+            bulk_upsert
+            and row.op == "upsert"
+            and not row.guarded
+            and row.key_values
+            and seen.get(loose_key(row.key_values)) == 1
+        ):
+            upsert.append(row)
         elif (
             row.op == "update"
             and not row.guarded
@@ -644,6 +725,7 @@ def group_rows(plan: Plan, no_bulk: set[tuple[str, str]]) -> list[tuple[str, lis
         for name, rows in (
             ("CreateMultiple", create),
             ("UpdateMultiple", update),
+            ("UpsertMultiple", upsert),
             ("$batch", other),
         )
         if rows
@@ -656,10 +738,11 @@ def describe_groups(
     """The requests a plan sends, in words (`"CreateMultiple x 3 (<= 1,000 rows each)"`)."""
     out = []
     for name, rows in groups:
-        size = batch_size or (BULK_CHUNK if name != "$batch" else BATCH_CHUNK)
+        size = chunk_size(name, batch_size)
         count = math.ceil(len(rows) / size)
         what = f"{name} of {len(rows):,} rows" if count == 1 else f"{name} x {count:,}"
-        out.append(f"{what} (<= {size:,} rows each)")
+        extra = "; their keys looked up first" if name == "UpsertMultiple" else ""
+        out.append(f"{what} (<= {size:,} rows each{extra})")
     return tuple(out)
 
 
