@@ -23,6 +23,7 @@ whole frame before anything is sent, collecting every problem with its column, r
 from __future__ import annotations
 
 import decimal
+import importlib
 import json
 import re
 import warnings
@@ -242,20 +243,42 @@ def wire_select(table: Table, select: Sequence[str]) -> list[str]:
 
 
 class _Column:
-    """The typed chunks gathered so far for one wire property (one or more output columns)."""
+    """The typed chunks gathered so far for one wire property (one or more output columns).
 
-    __slots__ = ("attribute", "chunks", "key", "kind", "labels", "name", "names", "start", "tables")
+    A `_Gap` in the chunk lists stands for rows the column was missing from (pages before
+    it first appeared, or another builder's rows after `FrameBuilder.merge()`).
+    """
 
-    def __init__(self, key: str, name: str, kind: str, attribute: Attribute | None, start: int):
+    __slots__ = ("attribute", "chunks", "key", "kind", "labels", "name", "names", "tables")
+
+    def __init__(self, key: str, name: str, kind: str, attribute: Attribute | None):
         self.key = key
         self.name = name
         self.kind = kind
         self.attribute = attribute
-        self.start = start  # rows before this column first appeared (filled with NA)
         self.chunks: list[Any] = []
         self.names: list[Any] = []  # lookups: FormattedValue (the related primary name)
-        self.tables: list[Any] = []
+        self.tables: list[Any] = []  # lookups: codes into the builder's table names
         self.labels: list[Any] | None = None
+
+    def pad(self, rows: int) -> None:
+        """Mark `rows` rows as missing (NA) in every chunk list of the column."""
+        if rows:
+            gap = _Gap(rows)
+            self.chunks.append(gap)
+            if self.kind == "lookup":
+                self.names.append(gap)
+                self.tables.append(gap)
+            if self.labels is not None:
+                self.labels.append(gap)
+
+    def release(self) -> None:
+        """Drop every chunk (the column has been built, or moved to another builder)."""
+        self.chunks = []
+        self.names = []
+        self.tables = []
+        if self.labels is not None:
+            self.labels = []
 
 
 class _Raw:
@@ -265,6 +288,15 @@ class _Raw:
 
     def __init__(self, values: list[Any]) -> None:
         self.values = values
+
+
+class _Gap:
+    """A run of rows in which a column is missing: NA (None in object columns) once built."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
 
 
 def _as_series(data: Any, dtype: Any = None) -> pd.Series:
@@ -312,7 +344,61 @@ def _convert_chunk(kind: str, raw: Sequence[Any], attribute: Attribute | None) -
     if kind == "date":
         index = pd.to_datetime(raw, format="%Y-%m-%d")
         return index.as_unit("us").to_numpy()
-    return np.array(raw, dtype=object)  # string, guid, multichoice, object, labels
+    if kind in ("string", "guid"):
+        return _strings(raw)
+    return np.array(raw, dtype=object)  # multichoice, object, decimal, expanded
+
+
+def _strings(raw: Sequence[Any]) -> Any:
+    """One page of a text column as a `string` array.
+
+    Converted page by page: with pyarrow the text is copied into Arrow buffers at once, so
+    the page's Python `str` objects (about 50 bytes of overhead each) can be freed with the
+    page; `_concat_strings()` later joins the pages without copying.  The buffers come from
+    the system allocator, like numpy's: Arrow's default pool (mimalloc) kept ~100 MiB more
+    resident after a 1M-row read, freed page buffers it did not give back.
+    """
+    values = np.array(raw, dtype=object)
+    if pd.StringDtype().storage == "pyarrow":
+        pa: Any = importlib.import_module("pyarrow")  # installed: pandas stores text in it
+        try:
+            array = pa.array(
+                values,
+                type=pa.large_string(),
+                from_pandas=True,
+                memory_pool=pa.system_memory_pool(),
+            )
+        except (pa.ArrowException, TypeError, ValueError):
+            pass  # not all str/None: pandas converts (or rejects) them
+        else:
+            return pd.arrays.ArrowStringArray(array)
+    return pd.array(values, dtype="string")
+
+
+def _concat_strings(chunks: Sequence[Any]) -> Any:
+    """Join per-page `string` arrays (and `_Gap`s) into one; Arrow chunks are not copied."""
+    arrays = [
+        pd.array(np.full(c.rows, None, dtype=object), dtype="string") if isinstance(c, _Gap) else c
+        for c in chunks
+    ]
+    if not arrays:
+        return pd.array(np.empty(0, dtype=object), dtype="string")
+    first: Any = arrays[0]
+    return first if len(arrays) == 1 else type(first)._concat_same_type(arrays)
+
+
+def _gap_chunk(kind: str, rows: int) -> Any:
+    """The typed chunk of `rows` missing values for a column of `kind`."""
+    if kind in ("int32", "int64", "bool", "choice"):
+        dtype = {"int64": np.int64, "bool": np.bool_}.get(kind, np.int32)
+        return np.zeros(rows, dtype=dtype), np.ones(rows, dtype=bool)
+    if kind in ("float", "money"):
+        return np.full(rows, np.nan)
+    if kind in ("datetime", "date"):
+        return np.full(rows, "NaT", dtype="datetime64[us]")
+    if kind in ("string", "guid"):
+        return _concat_strings([_Gap(rows)])
+    return np.full(rows, None, dtype=object)
 
 
 def _to_decimal(value: Any, places: int | None) -> decimal.Decimal | None:
@@ -329,13 +415,16 @@ def _to_decimal(value: Any, places: int | None) -> decimal.Decimal | None:
     return number
 
 
-def _series_from_chunks(column: _Column, chunks: list[Any], n_before: int) -> pd.Series:
+def _series_from_chunks(column: _Column, chunks: list[Any]) -> pd.Series:
     """Phase 1 result for one column: concatenate typed chunks into a nullable Series."""
     kind = column.kind
+    if kind in ("string", "guid"):
+        return _as_series(_concat_strings(chunks))
+    chunks = [_gap_chunk(kind, c.rows) if isinstance(c, _Gap) else c for c in chunks]
     if kind in ("int32", "int64", "bool"):
         dtype = {"int32": np.int32, "int64": np.int64, "bool": np.bool_}[kind]
-        values = np.concatenate([np.zeros(n_before, dtype=dtype)] + [c[0] for c in chunks])
-        mask = np.concatenate([np.ones(n_before, dtype=bool)] + [c[1] for c in chunks])
+        values = np.concatenate([np.empty(0, dtype=dtype)] + [c[0] for c in chunks])
+        mask = np.concatenate([np.empty(0, dtype=bool)] + [c[1] for c in chunks])
         array: Any = (
             pd.arrays.BooleanArray(values, mask)
             if kind == "bool"
@@ -343,18 +432,16 @@ def _series_from_chunks(column: _Column, chunks: list[Any], n_before: int) -> pd
         )
         return _as_series(array)
     if kind == "choice":
-        values = np.concatenate([np.zeros(n_before, dtype=np.int32)] + [c[0] for c in chunks])
-        mask = np.concatenate([np.ones(n_before, dtype=bool)] + [c[1] for c in chunks])
+        values = np.concatenate([np.empty(0, dtype=np.int32)] + [c[0] for c in chunks])
+        mask = np.concatenate([np.empty(0, dtype=bool)] + [c[1] for c in chunks])
         return _categorical(values, mask, column.attribute)
     if kind in ("float", "money"):
-        return _as_series(np.concatenate([np.full(n_before, np.nan)] + chunks))
+        return _as_series(np.concatenate([np.empty(0)] + chunks))
     if kind == "datetime" or kind == "date":
-        values = np.concatenate([np.full(n_before, "NaT", dtype="datetime64[us]")] + chunks)
+        values = np.concatenate([np.empty(0, dtype="datetime64[us]")] + chunks)
         series = _as_series(values)
         return _as_series(series.dt.tz_localize("UTC")) if kind == "datetime" else series
-    values = np.concatenate([np.full(n_before, None, dtype=object)] + chunks)
-    if kind in ("string", "guid"):
-        return _as_series(pd.array(values, dtype="string"))
+    values = np.concatenate([np.empty(0, dtype=object)] + chunks)
     if kind == "multichoice":
         return _multichoice(values, column.attribute)
     if kind in ("decimal", "expanded"):
@@ -510,9 +597,10 @@ class FrameBuilder:
         self.dtypes = dict(dtypes or {})
         self._rows = 0
         self._columns: dict[str, _Column] = {}
-        self._etags: list[np.ndarray] = []
+        self._etags: list[Any] = []
         self._table_codes = _Codes()
         self._fixed = select is not None
+        self._finished = False
         if select is not None:
             attributes = [table.resolve_column(name) for name in select]
             primary = table.attributes.get(table.primary_id)
@@ -533,9 +621,10 @@ class FrameBuilder:
             name = attribute.logical_name
             if kind == "money" and self.decimal:
                 kind = "decimal"
-        column = _Column(key, name, kind, attribute, self._rows)
+        column = _Column(key, name, kind, attribute)
         if self.formatted and kind in _FORMATTED_KINDS:
             column.labels = []
+        column.pad(self._rows)
         self._columns[key] = column
         return column
 
@@ -570,7 +659,8 @@ class FrameBuilder:
     def _add_expanded(self, key: str) -> None:
         attribute = self.table.find_column(key)
         name = f"{key}_expanded" if attribute is not None else key
-        self._columns[key] = _Column(key, name, "expanded", None, self._rows)
+        column = self._columns[key] = _Column(key, name, "expanded", None)
+        column.pad(self._rows)
 
     def _output_names(self, columns: Iterable[_Column]) -> list[str]:
         names: list[str] = []
@@ -589,7 +679,7 @@ class FrameBuilder:
             possible = self._output_names(self._columns.values())
         else:
             possible = self._output_names(
-                _Column(a.property_name, a.logical_name, _kind(a), a, 0)
+                _Column(a.property_name, a.logical_name, _kind(a), a)
                 for a in self.table.attributes.values()
             )
         if self.etag:
@@ -610,6 +700,7 @@ class FrameBuilder:
 
         Nothing of `rows` is retained: the dicts can be garbage-collected right after.
         """
+        self._check_open()
         n = len(rows)
         if n == 0:
             return
@@ -621,9 +712,8 @@ class FrameBuilder:
         for column, raw in zip(columns, raws, strict=True):
             key = column.key
             if column.kind == "lookup":
-                column.chunks.append(np.array(raw, dtype=object))
-                names = [r.get(key + FORMATTED_VALUE) for r in rows]
-                column.names.append(np.array(names, dtype=object))
+                column.chunks.append(_strings(raw))
+                column.names.append(_strings([r.get(key + FORMATTED_VALUE) for r in rows]))
                 tables = [r.get(key + LOOKUP_LOGICAL_NAME) for r in rows]
                 column.tables.append(self._table_codes.encode(tables))
                 continue
@@ -634,15 +724,93 @@ class FrameBuilder:
             column.chunks.append(chunk)
             if column.labels is not None:
                 label_key = key + FORMATTED_VALUE
-                column.labels.append(np.array([r.get(label_key) for r in rows], dtype=object))
+                column.labels.append(_strings([r.get(label_key) for r in rows]))
         if self.etag:
-            self._etags.append(np.array([r.get("@odata.etag") for r in rows], dtype=object))
+            self._etags.append(_strings([r.get("@odata.etag") for r in rows]))
         self._rows += n
+
+    @property
+    def rows(self) -> int:
+        """The number of rows added so far."""
+        return self._rows
+
+    def _check_open(self) -> None:
+        if self._finished:
+            raise RuntimeError("This FrameBuilder is finished (or merged); start a new one.")
+
+    @classmethod
+    def merge(cls, builders: Sequence[FrameBuilder], *, consume: bool = False) -> FrameBuilder:
+        """One builder holding the rows of `builders`, in their order.
+
+        The parallel ranges of a read each fill a builder; merging them and finishing once
+        gives the frame without `concat_frames()`, which would copy every column again.
+        The chunks are shared, not copied.  Builders without rows add nothing (if none has
+        rows, the first one's columns are kept).
+
+        **Parameters:**
+
+        * **builders** - builders made with the same table and options.
+        * **consume** - empty and finish `builders`, so that the merged builder holds the
+          only reference to the chunks and `finish()` frees them column by column.
+
+        Raises `ValueError` (before changing anything) if a column was read with different
+        types by two builders; concatenate their finished frames instead.
+        """
+        if not builders:
+            raise ValueError("No builders to merge.")
+        first = builders[0]
+        sources = [b for b in builders if b._rows] or [first]
+        seen: dict[str, tuple[str, bool]] = {}
+        for builder in sources:
+            builder._check_open()
+            for key, column in builder._columns.items():
+                shape = (column.kind, column.labels is not None)
+                if seen.setdefault(key, shape) != shape:
+                    raise ValueError(f"Column {key!r} was read with different types.")
+        merged = cls(first.table, formatted=first.formatted, decimal=first.decimal, etag=first.etag)
+        merged.dtypes = dict(first.dtypes)
+        merged._fixed = first._fixed
+        columns = merged._columns
+        for builder in sources:
+            for key, column in builder._columns.items():
+                target = columns.get(key)
+                if target is None:
+                    target = _Column(key, column.name, column.kind, column.attribute)
+                    if column.labels is not None:
+                        target.labels = []
+                    target.pad(merged._rows)
+                    columns[key] = target
+                target.chunks += column.chunks
+                target.names += column.names
+                if column.tables:
+                    codes = builder._table_codes.values
+                    lut = np.array([merged._table_codes.code(v) for v in codes] + [-1], np.int32)
+                    target.tables += [c if isinstance(c, _Gap) else lut[c] for c in column.tables]
+                if target.labels is not None and column.labels is not None:
+                    target.labels += column.labels
+            for key, target in columns.items():
+                if key not in builder._columns:
+                    target.pad(builder._rows)
+            merged._etags += builder._etags
+            merged._rows += builder._rows
+        if consume:
+            for builder in builders:
+                for column in builder._columns.values():
+                    column.release()
+                builder._etags = []
+                builder._finished = True
+        return merged
 
     # -- phase 2
 
     def finish(self) -> pd.DataFrame:
-        """The DataFrame: phase-1 dtypes, then the `dtypes=` overrides."""
+        """The DataFrame: phase-1 dtypes, then the `dtypes=` overrides.
+
+        Each column's chunks are dropped as soon as the column is built, so the chunks and
+        the frame are never both held in full.  A builder finishes once.
+        """
+        self._check_open()
+        self._finished = True
         if not self._columns and not self._fixed:
             self._plan_empty()
         out: dict[str, pd.Series] = {}
@@ -651,10 +819,9 @@ class FrameBuilder:
         for column in ordered:
             self._finish_column(column, out)
         if self.etag:
-            etags = np.concatenate([np.empty(0, dtype=object)] + self._etags)
-            out[ETAG_COLUMN] = self._override(
-                ETAG_COLUMN, _as_series(pd.array(etags, dtype="string"))
-            )
+            etags, self._etags = self._etags, []
+            out[ETAG_COLUMN] = self._override(ETAG_COLUMN, _as_series(_concat_strings(etags)))
+            del etags
         frame: pd.DataFrame = pd.DataFrame(out, copy=False)
         frame.index = pd.RangeIndex(self._rows)
         frame.attrs["d365nb"] = {
@@ -674,33 +841,42 @@ class FrameBuilder:
 
     def _finish_column(self, column: _Column, out: dict[str, pd.Series]) -> None:
         name = column.name
+        chunks, labels = column.chunks, column.labels
         if column.kind == "lookup":
-            self._finish_lookup(column, out)
+            names, tables = column.names, column.tables
+            column.release()
+            self._finish_lookup(column, chunks, names, tables, out)
+            return
+        column.release()
+        if any(isinstance(c, _Raw) for c in chunks):
+            series = self._fallback(column, chunks)
         else:
-            chunks = column.chunks
-            if any(isinstance(c, _Raw) for c in chunks):
-                series = self._fallback(column)
-            else:
-                series = _series_from_chunks(column, chunks, column.start)
-            out[name] = self._override(name, series, column)
-        if column.labels is not None:
-            labels = np.concatenate([np.full(column.start, None, dtype=object)] + column.labels)
-            out[name + _LABEL] = self._override(
-                name + _LABEL, pd.Series(pd.array(labels, dtype="string"), copy=False)
-            )
+            series = _series_from_chunks(column, chunks)
+        del chunks
+        out[name] = self._override(name, series, column)
+        if labels is not None:
+            out[name + _LABEL] = self._override(name + _LABEL, _as_series(_concat_strings(labels)))
 
-    def _finish_lookup(self, column: _Column, out: dict[str, pd.Series]) -> None:
-        pad = [np.full(column.start, None, dtype=object)]
-        ids = np.concatenate(pad + column.chunks)
-        names = np.concatenate(pad + column.names)
-        codes = np.concatenate([np.full(column.start, -1, dtype=np.int32)] + column.tables)
+    def _finish_lookup(
+        self,
+        column: _Column,
+        chunks: list[Any],
+        names: list[Any],
+        tables: list[Any],
+        out: dict[str, pd.Series],
+    ) -> None:
+        ids = _concat_strings(chunks)
+        codes = np.concatenate(
+            [np.empty(0, dtype=np.int32)]
+            + [np.full(c.rows, -1, dtype=np.int32) if isinstance(c, _Gap) else c for c in tables]
+        )
         attribute = column.attribute
         seen = self._table_codes.values
         if attribute is not None and len(attribute.targets) == 1:
             # Single-target lookups: the table is known even without annotations.
             target = self._table_codes.code(attribute.targets[0])
             seen = self._table_codes.values
-            codes = np.where((codes < 0) & ~pd.isna(ids), target, codes)
+            codes = np.where((codes < 0) & ~np.asarray(ids.isna(), dtype=bool), target, codes)
         # Categories: the lookup's targets first, then any other table seen; codes remapped.
         targets = list(attribute.targets) if attribute is not None else []
         used = {seen[c] for c in np.unique(codes[codes >= 0]).tolist()}
@@ -708,21 +884,21 @@ class FrameBuilder:
         position = {name: i for i, name in enumerate(categories)}
         lut = np.array([position.get(name, -1) for name in seen] + [-1], dtype=np.int32)
         name = column.name
-        out[name] = self._override(name, _as_series(pd.array(ids, dtype="string")))
-        out[name + _NAME] = self._override(
-            name + _NAME, _as_series(pd.array(names, dtype="string"))
-        )
+        out[name] = self._override(name, _as_series(ids))
+        out[name + _NAME] = self._override(name + _NAME, _as_series(_concat_strings(names)))
         table = pd.Categorical.from_codes(lut[codes], dtype=pd.CategoricalDtype(categories))
         out[name + _TABLE] = self._override(name + _TABLE, _as_series(table))
 
-    def _fallback(self, column: _Column) -> pd.Series:
+    def _fallback(self, column: _Column, chunks: list[Any]) -> pd.Series:
         """Some page did not fit the column's dtype: the whole column is kept as objects."""
-        parts: list[Any] = [None] * column.start
-        for chunk in column.chunks:
+        parts: list[Any] = []
+        for chunk in chunks:
             if isinstance(chunk, _Raw):
                 parts.extend(chunk.values)
+            elif isinstance(chunk, _Gap):
+                parts.extend([None] * chunk.rows)
             else:
-                parts.extend(_series_from_chunks(column, [chunk], 0).astype(object).tolist())
+                parts.extend(_series_from_chunks(column, [chunk]).astype(object).tolist())
         warnings.warn(
             f"Column {column.name!r} of table {self.table.logical_name!r} has values that do "
             f"not fit its type ({column.attribute.attribute_type if column.attribute else '?'}); "

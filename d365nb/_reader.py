@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ._convert import FrameBuilder, concat_frames, wire_select
-from ._exceptions import D365Error, PartialReadError
+from ._exceptions import AuthError, D365Error, PartialReadError, TransportError
 from ._metadata import Table
 from ._odata import fetchxml_with_page, paging_cookie_from_annotation
 from ._transport import check_same_origin
@@ -92,6 +92,7 @@ class ReadPlan:
     progress: Any = None
     partitioned: bool = False
     expand: tuple[str, ...] = ()
+    result: pd.DataFrame | None = None  # the final frame, once finished
 
     def new_builder(self) -> FrameBuilder:
         return FrameBuilder(self.table, select=self.select, **self.builder_options)
@@ -100,11 +101,10 @@ class ReadPlan:
     def rows(self) -> int:
         return sum(p.rows for p in self.parts)
 
-    def _part_frame(self, part: _Part) -> pd.DataFrame:
-        frame = part.builder.finish()
+    def _with_expanded(self, frame: pd.DataFrame, expanded: list[dict[str, Any]]) -> pd.DataFrame:
         if not self.expand:
             return frame
-        nested = pd.json_normalize(part.expanded, sep=".", max_level=1)
+        nested = pd.json_normalize(expanded, sep=".", max_level=1)
         nested = nested[[c for c in nested.columns if "@" not in str(c)]]
         for name in self.expand:
             if name not in nested.columns and not any(
@@ -118,14 +118,28 @@ class ReadPlan:
         return combined
 
     def frame(self, *, partial: bool) -> pd.DataFrame:
-        frames = [self._part_frame(p) for p in self.parts]
-        frames = [f for f in frames if len(f.columns)]
-        if not frames:
-            df = self.new_builder().finish()
-        elif len(frames) == 1:
-            df = frames[0]
+        """The rows read so far, in range order.
+
+        The ranges' builders are merged and finished once, so each column is built a single
+        time (no `concat_frames` copy).  A partial frame leaves the builders as they are, for
+        `resume()`; the final one takes their chunks and frees them column by column.
+        """
+        if self.result is not None:  # finished before (a repeated resume())
+            again: pd.DataFrame = self.result.copy()
+            return again
+        try:
+            builder = FrameBuilder.merge([p.builder for p in self.parts], consume=not partial)
+        except ValueError:  # a column typed differently by two ranges: join finished frames
+            df = self._concat_parts()
         else:
-            df = concat_frames(frames)
+            expanded = [row for p in self.parts for row in p.expanded] if self.expand else []
+            if not partial:
+                for p in self.parts:
+                    p.expanded = []
+            df = self._with_expanded(builder.finish(), expanded)
+            del builder, expanded
+            if not len(df.columns):
+                df = self.new_builder().finish()
         if self.top is not None and len(df) > self.top:
             df = df.iloc[: self.top].reset_index(drop=True)
         df.attrs.pop("d365", None)
@@ -137,7 +151,19 @@ class ReadPlan:
             "partial": partial,
             "count": self.count,
         }
+        if not partial:
+            self.result = df
         return df
+
+    def _concat_parts(self) -> pd.DataFrame:
+        frames = [
+            self._with_expanded(FrameBuilder.merge([p.builder]).finish(), p.expanded)
+            for p in self.parts
+        ]
+        frames = [f for f in frames if len(f.columns)]
+        if not frames:
+            return self.new_builder().finish()
+        return frames[0] if len(frames) == 1 else concat_frames(frames)
 
 
 def _prefer(page_size: int, *, annotations: bool, fetchxml: bool = False) -> str:
@@ -176,12 +202,16 @@ async def _run_part(plan: ReadPlan, part: _Part) -> None:
             )
         part.builder.add_page(rows)
         part.pages += 1
-        part.rows += len(rows)
+        n = len(rows)
+        part.rows += n
         if plan.count is None and "@odata.count" in body:
             plan.count = int(body["@odata.count"])
-        if plan.progress is not None:
-            plan.progress.update(len(rows))
         next_link = body.get("@odata.nextLink")
+        # Free the page now: held across the next request's await, every range would keep
+        # its last page of Python objects alive (16 ranges: 16 pages).
+        del body, rows
+        if plan.progress is not None:
+            plan.progress.update(n)
         if plan.top is not None and plan.rows >= plan.top:
             next_link = None
         if next_link is not None:
@@ -240,6 +270,13 @@ def _ranges(low: str, high: str, n: int) -> list[str]:
     return filters
 
 
+# What stops a read part-way and becomes `PartialReadError` (rows so far + resume()).
+_STOPS = (asyncio.CancelledError, KeyboardInterrupt, D365Error, OSError)
+# The same before the first row, where the service's own refusal of the query (a bad
+# filter, a missing table: `ODataError`) is raised as it is: there is nothing to resume.
+_EARLY_STOPS = (asyncio.CancelledError, KeyboardInterrupt, TransportError, AuthError, OSError)
+
+
 async def _execute(plan: ReadPlan) -> pd.DataFrame:
     token = progress_var.set(plan.progress)
     tasks = [asyncio.ensure_future(_run_part(plan, p)) for p in plan.parts if not p.done]
@@ -252,7 +289,7 @@ async def _execute(plan: ReadPlan) -> pd.DataFrame:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | D365Error | OSError):
+        if isinstance(exc, _STOPS):
             raise _partial_error(plan, exc) from exc
         raise
     finally:
@@ -340,6 +377,10 @@ async def read_frame(
         token = progress_var.set(plan.progress)
         try:
             body = await _get_json(plan, first_url)
+        except _EARLY_STOPS as exc:
+            # Nothing fetched yet (network, throttling, sign-in, Ctrl-C): resume() reads it
+            # all, sequentially.
+            raise _partial_error(plan, exc) from exc
         finally:
             progress_var.reset(token)
         if "@odata.nextLink" not in body:
@@ -350,11 +391,15 @@ async def read_frame(
                 plan.count = int(body["@odata.count"])
             if plan.progress is not None:
                 plan.progress.update(len(rows))
+            del body, rows
             return plan.frame(partial=False)
         if "@odata.count" in body:
             plan.count = int(body["@odata.count"])
         del body  # its rows come again from the partitions
-        bounds = await _bounds(plan, base, params)
+        try:
+            bounds = await _bounds(plan, base, params)
+        except _EARLY_STOPS as exc:
+            raise _partial_error(plan, exc) from exc
         if bounds is None:
             return await _execute(plan)
         n = DEFAULT_PARTITIONS if parallel is True else max(1, int(parallel))
@@ -431,13 +476,15 @@ async def read_fetchxml(
                 raise _partial_error(plan, exc, resume=run) from exc
             rows = body.get("value", [])
             part.builder.add_page(rows)
-            part.rows += len(rows)
+            n = len(rows)
+            part.rows += n
             part.pages += 1
-            if plan.progress is not None:
-                plan.progress.update(len(rows))
             more = body.get("@Microsoft.Dynamics.CRM.morerecords")
             annotation = body.get("@Microsoft.Dynamics.CRM.fetchxmlpagingcookie")
-            if user_top or not more or not rows:
+            del body, rows  # not held while the next page is fetched
+            if plan.progress is not None:
+                plan.progress.update(n)
+            if user_top or not more or not n:
                 state["done"] = True
             else:
                 state["cookie"] = paging_cookie_from_annotation(annotation) if annotation else None

@@ -487,6 +487,124 @@ def test_concat_frames_keeps_categoricals() -> None:
     assert len(concat_frames([empty, empty]).columns) == len(empty.columns)
 
 
+def _ranged_pages() -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]]]:
+    """Two ranges' pages: columns appear late and vanish, lookups name tables in new orders."""
+
+    def row(i: int, **changes: Any) -> dict[str, Any]:
+        out = dict(
+            full_row(), numberofemployees=i, accountid=f"{i:08d}-0000-0000-0000-000000000000"
+        )
+        out.update(changes)
+        return out
+
+    def without(values: dict[str, Any], *keys: str) -> dict[str, Any]:
+        return {k: v for k, v in values.items() if k.split("@")[0] not in keys}
+
+    team = lookup("ownerid", USER, "team", "Sales")
+    first = [
+        [
+            without(row(0), "new_bignumber", "exchangerate"),
+            without(row(1), "new_bignumber", "exchangerate"),
+        ],
+        [row(2, **team), null_row()],
+    ]
+    second = [
+        [without(row(3, **team, industrycode=100000001), "new_meeting")],
+        [without(row(4, revenue="not a number"), "new_meeting")],
+    ]
+    return first, second
+
+
+@pytest.mark.parametrize("formatted", [False, True])
+def test_merged_builders_give_the_frame_of_one_builder(formatted: bool) -> None:
+    first, second = _ranged_pages()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ColumnTypeWarning)  # revenue: one page of text
+        whole = frame_from_pages(first + second, table=TABLE, formatted=formatted)
+        a = FrameBuilder(TABLE, formatted=formatted)
+        b = FrameBuilder(TABLE, formatted=formatted)
+        empty = FrameBuilder(TABLE, formatted=formatted)
+        for page in first:
+            a.add_page(page)
+        for page in second:
+            b.add_page(page)
+        merged = FrameBuilder.merge([a, empty, b], consume=True).finish()
+    pd.testing.assert_frame_equal(merged, whole)
+    assert merged["ownerid_table"].cat.categories.tolist() == ["systemuser", "team"]
+    assert merged["new_bignumber"].isna().tolist() == [True, True, False, True, False, False]
+    for done in (a, b, empty):  # consumed: their chunks now belong to the merged builder
+        with pytest.raises(RuntimeError, match="finished"):
+            done.finish()
+
+
+def test_merge_without_consume_leaves_the_builders_usable() -> None:
+    first, second = _ranged_pages()
+    a = frame_from_pages(first, table=TABLE)
+    builder = FrameBuilder(TABLE)
+    for page in first:
+        builder.add_page(page)
+    once = FrameBuilder.merge([builder]).finish()
+    pd.testing.assert_frame_equal(once, a)
+    builder.add_page(second[0])  # still open: a partial read goes on after its snapshot
+    assert len(builder.finish()) == 5
+    empty = FrameBuilder(TABLE, select=["name"])
+    assert list(FrameBuilder.merge([empty, FrameBuilder(TABLE, select=["name"])]).finish()) == [
+        "accountid",
+        "name",
+        ETAG_COLUMN,
+    ]
+
+
+def test_merge_refuses_a_column_typed_two_ways() -> None:
+    a = FrameBuilder(TABLE)
+    with pytest.warns(ColumnTypeWarning, match="new_other"):
+        a.add_page([{"accountid": ID1, "new_other": None}])  # unknown: an inferred column
+    b = FrameBuilder(TABLE)
+    b.add_page([{"accountid": ID2, "new_other": {"nested": 1}}])  # an expanded object
+    with pytest.raises(ValueError, match="new_other"):
+        FrameBuilder.merge([a, b], consume=True)
+    assert len(a.finish()) == 1  # nothing was taken
+
+
+def test_finish_frees_each_column_before_building_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks and frame never coexist in full: when an output column is built, the typed
+    chunks of every column built before it are already gone (refcounting, no gc)."""
+    builder = FrameBuilder(TABLE, formatted=True)
+    for i in range(3):
+        builder.add_page([dict(full_row(), numberofemployees=i), null_row()])
+
+    def refs(items: list[Any]) -> list[weakref.ref[Any]]:  # (values, mask) pairs: both
+        return [weakref.ref(a) for c in items for a in (c if isinstance(c, tuple) else [c])]
+
+    chunks = {
+        key: refs([*col.chunks, *col.names, *col.tables, *(col.labels or [])])
+        for key, col in builder._columns.items()
+    }
+    chunks[ETAG_COLUMN] = refs(builder._etags)
+    assert all(refs for refs in chunks.values())
+    names = {col.name: key for key, col in builder._columns.items()}
+    alive_when_built: dict[str, int] = {}
+    original = FrameBuilder._override
+
+    def spy(self: FrameBuilder, name: str, series: pd.Series, column: Any = None) -> pd.Series:
+        # `name` is a column's first output (`x`) or one of its others (`x_name`, `x_label`).
+        if name in names:
+            for built in alive_when_built:
+                alive = sum(ref() is not None for ref in chunks[names[built]])
+                alive_when_built[built] = max(alive_when_built[built], alive)
+            alive_when_built[name] = 0
+        return original(self, name, series, column)
+
+    monkeypatch.setattr(FrameBuilder, "_override", spy)
+    frame = builder.finish()
+    assert len(frame) == 6
+    assert alive_when_built.keys() == names.keys()
+    assert alive_when_built == dict.fromkeys(names, 0)
+    assert all(ref() is None for refs in chunks.values() for ref in refs)
+    with pytest.raises(RuntimeError, match="finished"):
+        builder.add_page([full_row()])
+
+
 # -- writing -----------------------------------------------------------------------------
 
 
