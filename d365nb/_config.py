@@ -177,7 +177,17 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
             variants.update({secret, quote(secret, safe=""), quote_plus(secret, safe="")})
     for variant in sorted(variants, key=len, reverse=True):
         text = text.replace(variant, _REDACTED)
-    return text
+    # A credential written as Key=Value inside some other value (a pasted connection
+    # string in the wrong field) is hidden too, whatever its value.
+    return _SECRET_ASSIGNMENT.sub(lambda m: m.group(1) + _REDACTED, text)
+
+
+_SECRET_ASSIGNMENT = re.compile(
+    r"((?:client[ _-]?secret|oauth[ _-]?client[ _-]?secret|access[ _-]?token|refresh[ _-]?token"
+    r"|oauth[ _-]?access[ _-]?token|oauth[ _-]?refresh[ _-]?token|password|pwd)\s*[=:]\s*)"
+    r"[^;&\s'\"]+",
+    re.I,
+)
 
 
 # -- connection strings -------------------------------------------------------------------
@@ -214,9 +224,9 @@ def parse_connection_string(text: str) -> dict[str, str]:
         if i >= n:
             break
         start = i
-        while i < n and text[i] not in "=;":
+        while i < n and text[i] not in "=;\r\n":
             i += 1
-        if i >= n or text[i] == ";":
+        if i >= n or text[i] in ";\r\n":
             raise _cs_error(
                 "connection_string",
                 f"a part of the connection string (character {start + 1}) has no '='.",
@@ -278,18 +288,19 @@ def _read_value(text: str, i: int, key: str) -> tuple[str, int]:
                 break
             chars.append(text[i])
             i += 1
-        while i < n and text[i].isspace():
+        while i < n and text[i] in " \t":
             i += 1
-        if i < n and text[i] != ";":
+        if i < n and text[i] not in ";\r\n":
             raise _cs_error(
                 _KEY_TO_FIELD.get(_norm_key(key), key),
                 f"there is text after the closing {closing} of {key}'s value.",
                 f"Put ';' right after the closing {closing}, or quote the whole value.",
             )
         return "".join(chars), i + 1
-    end = text.find(";", i)
-    if end < 0:
-        end = n
+    # A value ends at ';' or at the end of a line: pasted connection strings often put one
+    # Key=Value per line, and a secret on the next line must not become part of a URL.
+    ends = [e for e in (text.find(";", i), text.find("\n", i), text.find("\r", i)) if e >= 0]
+    end = min(ends) if ends else n
     return text[i:end].strip(), end + 1
 
 

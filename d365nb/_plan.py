@@ -7,7 +7,7 @@ No I/O but the metadata look-ups of `plan_push()`; `_write` sends what is planne
   (`create`, `update`, `upsert`, `delete`, or nothing to send), the URL (primary id or
   alternate-key segment, `accounts(accountnumber='A-1')`), the JSON body
   (`_convert.build_payloads`, plus `@odata.bind` by a related table's alternate key from
-  columns named `<lookup>.<column>`), client-generated ids for creates (uuid4) and the
+  columns named `<lookup>.<column>`), client-generated ids for creates (uuid5) and the
   conditions (`If-Match` with the read's ETag, `If-Match: *`).  Every problem in the frame
   is raised at once as `InvalidFrameError`: nothing is sent.
 * `group_rows()` picks the transport for each row: `CreateMultiple`, `UpdateMultiple`,
@@ -513,9 +513,11 @@ async def plan_push(
     creates = [
         mode == "create" or (mode == "upsert" and by_pk and ids[i] is None) for i in range(n)
     ]
-    for i in range(n):
-        if creates[i] and ids[i] is None:
-            ids[i] = str(uuid.uuid4())
+    need = [i for i in range(n) if creates[i] and ids[i] is None]
+    if need:
+        derived = _derived_ids(frame, table.logical_name, pk)
+        for i in need:
+            ids[i] = derived[i]
             generated[i] = True
     if any(generated) or (mode == "create" and pk not in frame.columns):
         frame[pk] = pd.array(ids, dtype="string")
@@ -551,6 +553,27 @@ async def plan_push(
                 hint="Add the key's columns to the frame.",
             )
         segments, key_values = _key_segments(frame, table, tables, keys, problems)
+
+    # One row per key: two rows for one record would overwrite each other, silently.
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, row_key in enumerate(key_values):
+        if row_key is not None:
+            groups.setdefault(loose_key(row_key), []).append(i)
+    repeated = [rows for rows in groups.values() if len(rows) > 1]
+    if repeated:
+        where = [i for rows in repeated for i in rows]
+        label = ", ".join(keys)
+        problems.append(
+            Problem(
+                label,
+                f"has {len(repeated)} key value(s) that appear more than once (the service "
+                "matches keys without case); the later row would overwrite the earlier.",
+                f"Keep one row per key, e.g. df.drop_duplicates(subset={list(keys)!r}, "
+                "keep='last'), or give each row its own key.",
+                tuple(frame.index[where[:5]]),
+                len(where),
+            )
+        )
 
     # ETags of the read: If-Match, unless force=True or the frame came from another table.
     etags: list[str | None] = [None] * n
@@ -661,6 +684,35 @@ def chunk_size(strategy: str, batch_size: int | None) -> int:
     if batch_size:
         return batch_size
     return {"$batch": BATCH_CHUNK, "UpsertMultiple": UPSERT_CHUNK}.get(strategy, BULK_CHUNK)
+
+
+_ID_NAMESPACE = uuid.UUID("6f1d2c1e-7b7a-4d0e-9c55-d365b0b0c0de")
+
+
+def _derived_ids(frame: pd.DataFrame, table: str, pk: str) -> list[str]:
+    """Record ids for rows to create, derived from the table, index label and values.
+
+    uuid5 of (table, index label, a hash of the row's values): running the same push
+    again - after Ctrl-C, a dropped connection or a killed kernel - gives the same ids,
+    so rows that landed the first time are found ("unchanged") instead of being created
+    twice.  The price: pushing an identical row with the same index label to the same
+    table later also finds it there rather than creating a second copy.
+    """
+    values = frame.drop(columns=[pk], errors="ignore")
+    try:
+        hashes = pd.util.hash_pandas_object(values, index=True).tolist()
+    except TypeError:  # unhashable cells (lists of a multi-select column)
+        hashes = pd.util.hash_pandas_object(values.astype(str), index=True).tolist()
+    unique_index = frame.index.is_unique
+    return [
+        str(
+            uuid.uuid5(
+                _ID_NAMESPACE,
+                f"{table}\x1f{h}" + ("" if unique_index else f"\x1f{i}"),
+            )
+        )
+        for i, h in enumerate(hashes)
+    ]
 
 
 def loose_key(values: Mapping[str, Any]) -> tuple[Any, ...]:

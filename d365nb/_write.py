@@ -28,7 +28,7 @@
 Safety: rows read with an ETag are written with `If-Match` (a row changed or deleted since
 the read is a `conflict`, unless `force=True`); `update` sends `If-Match: *` (never creates);
 `create` POSTs (never overwrites: an existing id or key answers 412).  Creates carry
-client-generated ids (uuid4, returned in `report.frame`), so nothing is ever created twice:
+client-generated ids (uuid5 of table, index label and values, returned in `report.frame`), so nothing is ever created twice:
 
 * a request whose connection dropped is sent again (up to 8 times, the transport's 429/503
   handling underneath); on such a retry a create that meets "duplicate" (412) is read back
@@ -497,7 +497,10 @@ class _Push:
         if part.status == 412 and row.op == "create":
             # "Duplicate": an earlier attempt (of this push, or a push of report.failed) may
             # have landed with this id.  Settled by verify().
-            landed = "landed" if (row.generated or retried) else "same"
+            # Ids of creates are derived from the row (uuid5), so a first-attempt 412 means
+            # an earlier push (interrupted, or run twice) created this very row: settled by
+            # comparing values ("unchanged").  After a retry it was this push's own attempt.
+            landed = "landed" if retried else "same"
             return _Outcome("failed", code or _DUPLICATE, message, verify=landed)
         mismatch = code == _VERSION_MISMATCH or "doesn't match the RowVersion" in message
         if part.status == 412 and mismatch and row.guarded:

@@ -1,0 +1,1 @@
+"""d365nb's benchmarks against its sandbox: ``python -m benchmarks`` (see README.md)."""
