@@ -28,7 +28,8 @@
 Safety: rows read with an ETag are written with `If-Match` (a row changed or deleted since
 the read is a `conflict`, unless `force=True`); `update` sends `If-Match: *` (never creates);
 `create` POSTs (never overwrites: an existing id or key answers 412).  Creates carry
-client-generated ids (uuid5 of table, index label and values, returned in `report.frame`), so nothing is ever created twice:
+client-generated ids (uuid5 of table, index label and values, returned in
+`report.frame`), so nothing is ever created twice:
 
 * a request whose connection dropped is sent again (up to 8 times, the transport's 429/503
   handling underneath); on such a retry a create that meets "duplicate" (412) is read back
