@@ -66,7 +66,11 @@ class Catalog:
 
             async def fetch(url: str) -> Any:
                 try:
-                    return (await self._connection.arequest("GET", url)).json()
+                    # Through the adaptive limiter like every data request: sixteen at
+                    # once would meet the service-protection limits before the read does.
+                    async with self._connection.limiter:
+                        response = await self._connection.arequest("GET", url)
+                    return response.json()
                 except ODataError as exc:
                     if exc.status == 404 and "ManyToOneRelationships" in url:
                         return {"value": []}

@@ -402,7 +402,7 @@ async def read_frame(
             raise _partial_error(plan, exc) from exc
         if bounds is None:
             return await _execute(plan)
-        n = DEFAULT_PARTITIONS if parallel is True else max(1, int(parallel))
+        n = _partitions(conn) if parallel is True else max(1, int(parallel))
         plan.parts = []
         plan.partitioned = True
         for condition in _ranges(bounds[0], bounds[1], n):
@@ -496,6 +496,16 @@ async def read_fetchxml(
     finally:
         if plan.progress is not None:
             plan.progress.close()
+
+
+def _partitions(conn: Connection) -> int:
+    """How many ranges to split a large read into when the caller did not say.
+
+    Twice what the service lets run at once (its `x-ms-dop-hint`, or the user's cap), so
+    a slow range never leaves a slot idle, and at most `DEFAULT_PARTITIONS`: every range
+    costs the service a scan of its own, so more ranges than slots only add work.
+    """
+    return max(2, min(DEFAULT_PARTITIONS, 2 * conn.limiter.ceiling))
 
 
 def _expand_names(text: str) -> tuple[str, ...]:
