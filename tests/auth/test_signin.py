@@ -339,3 +339,25 @@ def test_concurrent_401s_share_one_refresh(
     assert calls == [True], "ten requests that saw a 401 caused one refresh"
     assert all(t is tokens[0] for t in tokens) and tokens[0] is not first
     conn.close()
+
+
+def test_auth_code_pkce_v1_paste_the_redirected_url(sandbox: Sandbox) -> None:
+    conn = connect_to(sandbox, grant="auth_code", version="v1", redirect_uri="http://localhost")
+    shown: list[AuthCodeFlow] = []
+    conn.prompt = shown.append
+    conn.sign_in(loopback=False)
+    flow = shown[0]
+    assert "/oauth2/authorize?" in flow.auth_uri and "resource=" in flow.auth_uri
+    answer = _play_browser(flow, sandbox)
+    assert answer.status_code in (302, 303)
+    conn.sign_in(redirected_url=answer.headers["location"])
+    assert conn.whoami().user_id == ALEX.systemuserid
+
+
+def test_refresh_token_grant_v1(sandbox: Sandbox) -> None:
+    tokens = device_code_tokens(sandbox, "megan")
+    conn = connect_to(
+        sandbox, grant="refresh_token", version="v1", refresh_token=tokens["refresh_token"]
+    )
+    assert conn.settings.version == "v1"
+    assert conn.whoami().user_id == user_by_name("megan").systemuserid
