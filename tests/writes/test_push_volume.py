@@ -13,9 +13,8 @@ from d365nb.sandbox._connect import connect_to
 
 pytestmark = pytest.mark.sandbox
 
-# Big enough for a dozen bulk chunks and dozens of $batch requests; 50,000 rows take ~4x as long
-# (see the benchmark helper for rows/s).
-ROWS = 12_000
+# The size: fifty bulk chunks each way (creates, then upserts by alternate key).
+ROWS = 50_000
 
 
 def test_large_push_is_chunked_and_complete(
