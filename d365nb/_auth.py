@@ -23,7 +23,7 @@ import threading
 import time
 import urllib.parse
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -44,6 +44,7 @@ __all__ = [
     "DeviceCode",
     "auth_error_from_result",
     "jwt_claims",
+    "parse_redirect",
 ]
 
 # Refresh this long before expiry, so a request never leaves with a token about to die.
@@ -792,8 +793,3 @@ def parse_redirect(answer: str | Mapping[str, str]) -> dict[str, str]:
     parts = urllib.parse.urlsplit(text)
     query = parts.query or parts.fragment or ("" if parts.scheme else text.lstrip("?#"))
     return {k: v[0] for k, v in urllib.parse.parse_qs(query).items() if v}
-
-
-def scopes_for(settings: Settings) -> Sequence[str]:
-    """The scopes a connection asks for (reserved OIDC scopes left to msal)."""
-    return [s for s in settings.scopes if s not in _RESERVED_SCOPES]

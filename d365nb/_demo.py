@@ -282,7 +282,8 @@ def run_demo(
                 report = fixed.d365.push("accounts", mode="update", conn=conn, progress=False)
                 assert isinstance(report, PushReport)
                 result.pushed = {k: v for k, v in report.counts.items() if v}
-                _line(out, f"   pushed:  {_counts(result.pushed)} in {report.elapsed:.2f} s")
+                took = f"{report.elapsed * 1000:.0f} ms"
+                _line(out, f"   pushed:  {_counts(result.pushed)} in {took}")
 
                 _line(out, "5. Read again to check")
                 again = conn.read("accounts", select=["accountid", "emailaddress1"], progress=False)
