@@ -47,6 +47,7 @@ __all__ = [
     "F",
     "Query",
     "check_name",
+    "fetchxml_entity",
     "fetchxml_with_page",
     "in_",
     "literal",
@@ -479,19 +480,8 @@ class Query:
 _FETCH_PAGING_ATTRIBUTES = ("page", "count", "paging-cookie")
 
 
-def fetchxml_with_page(xml: str, *, page: int, count: int, paging_cookie: str | None) -> str:
-    """Return `xml` with `page`, `count` and `paging-cookie` set on its `<fetch>` element.
-
-    The cookie is the decoded `<cookie page="1">...</cookie>` text from
-    `paging_cookie_from_annotation()`; ElementTree escapes it as an attribute value.
-
-    **Parameters:**
-
-    * **xml** - a FetchXML document whose root element is `<fetch>`, without `top`.
-    * **page** - the 1-based page number to ask for.
-    * **count** - rows per page (1 to 5,000).
-    * **paging_cookie** - the previous page's cookie, or `None` (first page or simple paging).
-    """
+def _parse_fetch(xml: str) -> ET.Element:
+    """The `<fetch>` element of a FetchXML document, or `ConfigError` saying what is wrong."""
     try:
         # The FetchXML is the user's own text (no external entities are resolved by expat).
         root = ET.fromstring(xml)
@@ -507,6 +497,41 @@ def fetchxml_with_page(xml: str, *, page: int, count: int, paging_cookie: str | 
             field="fetchxml",
             hint="Start the query with <fetch>.",
         )
+    return root
+
+
+def fetchxml_entity(xml: str) -> tuple[str, bool]:
+    """The table a FetchXML query reads (`<entity name=...>`) and whether it sets `top`.
+
+    **Parameters:**
+
+    * **xml** - a FetchXML document whose root element is `<fetch>`.
+    """
+    root = _parse_fetch(xml)
+    entity = root.find("entity")
+    if entity is None or not entity.get("name"):
+        raise ConfigError(
+            "The FetchXML needs an <entity name='...'> inside <fetch>.",
+            field="fetchxml",
+            hint="Start from <fetch><entity name='account'>...</entity></fetch>.",
+        )
+    return str(entity.get("name")), root.get("top") is not None
+
+
+def fetchxml_with_page(xml: str, *, page: int, count: int, paging_cookie: str | None) -> str:
+    """Return `xml` with `page`, `count` and `paging-cookie` set on its `<fetch>` element.
+
+    The cookie is the decoded `<cookie page="1">...</cookie>` text from
+    `paging_cookie_from_annotation()`; ElementTree escapes it as an attribute value.
+
+    **Parameters:**
+
+    * **xml** - a FetchXML document whose root element is `<fetch>`, without `top`.
+    * **page** - the 1-based page number to ask for.
+    * **count** - rows per page (1 to 5,000).
+    * **paging_cookie** - the previous page's cookie, or `None` (first page or simple paging).
+    """
+    root = _parse_fetch(xml)
     if root.get("top") is not None:
         raise ConfigError(
             "A FetchXML query with top cannot be paged.",

@@ -29,7 +29,7 @@ import pandas as pd
 from ._convert import FrameBuilder, concat_frames, wire_select
 from ._exceptions import AuthError, D365Error, PartialReadError, TransportError
 from ._metadata import Table
-from ._odata import fetchxml_with_page, paging_cookie_from_annotation
+from ._odata import fetchxml_entity, fetchxml_with_page, paging_cookie_from_annotation
 from ._transport import check_same_origin
 
 if TYPE_CHECKING:
@@ -426,27 +426,8 @@ async def read_fetchxml(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Run a FetchXML query, following its paging cookies (see `Connection.fetchxml`)."""
-    import xml.etree.ElementTree as ET
-
-    from ._exceptions import ConfigError
-
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as exc:
-        raise ConfigError(
-            f"The FetchXML is not well-formed XML: {exc}.",
-            field="fetchxml",
-            hint="Check the tags and quotes; paste it into an XML validator.",
-        ) from None
-    entity = root.find("entity")
-    if root.tag != "fetch" or entity is None or not entity.get("name"):
-        raise ConfigError(
-            "The FetchXML needs a <fetch> root with an <entity name='...'> inside.",
-            field="fetchxml",
-            hint="Start from <fetch><entity name='account'>...</entity></fetch>.",
-        )
-    table = await conn.catalog.table(str(entity.get("name")))
-    user_top = root.get("top")
+    name, user_top = fetchxml_entity(xml)
+    table = await conn.catalog.table(name)
     headers = {"Prefer": _prefer(page_size, annotations=True, fetchxml=True)}
     plan = ReadPlan(
         connection=conn,

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
-import httpx
 import pandas as pd
 
 from d365nb._client import Connection
 from d365nb._sync import run_sync
-from d365nb.sandbox import Sandbox
 
 KEY = "accountid"
 
@@ -38,29 +35,6 @@ async def _stats(conn: Connection) -> Any:
 def stats(conn: Connection) -> Any:
     """The transport counters of the connection's (background-loop) client."""
     return run_sync(_stats(conn))
-
-
-def device_code_tokens(sb: Sandbox, user: str = "alex") -> dict[str, Any]:
-    """Access and refresh token for `user`, obtained as another tool would (plain OAuth)."""
-    with httpx.Client(verify=ssl.create_default_context(cafile=sb.ca_cert)) as http:
-        start = http.post(
-            sb.token_uri.replace("/token", "/devicecode"),
-            data={
-                "client_id": sb.public_client_id,
-                "scope": f"{sb.base_url}/user_impersonation offline_access",
-            },
-        ).json()
-        sb.approve(start["user_code"], user)
-        answer = http.post(
-            sb.token_uri,
-            data={
-                "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
-                "client_id": sb.public_client_id,
-                "device_code": start["device_code"],
-            },
-        )
-    assert answer.status_code == 200, answer.text
-    return dict(answer.json())
 
 
 def make_frame(tag: str, n: int, *, ids: bool) -> pd.DataFrame:

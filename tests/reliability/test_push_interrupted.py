@@ -26,8 +26,9 @@ from d365nb._report import PushReport
 from d365nb._transport import RetryPolicy
 from d365nb.sandbox import Sandbox, start
 from d365nb.sandbox._connect import connect_to
+from tests.oauth import device_code_tokens
 
-from ._helpers import device_code_tokens, interrupt_after, landed, make_frame, stats
+from ._helpers import interrupt_after, landed, make_frame, stats
 from ._ledger import record
 from .conftest import knobs_for
 

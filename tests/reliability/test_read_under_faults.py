@@ -18,10 +18,10 @@ from d365nb import AuthError, PartialReadError, ThrottledError, TransportError
 from d365nb._transport import RetryPolicy
 from d365nb.sandbox import Sandbox, start
 from d365nb.sandbox._connect import connect_to
+from tests.oauth import device_code_tokens
 
 from ._helpers import (
     assert_same_frame,
-    device_code_tokens,
     interrupt_after,
     lost_and_duplicated,
     stats,
