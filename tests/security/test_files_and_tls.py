@@ -15,7 +15,8 @@ import d365nb
 from d365nb import AuthError, ConfigError, InsecureTransportWarning, TransportError
 from d365nb.sandbox import Sandbox
 from d365nb.sandbox._connect import connect_to
-from tests.reliability._helpers import device_code_tokens, stats
+from tests.oauth import device_code_tokens
+from tests.reliability._helpers import stats
 from tests.reliability._ledger import record
 from tests.reliability._proxy import Proxy
 

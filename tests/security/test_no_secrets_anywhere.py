@@ -17,7 +17,7 @@ from d365nb._setup import error_lines
 from d365nb._transport import RetryPolicy
 from d365nb.sandbox import Sandbox
 from d365nb.sandbox._connect import connect_to
-from tests.reliability._helpers import device_code_tokens
+from tests.oauth import device_code_tokens
 from tests.reliability._ledger import record
 from tests.reliability._proxy import Action, Proxy
 from tests.reliability.conftest import through
