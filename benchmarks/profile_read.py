@@ -130,7 +130,7 @@ def _wire(sb: Any, lines: list[str]) -> list[bytes]:
 def _client_offline(sb: Any, bodies: list[bytes], lines: list[str]) -> None:
     import orjson
 
-    from d365nb._convert import FrameBuilder
+    from d365nb._frames import FrameBuilder
     from d365nb._sync import run_sync
     from d365nb.sandbox._connect import connect_to
 
@@ -169,7 +169,7 @@ def _memory(sb: Any, lines: list[str]) -> None:
     import httpx
     import orjson
 
-    from d365nb._convert import FrameBuilder
+    from d365nb._frames import FrameBuilder
     from d365nb._sync import run_sync
     from d365nb.sandbox._connect import connect_to
 

@@ -472,7 +472,7 @@ def scenario_conversion(cfg: Config, sb: Any, results: Results) -> None:
     import orjson
     import pandas as pd
 
-    from d365nb._convert import FrameBuilder
+    from d365nb._frames import FrameBuilder
     from d365nb._sync import run_sync
     from d365nb.sandbox._connect import connect_to
 

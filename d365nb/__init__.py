@@ -15,13 +15,14 @@ from __future__ import annotations
 from . import _accessor  # noqa: E402, F401
 from ._client import Connection, WhoAmI, connect
 from ._config import Settings
-from ._convert import ColumnTypeWarning, InvalidFrameError
 from ._exceptions import (
     AuthError,
+    ColumnTypeWarning,
     ConfigError,
     D365Error,
     D365Warning,
     InsecureTransportWarning,
+    InvalidFrameError,
     ODataError,
     PartialReadError,
     PushError,

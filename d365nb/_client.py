@@ -651,7 +651,7 @@ class Connection:
 
     async def adescribe(self, table: str) -> pd.DataFrame:
         """Async twin of `describe`."""
-        from ._convert import ATTRIBUTE_DTYPES
+        from ._dtypes import ATTRIBUTE_DTYPES
 
         meta = await self.catalog.table(table)
         rows = []

@@ -3,6 +3,7 @@
 ```
 D365Error
 ├── ConfigError        a setting is missing, malformed or contradicts another (also a ValueError)
+│   └── InvalidFrameError  a frame cannot be written: carries every `Problem` found
 ├── AuthError          sign-in failed: carries the service's code (AADSTS...) and a hint
 ├── TransportError     the service could not be reached or did not answer usably
 │   └── ThrottledError service-protection limits (HTTP 429) outlasted the retry budget
@@ -11,7 +12,7 @@ D365Error
 └── PushError          a push was asked to raise on failure; carries the push report
 ```
 
-Warnings: `D365Warning` (root) → `InsecureTransportWarning`.
+Warnings: `D365Warning` (root) → `InsecureTransportWarning`, `ColumnTypeWarning`.
 
 Every message says what to do next.  No message ever holds a secret or a token:
 callers pass values through `redact()` before formatting them into text.
@@ -19,16 +20,21 @@ callers pass values through `redact()` before formatting them into text.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "AuthError",
+    "ColumnTypeWarning",
     "ConfigError",
     "D365Error",
     "D365Warning",
     "InsecureTransportWarning",
+    "InvalidFrameError",
     "ODataError",
     "PartialReadError",
+    "Problem",
     "PushError",
     "ThrottledError",
     "TransportError",
@@ -176,3 +182,51 @@ class D365Warning(UserWarning):
 
 class InsecureTransportWarning(D365Warning):
     """TLS certificate verification was turned off; tokens can be stolen in transit."""
+
+
+class ColumnTypeWarning(D365Warning):
+    """A column did not get its metadata dtype and was inferred from its values.
+
+    Either the column is not in the table's metadata (refresh the metadata), or its values
+    did not fit the dtype.  Silence with
+    `warnings.simplefilter("ignore", d365nb.ColumnTypeWarning)`.
+    """
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a frame cannot be written: a column, the rows (index labels), and a fix."""
+
+    column: str
+    message: str
+    hint: str = ""
+    rows: tuple[Hashable, ...] = ()
+    row_count: int = 0
+
+    def __str__(self) -> str:
+        where = f"column {self.column!r}"
+        if self.rows:
+            shown = ", ".join(repr(r) for r in self.rows)
+            more = self.row_count - len(self.rows)
+            where += f", row{'s' if self.row_count > 1 else ''} {shown}"
+            if more > 0:
+                where += f" (and {more} more)"
+        text = f"{where}: {self.message}"
+        return f"{text} {self.hint}" if self.hint else text
+
+
+class InvalidFrameError(ConfigError):
+    """The frame cannot be written as it is; `problems` lists every reason found."""
+
+    def __init__(self, problems: Sequence[Problem], *, limit: int = 20) -> None:
+        self.problems = tuple(problems)
+        lines = [f"  - {p}" for p in self.problems[:limit]]
+        if len(self.problems) > limit:
+            lines.append(f"  ... and {len(self.problems) - limit} more (see .problems)")
+        count = len(self.problems)
+        super().__init__(
+            f"The frame cannot be written: {count} problem{'s' if count > 1 else ''}, "
+            "nothing was sent.\n" + "\n".join(lines),
+            field="df",
+            hint="Fix the columns named above and push again.",
+        )

@@ -29,10 +29,11 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from ._convert import ETAG_COLUMN, InvalidFrameError, Problem, build_payloads
-from ._exceptions import ConfigError
+from ._dtypes import ETAG_COLUMN
+from ._exceptions import ConfigError, InvalidFrameError, Problem
 from ._metadata import Attribute, Table, suggest
 from ._multipart import MAX_BATCH_OPERATIONS
+from ._payloads import build_payloads
 from ._report import PushPlan, rows_frame
 
 if TYPE_CHECKING:

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ._convert import FrameBuilder, concat_frames, wire_select
+from ._dtypes import wire_select
 from ._exceptions import AuthError, D365Error, PartialReadError, TransportError
+from ._frames import FrameBuilder, concat_frames
 from ._metadata import Table
 from ._odata import fetchxml_entity, fetchxml_with_page, paging_cookie_from_annotation
 from ._transport import check_same_origin

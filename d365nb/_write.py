@@ -55,7 +55,6 @@ from urllib.parse import quote
 import httpx
 import pandas as pd
 
-from ._convert import encode_json
 from ._exceptions import ODataError, PushError, ThrottledError, TransportError
 from ._metadata import Attribute, Table
 from ._multipart import (
@@ -66,6 +65,7 @@ from ._multipart import (
     decode_batch_response,
     encode_batch_request,
 )
+from ._payloads import encode_json
 from ._plan import (
     BATCH_CHUNK,
     Plan,

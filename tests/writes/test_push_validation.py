@@ -10,8 +10,7 @@ import pytest
 
 from d365nb._accessor import D365Accessor
 from d365nb._client import Connection
-from d365nb._convert import InvalidFrameError
-from d365nb._exceptions import ConfigError
+from d365nb._exceptions import ConfigError, InvalidFrameError
 from d365nb._plan import resolve_connection, validate_push
 
 
