@@ -36,7 +36,11 @@ from ._fno_store import to_sql
 
 __all__ = ["FnoQuery", "compile_filter", "key_where", "parse_query", "utc_text"]
 
-_ENUM_LITERAL = re.compile(r"Microsoft\.Dynamics\.DataEntities\.([A-Za-z_]\w*)'((?:[^']|'')*)'")
+# An enum literal, or a string literal (matched whole, so text inside strings is kept).
+_LITERALS = re.compile(
+    r"(?P<enum>Microsoft\.Dynamics\.DataEntities\.(?P<name>[A-Za-z_]\w*)'(?P<member>(?:[^']|'')*)')"
+    r"|'(?:[^']|'')*'"
+)
 _UNSUPPORTED = ("$apply", "$search", "$compute", "$levels", "$skiptoken", "$deltatoken")
 _KNOWN = ("$select", "$filter", "$orderby", "$top", "$skip", "$count", "$expand", "$format")
 _OPS = {ast.Eq: "=", ast.NotEq: "<>", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
@@ -181,10 +185,12 @@ def _prepare(text: str) -> tuple[str, list[tuple[str, str]]]:
     enums: list[tuple[str, str]] = []
 
     def swap(m: re.Match[str]) -> str:
-        enums.append((m.group(1), m.group(2).replace("''", "'")))
+        if m.group("enum") is None:
+            return m.group(0)  # a string literal, left alone
+        enums.append((m.group("name"), m.group("member").replace("''", "'")))
         return f"__fnoenum{len(enums) - 1}__"
 
-    text = _ENUM_LITERAL.sub(swap, text)
+    text = _LITERALS.sub(swap, text)
     out = []
     last = 0
     for start, end in _outside_strings(text):

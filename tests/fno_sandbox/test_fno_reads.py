@@ -160,6 +160,8 @@ def test_wildcard_contains_and_unsupported_operators(fno: httpx.Client) -> None:
         assert fno.get("/data/CustomersV3", params={"$filter": bad}).status_code == 400, bad
     wrong_case = fno.get("/data/CustomersV3", params={"$select": "customeraccount"})
     assert wrong_case.status_code == 400
+    for option in ("$apply", "$search", "$skiptoken"):
+        assert fno.get("/data/CustomersV3", params={option: "x"}).status_code == 400, option
 
 
 def test_dates_and_the_empty_date(fno: httpx.Client) -> None:

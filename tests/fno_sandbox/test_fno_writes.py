@@ -16,6 +16,8 @@ from d365nb._multipart import (
     encode_batch_request,
 )
 
+from .conftest import ROWS
+
 WRITE_EXCEPTION = "Microsoft.Dynamics.Platform.Integration.Services.OData.AxODataWriteException"
 
 
@@ -212,3 +214,15 @@ def test_change_set_commits_and_gets_run_after(fno: httpx.Client) -> None:
     assert isinstance(changes, ChangeSetResponse)
     assert [r.status for r in changes.responses] == [201, 204]
     assert got.status == 200 and got.json()["NameAlias"] == "BATCHED"
+
+
+def test_reset_reseeds_the_environment(fno: httpx.Client) -> None:
+    account = new_account()
+    row = {"CustomerAccount": account, "CustomerGroupId": "10", "SalesCurrencyCode": "USD"}
+    assert fno.post("/data/CustomersV3", json=row).status_code == 201
+    before = fno.get("/data/CustomersV3/$count", params={"cross-company": "true"}).text
+    reset = fno.post("/_sandbox/reset", json={})
+    assert reset.status_code == 200 and reset.json()["rows"] == ROWS
+    assert fno.get(customer_url("usmf", account)).status_code == 404
+    after = fno.get("/data/CustomersV3/$count", params={"cross-company": "true"}).text
+    assert int(after) < int(before)
