@@ -64,6 +64,8 @@ def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
     data.add_argument("--rows", type=int, help=f"number of accounts to seed (default {d.rows})")
     data.add_argument("--seed", type=int, help=f"random seed of the data (default {d.seed})")
+    data.add_argument("--fno", action="store_true", default=None, help="also serve F&O at /fno")
+    data.add_argument("--fno-rows", type=int, help=f"F&O customers (default {d.fno_rows})")
     identity = parser.add_argument_group("sign-in")
     identity.add_argument(
         "--auto-approve",
@@ -129,6 +131,8 @@ _FLAG_TO_OPTION = {
     "reset": "reset",
     "rows": "rows",
     "seed": "seed",
+    "fno": "fno",
+    "fno_rows": "fno_rows",
     "auto_approve": "auto_approve",
     "token_lifetime": "access_token_lifetime",
     "latency_ms": "latency_ms",

@@ -29,15 +29,21 @@ _WEBAPI_PREFIXES = ("/api/", "/_sandbox/knobs")
 class SandboxApp:
     """ASGI app routing `/api/` to `webapi` and everything else to `identity`."""
 
-    def __init__(self, *, identity: Starlette, webapi: Starlette | None) -> None:
+    def __init__(
+        self, *, identity: Starlette, webapi: Starlette | None, fno: Starlette | None = None
+    ) -> None:
         self.identity = identity
         self.webapi = webapi
+        self.fno = fno  # the F&O environment under /fno (`_fno_app.py`), when on
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
         path: str = scope.get("path", "")
+        if self.fno is not None and (path == "/fno" or path.startswith("/fno/")):
+            await self.fno(scope, receive, send)
+            return
         if path.startswith(_WEBAPI_PREFIXES) or path == "/api":
             if self.webapi is None:
                 response = JSONResponse(
@@ -90,12 +96,21 @@ def create_app(options: SandboxOptions, *, base_url: str, tokens: TokenService) 
     * **tokens** - the token service that signs and verifies tokens.
     """
     webapi = _create_webapi(options, base_url=base_url, tokens=tokens)
+    fno = None
+    if options.fno:
+        from ._fno_app import create_fno_app
+
+        fno = create_fno_app(
+            options, base_url=base_url, verify_token=lambda t, aud: tokens.verify(t, audience=aud)
+        )
 
     def reset() -> bool:
+        if fno is not None:
+            fno.state.store.reset()
         if webapi is None:
-            return False
+            return fno is not None
         webapi.state.store.reset()
         return True
 
     identity = create_identity_app(options, base_url=base_url, tokens=tokens, reset_data=reset)
-    return SandboxApp(identity=identity, webapi=webapi)
+    return SandboxApp(identity=identity, webapi=webapi, fno=fno)

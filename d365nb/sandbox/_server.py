@@ -69,6 +69,7 @@ _INFO_KEYS = (
     "client_secret",
     "approve_url",
     "device_login_url",
+    "fno_service_url",
 )
 
 
@@ -125,6 +126,7 @@ def sandbox_info(base_url: str, ca_cert: str) -> dict[str, str]:
         "client_secret": CONFIDENTIAL_CLIENT_SECRET,
         "approve_url": f"{base_url}/_sandbox/devicecode/approve",
         "device_login_url": f"{base_url}/devicelogin",
+        "fno_service_url": f"{base_url}/fno/data/",  # served when started with fno=True
     }
 
 
@@ -235,6 +237,7 @@ class Sandbox:
     client_secret: str
     approve_url: str
     device_login_url: str
+    fno_service_url: str
 
     def __init__(
         self,
