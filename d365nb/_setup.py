@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ._config import parse_connection_string
 from ._exceptions import AuthError, D365Error
 
 if TYPE_CHECKING:
@@ -77,7 +78,8 @@ def setup(
     * **settings** - any `Settings` field (`service_url=`, `client_id=`, `tenant=`, ...).
     """
     global _panel
-    from ._config import parse_connection_string
+    # Lazy: ipywidgets (and IPython under it) cost ~0.13 s and are not needed by scripts,
+    # the CLI or the sandbox; `import d365nb` never pulls them in.
     from .widgets import SetupPanel
 
     fresh = new or _panel is None or connection_string or profile or sandbox is not None
@@ -130,6 +132,7 @@ def _track(panel: SetupPanel, what: str) -> None:
 
 
 def _display(panel: SetupPanel) -> None:
+    # IPython is imported here, not at the top: `import d365nb` stays free of it.
     try:
         from IPython import get_ipython
         from IPython.display import display

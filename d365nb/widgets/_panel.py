@@ -13,16 +13,14 @@ import json
 from typing import TYPE_CHECKING, Any, Final
 
 import ipywidgets as w
+from IPython import get_ipython
+from IPython.display import display
 from traitlets import Unicode
 
 from .._config import SECRET_FIELDS
-from ._controller import (
-    METHOD_TITLES,
-    METHODS,
-    STEP_TITLES,
-    STEPS,
-    SetupController,
-)
+from .._exceptions import AuthError, ConfigError
+from ._controller import SetupController
+from ._form import METHOD_TITLES, METHODS, STEP_TITLES, STEPS
 
 if TYPE_CHECKING:
     from .._client import Connection
@@ -327,9 +325,6 @@ class SetupPanel:
         return self.widget._repr_mimebundle_(**kwargs)
 
     def _ipython_display_(self) -> None:
-        from IPython import get_ipython
-        from IPython.display import display
-
         count = getattr(get_ipython(), "execution_count", None)
         if self._shown_in is not None and self._shown_in == count:
             return  # d365nb.setup() has shown it in this very cell already
@@ -342,8 +337,6 @@ class SetupPanel:
             raise AttributeError(name)
         conn = self.connection
         if conn is None:
-            from .._exceptions import AuthError
-
             raise AuthError(
                 f"Not signed in yet, so there is no connection to call {name!r} on.",
                 hint="Finish signing in with the setup panel above (step 5), then run this "
@@ -418,8 +411,6 @@ class SetupPanel:
             self.controller.load_profile(str(self.profile_picker.value))
 
     def _on_save(self, _: Any) -> None:
-        from .._exceptions import ConfigError
-
         try:
             self.controller.save_profile(self.profile_name.value.strip() or "default")
         except ConfigError:

@@ -15,7 +15,7 @@ import d365nb._setup as d365nb_setup
 from d365nb import AuthError, ConfigError
 from d365nb.sandbox import Sandbox
 from d365nb.widgets import SetupController, SetupPanel
-from d365nb.widgets._controller import STEPS
+from d365nb.widgets._form import STEPS
 from tests.auth.browser import sign_in_on_page
 
 from .conftest import (
