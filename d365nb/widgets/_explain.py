@@ -4,10 +4,14 @@
 and hint of a `D365Error` (scrubbed of secrets), the field an AADSTS code points at, and
 plain words for the Web API's "not a user of this environment" and missing-role answers.
 `FieldStatus` is one field's live mark (tick, problem or nothing).
+
+The settings layer words its messages for Python (`service_url`, `pass client_secret=`);
+`form_words` rewords them for a form: the fields' labels, "enter", sign-in methods by name.
 """
 
 from __future__ import annotations
 
+import re
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,7 +20,43 @@ from typing import Final
 from .._config import redact
 from .._exceptions import AuthError, ConfigError, D365Error, ODataError, TransportError
 
-__all__ = ["FieldStatus", "Problem", "describe_error"]
+__all__ = ["FIELD_LABELS", "FieldStatus", "Problem", "describe_error", "form_words"]
+
+#: Each field's name in the panel (and in every message the panel shows).
+FIELD_LABELS: Final[dict[str, str]] = {
+    "service_url": "Service URL",
+    "tenant": "Tenant",
+    "client_id": "Client ID",
+    "client_secret": "Client Secret",
+    "auth_uri": "Auth URI",
+    "token_uri": "Token URI",
+    "scope": "Scope",
+    "redirect_uri": "Redirect URI",
+    "access_token": "Access token",
+    "refresh_token": "Refresh token",
+    "api_version": "API version",
+}
+# Grants as the panel's sign-in methods: "for the X grant", "the X grant needs ...".
+_GRANT_WORDS: Final[dict[str, str]] = {
+    "device_code": "device code sign-in",
+    "auth_code": "browser sign-in",
+    "client_credentials": "signing in as the app (client secret)",
+    "access_token": "signing in with an access token",
+    "refresh_token": "signing in with a refresh token",
+}
+_METHOD_NAMES: Final[dict[str, str]] = {
+    "device_code": "Device code",
+    "auth_code": "Browser",
+    "client_credentials": "Client secret",
+    "access_token": "Existing token",
+    "refresh_token": "Existing token",
+}
+# "Set D365NB_X in the environment (or pass x=...)": what a script does; a form is typed in.
+_SET_OR_PASS = re.compile(
+    r"Set D365NB_(?P<env>\w+)(?: in the environment)? \(or pass \w+=[^;,)\s]*\)?[;,]?"
+    r"(?P<more> or)?\s*"
+)
+_IDENTIFIER = re.compile(r"\b(?:" + "|".join(n for n in FIELD_LABELS if "_" in n) + r")\b")
 
 
 @dataclass(frozen=True)
@@ -147,3 +187,48 @@ def _odata_sentence(exc: ODataError, grant: str | None) -> tuple[str, str]:
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def form_words(text: str) -> str:
+    """A settings message reworded for the panel: labels for field names, no Python.
+
+    `"client_id is required for the device_code grant."` becomes
+    `"Client ID is required for device code sign-in."`.
+    """
+    if not text:
+        return text
+
+    def set_or_pass(match: re.Match[str]) -> str:
+        label = FIELD_LABELS.get(match["env"].lower(), match["env"].lower())
+        return f"Enter the {label}, or " if match["more"] else f"Enter the {label}; "
+
+    text = _SET_OR_PASS.sub(set_or_pass, text)
+    text = re.sub(
+        r"\bfor the (\w+) grant\b",
+        lambda m: f"for {_GRANT_WORDS.get(m[1], m[1])}",
+        text,
+    )
+    text = re.sub(
+        r"\b([Tt])he (\w+) grant\b",
+        lambda m: _capital(_GRANT_WORDS.get(m[2], m[2]), m[1] == "T"),
+        text,
+    )
+    text = re.sub(
+        r"\bchoose grant (\w+)", lambda m: f"choose {_METHOD_NAMES.get(m[1], m[1])}", text
+    )
+    text = text.replace("choose another grant", "choose another sign-in method")
+    text = re.sub(r"^(tenant|scope) ", lambda m: f"{FIELD_LABELS[m[1]]} ", text)
+    text = re.sub(r"\b(Remove|Set) tenant\b", lambda m: f"{m[1]} the Tenant", text)
+
+    def identifier(match: re.Match[str]) -> str:
+        label = FIELD_LABELS[match[0]]
+        head = match.string[: match.start()].rstrip(" (")
+        if not head or head.endswith((".", ":")) or head.lower().endswith((" the", " a")):
+            return label  # a sentence starts with it, or it has its article already
+        return f"the {label}"
+
+    return _IDENTIFIER.sub(identifier, text)
+
+
+def _capital(text: str, upper: bool) -> str:
+    return text[0].upper() + text[1:] if upper and text else text

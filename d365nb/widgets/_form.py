@@ -9,6 +9,7 @@ saves and loads profiles.  `SetupController` (in `_controller.py`) adds sign-in 
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -30,7 +31,7 @@ from .._config import (
     redact,
 )
 from .._exceptions import ConfigError
-from ._explain import FieldStatus, Problem, describe_error
+from ._explain import FIELD_LABELS, FieldStatus, Problem, describe_error, form_words
 from ._preset import SANDBOX_ENV, SandboxInfo, find_sandbox
 
 __all__ = [
@@ -59,10 +60,11 @@ STEP_TITLES: Final[dict[str, str]] = {
 #: Which fields each step shows (secrets included: they have a status too).
 STEP_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "service": ("service_url",),
-    "app": ("tenant", "client_id", "client_secret"),
+    "app": ("tenant", "client_id"),
     "endpoints": ("auth_uri", "token_uri"),
     "scope": ("scope",),
-    "sign_in": ("redirect_uri", "access_token", "refresh_token"),
+    # The secret sits with the method that needs it (client secret, confidential browser).
+    "sign_in": ("client_secret", "redirect_uri", "access_token", "refresh_token"),
     "test": (),
 }
 #: Sign-in methods, in the order the panel offers them.
@@ -76,6 +78,10 @@ METHOD_TITLES: Final[dict[str, str]] = {
 DEFAULT_REDIRECT_URI: Final = "http://localhost"
 _SUGGESTED: Final = ("auth_uri", "token_uri", "scope")
 _TEXT_FIELDS: Final = tuple(name for name in FIELDS if name not in SECRET_FIELDS)
+#: The log keeps this many lines (the oldest go first).
+LOG_LINES: Final = 200
+# The fields an endpoint's tenant can contradict (the settings layer marks the tenant).
+_ENDPOINTS: Final = ("token_uri", "auth_uri")
 
 
 class SetupForm:
@@ -112,7 +118,10 @@ class SetupForm:
         self.step = 0
         self.problem: Problem | None = None
         self.notice = ""
-        self.log: list[str] = []
+        self.log: list[str] = []  # the last LOG_LINES lines
+        self.log_count = 0  # lines ever logged (the panel redraws when it changes)
+        self._edits: dict[str, int] = {}  # field -> when it was last set (a tick of _clock)
+        self._clock = itertools.count(1)
         self._using_sandbox = False
         self._suggestions: dict[str, str] = {}
         self.resource = ""  # derived from the Service URL ('' until it is valid)
@@ -143,6 +152,8 @@ class SetupForm:
         stamp = time.strftime("%H:%M:%S")
         for text in redact(line, self._all_secrets()).rstrip().splitlines():
             self.log.append(f"{stamp} {text}")
+            self.log_count += 1
+        del self.log[:-LOG_LINES]
 
     # -- pre-fill ----------------------------------------------------------------------
 
@@ -169,6 +180,7 @@ class SetupForm:
 
     def _apply(self, raw: Mapping[str, str]) -> None:
         for key, value in raw.items():
+            self._touch(key)
             if key in SECRET_FIELDS:
                 self._secrets[key] = value
                 self.secret_sources.setdefault(key, "given")
@@ -254,6 +266,7 @@ class SetupForm:
         if name not in _TEXT_FIELDS:
             raise ValueError(f"unknown field {name!r}")
         value = (text or "").strip()
+        self._touch(name)
         if name in _SUGGESTED:
             if not value or value == self.suggestion(name):
                 self._edited.discard(name)
@@ -280,6 +293,7 @@ class SetupForm:
             raise ValueError(f"{name} is not a secret field")
         value = (text or "").strip()
         if value:
+            self._touch(name)
             self._secrets[name] = value
             self.secret_sources[name] = "typed"
             if name in ("access_token", "refresh_token"):
@@ -290,6 +304,10 @@ class SetupForm:
         self._edited_now()
         self._refresh_suggestions()
         self._emit("values")
+
+    def _touch(self, name: str) -> None:
+        """Note that field `name` was just set (a contradiction is marked on the later one)."""
+        self._edits[name] = next(self._clock)
 
     def _edited_now(self) -> None:
         """A change by the user: an old error or notice no longer applies."""
@@ -306,9 +324,33 @@ class SetupForm:
         if method not in METHODS:
             raise ValueError(f"unknown sign-in method {method!r}; use one of {METHODS}")
         self.method = cast(Method, method)
+        self._follow_sandbox_client()
         self._edited_now()
         self._refresh_suggestions()
         self._emit("method")
+
+    def _follow_sandbox_client(self) -> None:
+        """With the sandbox preset in force, use the client that fits the method.
+
+        Signing in as the app takes the sandbox's confidential client and its secret; a
+        user sign-in takes the public client.  A Client ID or secret the user typed stays.
+        """
+        sb = self.sandbox
+        if sb is None or not self._using_sandbox:
+            return
+        if self.values.get("client_id") not in (sb.public_client_id, sb.confidential_client_id):
+            return
+        from_sandbox = self.secret_sources.get("client_secret", "sandbox") == "sandbox"
+        if self.method == "client_credentials" and sb.confidential_client_id and sb.client_secret:
+            self.values["client_id"] = sb.confidential_client_id
+            if from_sandbox:
+                self._secrets["client_secret"] = sb.client_secret
+                self.secret_sources["client_secret"] = "sandbox"
+        else:
+            self.values["client_id"] = sb.public_client_id
+            if from_sandbox and "client_secret" in self._secrets:
+                del self._secrets["client_secret"]
+                del self.secret_sources["client_secret"]
 
     def set_auth_code_mode(self, mode: str) -> None:
         """`'browser'` (loopback, browser on this machine) or `'paste'` (remote kernels)."""
@@ -368,8 +410,33 @@ class SetupForm:
         return {k: v for k, v in out.items() if v}
 
     def problems(self, *, partial: bool = True) -> dict[str, str]:
-        """Field → message with the fix, from `check_fields` (secrets never quoted)."""
-        return check_fields(self.settings_values(), partial=partial)
+        """Field → message with the fix, in the panel's words (secrets never quoted).
+
+        The checks are `check_fields`'s.  A Tenant that contradicts a typed Token URI or
+        Auth URI is marked on whichever of them was set last: the step where the
+        contradiction appeared is the one that cannot be left.
+        """
+        values = self.settings_values()
+        found = {
+            name: form_words(text) for name, text in check_fields(values, partial=partial).items()
+        }
+        typed = [name for name in _ENDPOINTS if name in values]
+        tenant = values.get("tenant")
+        if "tenant" in found and typed and tenant and not check_fields({"tenant": tenant}):
+            later = max(typed, key=lambda name: self._edits.get(name, 0))
+            if self._edits.get(later, 0) > self._edits.get("tenant", 0):
+                found.setdefault(later, found.pop("tenant"))
+        return found
+
+    def shows(self, name: str) -> bool:
+        """True when the panel shows field `name` for the chosen sign-in method."""
+        if name == "client_secret":
+            return self.method in ("client_credentials", "auth_code")
+        if name == "redirect_uri":
+            return self.method == "auth_code" and self.auth_code_mode == "paste"
+        if name in ("access_token", "refresh_token"):
+            return self.method == "token"
+        return True
 
     def status(self, name: str) -> FieldStatus:
         """The live status of one field: a tick, a problem, or nothing yet."""
@@ -393,7 +460,7 @@ class SetupForm:
 
     def step_problems(self, step: int) -> dict[str, str]:
         """What keeps step `step` (an index into `STEPS`) from being left with Next."""
-        names = STEP_FIELDS[STEPS[step]]
+        names = [name for name in STEP_FIELDS[STEPS[step]] if self.shows(name)]
         problems = {k: v for k, v in self.problems(partial=True).items() if k in names}
         if STEPS[step] == "service" and not self.values.get("service_url"):
             problems.setdefault(
@@ -402,6 +469,20 @@ class SetupForm:
                 "https://org.api.crm.dynamics.com/api/data/v9.2/",
             )
         return problems
+
+    def step_status(self) -> FieldStatus:
+        """Whether Next may leave the current step, and if not what to do.
+
+        `ok` is False when a field of the step is marked with a problem, None when a
+        required field is still empty (nothing is marked yet), True otherwise.
+        """
+        problems = self.step_problems(self.step)
+        if not problems:
+            return FieldStatus(True, "")
+        if any(self.status(name).ok is False for name in problems):
+            return FieldStatus(False, "Correct the field marked above to continue.")
+        empty = " and the ".join(FIELD_LABELS.get(name, name) for name in problems)
+        return FieldStatus(None, f"Enter the {empty} to continue.")
 
     def can_advance(self) -> bool:
         """True when Next may leave the current step."""

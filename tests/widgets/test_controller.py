@@ -52,7 +52,7 @@ def test_service_url_web_api_url_is_ticked_and_derives_the_resource() -> None:
     [
         ("http://contoso.crm.dynamics.com", "https://contoso.crm.dynamics.com"),
         ("contoso.crm.dynamics.com", "https://contoso.crm.dynamics.com"),
-        ("https://login.microsoftonline.com/x", "token_uri"),
+        ("https://login.microsoftonline.com/x", "in the Token URI"),
         ("https://contoso.crm.dynamics.com/main.aspx?app=x", "without the page path"),
     ],
 )
@@ -451,7 +451,7 @@ async def test_wrong_client_secret_is_one_sentence_and_never_shown(
     assert ctl.state == "error" and ctl.problem is not None
     assert "AADSTS7000215" in ctl.problem.message
     assert "Certificates & secrets" in ctl.problem.hint
-    assert ctl.problem.field == "client_secret" and ctl.step == STEPS.index("app")
+    assert ctl.problem.field == "client_secret" and ctl.step == STEPS.index("sign_in")
     assert "Traceback" in ctl.problem.detail
     assert_no_token_shown(ctl, SECRET)
     assert SECRET not in ctl.problem.detail

@@ -59,7 +59,7 @@ def test_first_step_validates_as_the_user_types_and_gates_next() -> None:
     assert not panel.next_button.disabled
     panel.next_button.click()
     assert panel.steps.selected_index == 1
-    assert "<b style='color:#0067b8'>2 App registration</b>" in panel.breadcrumbs.value
+    assert "<span class='d365nb-current'>2 App registration</span>" in panel.breadcrumbs.value
     panel.back_button.click()
     assert panel.steps.selected_index == 0
 
@@ -138,14 +138,16 @@ async def test_device_code_display_countdown_and_removal(
     shown = panel.device.value
     assert code.user_code in shown and "navigator.clipboard.writeText" in shown
     assert f"href='{code.verification_uri}' target='_blank' rel='noopener'" in shown
-    assert "expires in" in shown
+    assert "expires in" in panel.countdown.value
     assert panel.cancel_button.layout.display is None and panel.sign_in_button.disabled
     assert panel.next_button.layout.display == "none"
     threading.Thread(target=sandbox.approve, args=(code.user_code, "alex")).start()
     assert ctl.task is not None
     await ctl.task
     assert ctl.state == "connected", ctl.problem
-    assert panel.device.value == ""  # the code is gone once signed in
+    assert panel.device.value == "" and panel.countdown.value == ""  # the code is gone
+    assert panel.device_box.layout.display == "none"
+    assert code.user_code not in saved_state(panel.widget)
     assert panel.steps.selected_index == STEPS.index("test")
     assert "Alex Wilber" in panel.result.value and "<code>accounts</code>" in panel.result.value
     assert panel.connection is ctl.connection
@@ -183,7 +185,7 @@ async def test_wrong_secret_is_one_sentence_with_the_fix_and_a_log(
     assert panel.controller.task is not None
     await panel.controller.task
     assert "AADSTS7000215" in panel.status.value and "<b>Fix:</b>" in panel.status.value
-    assert panel.steps.selected_index == STEPS.index("app")
+    assert panel.steps.selected_index == STEPS.index("sign_in")
     log = "".join(item["text"] for item in panel.log.outputs)
     assert "Traceback" in log and "AuthError" in log
     assert SECRET not in log and SECRET not in saved_state(panel.widget)
