@@ -13,9 +13,10 @@ One panel per kernel: calling `setup()` again shows the same panel in its curren
 profile or `new=True` starts a fresh panel; the previous connection stays the current one
 until the new panel has signed in.
 
-`setup()` also registers (once, and only if no other handler is set) an IPython handler
-that shows a `D365Error` raised in a cell as its message and hint, two lines instead of a
-long traceback; `%tb` still prints the full traceback.  Nothing happens at import time.
+In IPython (Jupyter), `import d365nb` registers (once, and only if no other handler is
+set) a handler that shows a `D365Error` raised in a cell as its message and its fix instead
+of a long traceback; `%tb` still prints the full traceback.  Outside IPython importing
+this module does nothing (it does not even import IPython).
 """
 
 from __future__ import annotations
@@ -195,3 +196,18 @@ def install_error_display() -> bool:
         return False
     shell.set_custom_exc((D365Error,), _short_traceback)
     return True
+
+
+def _install_in_ipython() -> None:
+    """At import: in a running IPython shell, `install_error_display()`; else nothing.
+
+    Looks only at modules already loaded: a script or the CLI never imports IPython here.
+    """
+    ipython = sys.modules.get("IPython")
+    get_shell = getattr(ipython, "get_ipython", None)
+    if get_shell is not None and get_shell() is not None:
+        install_error_display()
+
+
+# `import d365nb` in a notebook: errors show as one line plus their fix from the first cell.
+_install_in_ipython()

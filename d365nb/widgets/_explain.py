@@ -218,7 +218,8 @@ def form_words(text: str) -> str:
     )
     text = text.replace("choose another grant", "choose another sign-in method")
     text = re.sub(r"^(tenant|scope) ", lambda m: f"{FIELD_LABELS[m[1]]} ", text)
-    text = re.sub(r"\b(Remove|Set) tenant\b", lambda m: f"{m[1]} the Tenant", text)
+    text = text.replace("Remove tenant,", "Clear the Tenant field,")
+    text = text.replace("Set tenant to", "Set the Tenant to")
 
     def identifier(match: re.Match[str]) -> str:
         label = FIELD_LABELS[match[0]]

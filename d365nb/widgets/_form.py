@@ -422,7 +422,8 @@ class SetupForm:
         }
         typed = [name for name in _ENDPOINTS if name in values]
         tenant = values.get("tenant")
-        if "tenant" in found and typed and tenant and not check_fields({"tenant": tenant}):
+        alone = check_fields({"tenant": tenant}, partial=True) if tenant else {"tenant": ""}
+        if "tenant" in found and typed and "tenant" not in alone:
             later = max(typed, key=lambda name: self._edits.get(name, 0))
             if self._edits.get(later, 0) > self._edits.get("tenant", 0):
                 found.setdefault(later, found.pop("tenant"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from pathlib import Path
 from unittest import mock
@@ -15,7 +16,9 @@ import d365nb._setup as d365nb_setup
 from d365nb import AuthError, ConfigError
 from d365nb.sandbox import Sandbox
 from d365nb.widgets import SetupController, SetupPanel
-from d365nb.widgets._form import STEPS
+from d365nb.widgets._explain import describe_error
+from d365nb.widgets._form import LOG_LINES, STEPS
+from d365nb.widgets._html import STYLE
 from tests.auth.browser import sign_in_on_page
 
 from .conftest import (
@@ -354,3 +357,88 @@ def test_d365_errors_show_as_two_lines_in_ipython(capsys: pytest.CaptureFixture[
     finally:
         shell.set_custom_exc((), None)  # type: ignore[no-untyped-call]
         InteractiveShell.clear_instance()
+
+
+# -- issue 21: the panel polished ------------------------------------------------------------
+
+
+@pytest.mark.sandbox
+@pytest.mark.asyncio
+async def test_device_code_box_is_drawn_once_and_only_the_countdown_ticks(
+    sandbox: Sandbox, closing: list[SetupController]
+) -> None:
+    panel = sandbox_panel(sandbox, closing)
+    panel.use_sandbox_button.click()
+    panel.sign_in_button.click()
+    ctl = panel.controller
+    await wait_for(lambda: ctl.state == "device_code")
+    drawn, sent = panel.device.value, len(panel.device.comm.messages)
+    first = panel.countdown.value
+    await wait_for(lambda: panel.countdown.value != first, timeout=5)
+    second = panel.countdown.value
+    await wait_for(lambda: panel.countdown.value != second, timeout=5)
+    # The box with the link, the code and Copy was not sent again: a selection survives.
+    assert panel.device.value == drawn and len(panel.device.comm.messages) == sent
+    assert "class='d365nb-copy'" in drawn and "Copied" in drawn  # feedback on click
+    assert "class='d365nb-usercode'" in drawn
+    panel.cancel_button.click()
+    assert ctl.task is not None
+    await ctl.task
+    assert panel.device.value == "" and panel.countdown.value == ""
+
+
+def test_client_secret_field_sits_in_step_5_with_the_method_that_needs_it() -> None:
+    panel = plain_panel(values={"service_url": ORG})
+    sign_in_step = panel.steps.children[STEPS.index("sign_in")]
+    app_step = panel.steps.children[STEPS.index("app")]
+    assert panel.rows["client_secret"] in sign_in_step.children
+    assert panel.rows["client_secret"] not in app_step.children
+    assert panel.rows["client_secret"].layout.display == "none"  # device code: no secret
+    panel.method.value = "client_credentials"
+    assert panel.rows["client_secret"].layout.display is None
+    assert "Certificates & secrets" in panel.inputs["client_secret"].placeholder
+    panel.method.value = "auth_code"
+    assert panel.rows["client_secret"].layout.display is None
+    assert panel.inputs["client_secret"].placeholder.startswith("optional")
+    browser_types(panel.inputs["client_secret"], value=SECRET)
+    assert panel.inputs["client_secret"].value == ""
+    assert SECRET not in saved_state(panel.widget)
+
+
+def test_first_view_has_no_error_and_asks_for_the_service_url() -> None:
+    panel = plain_panel()
+    assert "Enter the Service URL to continue." in panel.status.value
+    assert "marked" not in panel.status.value and "d365nb-bad" not in panel.status.value
+    browser_types(panel.inputs["service_url"], value="http://contoso.crm.dynamics.com")
+    assert "Correct the field marked above" in panel.status.value
+    assert "service_url" not in panel.marks["service_url"].value
+
+
+_HEX = re.compile(r"(?<!&)#[0-9a-fA-F]{3,8}\b")  # not &#10007; (an entity)
+
+
+def test_colours_come_from_jupyterlab_css_variables() -> None:
+    """No hard-coded colour in what the panel draws; the stylesheet uses --jp-* variables."""
+    panel = plain_panel(values={"service_url": "http://contoso.crm.dynamics.com"})
+    panel.controller.problem = describe_error(ConfigError("Bad.", hint="Fix it."))
+    panel.refresh()
+    for widget in widget_tree(panel.widget):
+        value = getattr(widget, "value", None)
+        if not isinstance(widget, w.HTML) or not isinstance(value, str):
+            continue
+        shown = value.replace(STYLE, "")
+        assert "color" not in shown and not _HEX.search(shown), shown
+    for line in STYLE.splitlines():
+        for prop in re.findall(r"(?:^|[;{\s])((?:color|background|border[\w-]*)\s*:[^;]+)", line):
+            if _HEX.search(prop) or "rgba(" in prop:
+                assert "var(--jp-" in prop, prop  # a fallback only, inside var()
+
+
+def test_log_shows_the_last_lines_only() -> None:
+    panel = plain_panel()
+    for n in range(LOG_LINES + 30):
+        panel.controller._log(f"line {n}")
+    panel.refresh()
+    assert len(panel.log.outputs) == 1
+    lines = panel.log.outputs[0]["text"].splitlines()
+    assert len(lines) == LOG_LINES and lines[-1].endswith(f"line {LOG_LINES + 29}")
