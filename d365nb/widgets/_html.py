@@ -43,6 +43,11 @@ STYLE: Final = f"""<style>
 }}
 .d365nb-setup .widget-html {{ margin-top: 3px; margin-bottom: 3px; }}
 .d365nb-setup .d365nb-indent {{ margin-left: {INDENT}; }}
+.d365nb-setup .widget-toggle-buttons {{ display: flex; align-items: baseline; }}
+.d365nb-setup .widget-toggle-buttons > .widget-label {{
+  display: inline-block; flex-shrink: 0; text-align: right; margin-right: 8px;
+}}
+.d365nb-setup .widget-toggle-buttons > div {{ display: flex; flex-wrap: wrap; }}
 .d365nb-setup .d365nb-mark {{
   margin: 0 0 4px {INDENT}; max-width: calc(760px - {INDENT});
 }}

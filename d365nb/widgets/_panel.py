@@ -119,6 +119,13 @@ def _button(description: str, *, style: str = "", tooltip: str = "") -> w.Button
     )
 
 
+def _indented(*children: w.Widget) -> w.HBox:
+    """A row that starts where the inputs start (under the labels' column)."""
+    box = w.HBox(list(children))
+    box.add_class("d365nb-indent")
+    return box
+
+
 def _hide(widget: w.DOMWidget, hidden: bool) -> None:
     widget.layout.display = "none" if hidden else None
 
@@ -240,7 +247,7 @@ class SetupPanel:
             [
                 self.result,
                 w.HBox([self.profile_name, self.save_button]),
-                w.HBox([self.sign_out_button, self.switch_button]),
+                _indented(self.sign_out_button, self.switch_button),
             ]
         )
 
@@ -253,11 +260,6 @@ class SetupPanel:
 
         def help_html(step: str) -> w.HTML:
             return w.HTML(f"<div class='d365nb-help'>{_HELP[step]}</div>")
-
-        def indented(*children: w.Widget) -> w.HBox:
-            box = w.HBox(list(children))
-            box.add_class("d365nb-indent")
-            return box
 
         self.steps = w.Stack(
             [
@@ -282,7 +284,7 @@ class SetupPanel:
                         field("redirect_uri"),
                         field("access_token", self.forget["access_token"]),
                         field("refresh_token", self.forget["refresh_token"]),
-                        indented(self.sign_in_button, self.cancel_button),
+                        _indented(self.sign_in_button, self.cancel_button),
                         self.device_box,
                         self.auth_link,
                         self.paste_box,
@@ -307,7 +309,7 @@ class SetupPanel:
                 self.profile_box,
                 self.breadcrumbs,
                 self.steps,
-                indented(self.back_button, self.next_button),
+                _indented(self.back_button, self.next_button),
                 self.status,
                 self.details,
             ],
