@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ __all__ = [
     "problem_html",
     "result_html",
     "step_status_html",
+    "text_html",
 ]
 
 #: Where inputs start: the label column (`description_width`) plus the label's margin.
@@ -52,6 +54,7 @@ STYLE: Final = f"""<style>
   margin: 0 0 4px {INDENT}; max-width: calc(760px - {INDENT});
 }}
 .d365nb-setup .d365nb-help {{ max-width: 760px; }}
+.d365nb-setup .d365nb-id {{ white-space: nowrap; }}
 .d365nb-setup a {{
   color: var(--jp-content-link-color, #0d47a1); text-decoration: underline;
 }}
@@ -89,6 +92,9 @@ STYLE: Final = f"""<style>
 .d365nb-setup .d365nb-whoami th {{ text-align: left; padding-right: 1em; }}
 </style>"""
 
+# A GUID breaks at its hyphens; in a message it is kept on one line.
+_GUID: Final = re.compile(r"\b[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\b")
+
 # The Copy button: the clipboard API where the page may use it, else select the code and
 # copy it the old way; the button says what happened for two seconds.
 _COPY_JS: Final = (
@@ -104,14 +110,19 @@ _COPY_JS: Final = (
 )
 
 
+def text_html(text: str) -> str:
+    """`text` escaped, its GUIDs kept whole on one line."""
+    return _GUID.sub(lambda m: f"<span class='d365nb-id'>{m[0]}</span>", html.escape(text))
+
+
 def mark_html(status: FieldStatus) -> str:
     """A field's mark: a tick with its note, a cross with the problem, or nothing."""
     if status.ok is None:
         return ""
     if status.ok:
-        note = f" <span class='d365nb-note'>{html.escape(status.message)}</span>"
+        note = f" <span class='d365nb-note'>{text_html(status.message)}</span>"
         return f"<span class='d365nb-ok'>&#10003;</span>{note if status.message else ''}"
-    return f"<span class='d365nb-bad'>&#10007; {html.escape(status.message)}</span>"
+    return f"<span class='d365nb-bad'>&#10007; {text_html(status.message)}</span>"
 
 
 def step_status_html(status: FieldStatus) -> str:
@@ -119,19 +130,19 @@ def step_status_html(status: FieldStatus) -> str:
     if status.ok is not False and not status.message:
         return ""
     kind = "d365nb-bad" if status.ok is False else "d365nb-note"
-    return f"<span class='d365nb-advice {kind}'>{html.escape(status.message)}</span>"
+    return f"<span class='d365nb-advice {kind}'>{text_html(status.message)}</span>"
 
 
 def problem_html(problem: Problem) -> str:
     """An error: the sentence in the error colour, the fix in plain text below it."""
     hint = (
-        f"<div class='d365nb-hint'><b>Fix:</b> {html.escape(problem.hint)}</div>"
+        f"<div class='d365nb-hint'><b>Fix:</b> {text_html(problem.hint)}</div>"
         if problem.hint
         else ""
     )
     return (
         "<div class='d365nb-problem'>"
-        f"<div class='d365nb-message'>&#10007; {html.escape(problem.message)}</div>{hint}"
+        f"<div class='d365nb-message'>&#10007; {text_html(problem.message)}</div>{hint}"
         "<div class='d365nb-note'>Details are in the log below.</div></div>"
     )
 
@@ -182,8 +193,8 @@ def result_html(ctl: SetupController) -> str:
     if ctl.warning is not None:
         warning = (
             "<div class='d365nb-warning'><span class='d365nb-warning-mark'>&#9888;</span> "
-            f"{html.escape(ctl.warning.message)}<br><b>Fix:</b> "
-            f"{html.escape(ctl.warning.hint)}</div>"
+            f"{text_html(ctl.warning.message)}<br><b>Fix:</b> "
+            f"{text_html(ctl.warning.hint)}</div>"
         )
     return (
         "<div class='d365nb-whoami'><span class='d365nb-ok'>&#10003;</span> <b>Connected.</b>"

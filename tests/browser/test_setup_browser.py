@@ -89,6 +89,15 @@ def test_device_code_sign_in_in_jupyterlab(
     _commit(page, "Service URL", "http://" + sb.service_url.removeprefix("https://"))
     expect(panel.locator(".d365nb-mark .d365nb-bad")).to_contain_text("Use https://")
     expect(panel.locator(".d365nb-mark .d365nb-bad")).not_to_contain_text("service_url")
+    # The message stays under its input, single-spaced.
+    box = _field(page, "Service URL").bounding_box()
+    mark = panel.locator(".d365nb-mark").filter(has_text="Use https://").bounding_box()
+    assert box is not None and mark is not None
+    assert mark["x"] + mark["width"] <= box["x"] + box["width"] + 2
+    line_height = panel.locator(".d365nb-mark .d365nb-bad").evaluate(
+        "e => parseFloat(getComputedStyle(e).lineHeight)"
+    )
+    assert line_height < 24
     _commit(page, "Service URL", sb.service_url)
     expect(panel.locator(".d365nb-ok")).to_have_count(1)
     expect(panel).to_contain_text(f"resource {sb.base_url}")

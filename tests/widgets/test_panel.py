@@ -442,3 +442,12 @@ def test_log_shows_the_last_lines_only() -> None:
     assert len(panel.log.outputs) == 1
     lines = panel.log.outputs[0]["text"].splitlines()
     assert len(lines) == LOG_LINES and lines[-1].endswith(f"line {LOG_LINES + 29}")
+
+
+def test_field_messages_keep_guids_whole_and_use_labels() -> None:
+    panel = plain_panel(values={"service_url": ORG})
+    browser_types(panel.inputs["client_id"], value="{not-a-guid}")
+    mark = panel.marks["client_id"].value
+    assert mark.startswith("<span class='d365nb-bad'>&#10007; Client ID must be")
+    assert "<span class='d365nb-id'>00001111-aaaa-2222-bbbb-3333cccc4444</span>" in mark
+    assert "client_id" not in mark
