@@ -28,11 +28,11 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ._client import Connection
 from ._config import parse_connection_string
 from ._exceptions import AuthError, D365Error
 
-if TYPE_CHECKING:
-    from ._client import Connection
+if TYPE_CHECKING:  # imported when a panel is made: ipywidgets stays out of `import d365nb`
     from .widgets import SetupPanel
 
 __all__ = ["connection", "setup"]
