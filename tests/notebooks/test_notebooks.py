@@ -166,7 +166,7 @@ BINDER = ROOT / "binder"
 _PROBE = """
 import json
 from d365nb._demo import notebook_sandbox, sandbox_connection
-from d365nb.widgets._controller import find_sandbox
+from d365nb.widgets._preset import find_sandbox
 
 sb = notebook_sandbox()                  # must attach to Binder's sandbox, not start one
 preset = find_sandbox()                  # what d365nb.setup() offers
