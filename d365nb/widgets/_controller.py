@@ -21,20 +21,18 @@ schedule them, so the kernel stays usable while a device code is polled.
 from __future__ import annotations
 
 import asyncio
-import gc
-import json
 import os
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from .._config import ENV_PREFIX, FIELDS, SECRET_FIELDS, Settings, check_fields, redact
 from .._exceptions import AuthError, ConfigError, D365Error, ODataError, TransportError
+from ..sandbox._info import SANDBOX_ENV, SandboxInfo, find_sandbox
 
 if TYPE_CHECKING:
     from .._auth import AuthCodeFlow, DeviceCode
@@ -84,8 +82,6 @@ METHOD_TITLES: Final[dict[str, str]] = {
     "client_credentials": "Client secret (app only)",
     "token": "Existing token",
 }
-#: The environment variable that describes a running sandbox (see `find_sandbox`).
-SANDBOX_ENV: Final = "D365NB_SANDBOX"
 DEFAULT_REDIRECT_URI: Final = "http://localhost"
 _TABLES_SHOWN: Final = 8
 # Tables whose read privilege nearly every role grants: one row read tests the role.
@@ -122,102 +118,6 @@ class Problem:
     def sentence(self) -> str:
         """`message` and `hint` as one line."""
         return f"{self.message} {self.hint}".strip()
-
-
-@dataclass(frozen=True)
-class SandboxInfo:
-    """What the panel needs to offer a running sandbox as a preset.
-
-    Built from the JSON line `d365nb sandbox` prints (`Sandbox.info()`), see `find_sandbox`.
-    """
-
-    service_url: str
-    tenant: str
-    public_client_id: str
-    ca_cert: str
-    token_uri: str | None = None
-    auth_uri: str | None = None
-    confidential_client_id: str | None = None
-    client_secret: str | None = field(default=None, repr=False)
-    device_login_url: str | None = None
-
-    @classmethod
-    def from_mapping(cls, info: Mapping[str, Any]) -> SandboxInfo:
-        """Read the sandbox's info dict; `ConfigError` names a missing key."""
-        missing = [
-            k for k in ("service_url", "tenant", "public_client_id", "ca_cert") if not info.get(k)
-        ]
-        if missing:
-            raise ConfigError(
-                f"The sandbox description lacks {', '.join(missing)}.",
-                field=SANDBOX_ENV,
-                hint="Set D365NB_SANDBOX to the JSON line `d365nb sandbox` prints, or to a file "
-                "holding it.",
-            )
-
-        def opt(key: str) -> str | None:
-            value = info.get(key)
-            return str(value) if value else None
-
-        return cls(
-            service_url=str(info["service_url"]),
-            tenant=str(info["tenant"]),
-            public_client_id=str(info["public_client_id"]),
-            ca_cert=str(info["ca_cert"]),
-            token_uri=opt("token_uri"),
-            auth_uri=opt("auth_uri"),
-            confidential_client_id=opt("confidential_client_id"),
-            client_secret=opt("client_secret"),
-            device_login_url=opt("device_login_url"),
-        )
-
-    @property
-    def origin(self) -> str:
-        """`https://127.0.0.1:PORT`: the sandbox serves sign-in and Web API there."""
-        parts = urlsplit(self.service_url)
-        return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def find_sandbox(environ: Mapping[str, str] | None = None) -> SandboxInfo | None:
-    """A running sandbox to offer as a preset, or `None`.
-
-    Looked for, in order:
-
-    1. a sandbox started in this process with `d365nb.sandbox.start()` (the most recent
-       one still running);
-    2. `D365NB_SANDBOX`: the JSON object `d365nb sandbox` prints on its first line, or the
-       path of a file holding it (Binder's `start` script writes one).
-
-    A description that cannot be read is ignored (the panel then offers no preset).
-    """
-    running = _sandboxes_in_process()
-    if running:
-        return SandboxInfo.from_mapping(running[-1].info())
-    env = os.environ if environ is None else environ
-    raw = (env.get(SANDBOX_ENV) or "").strip()
-    if not raw:
-        return None
-    try:
-        text = raw if raw.startswith("{") else Path(raw).expanduser().read_text("utf-8")
-        info = json.loads(text.strip().splitlines()[0] if text.strip() else "")
-        return SandboxInfo.from_mapping(info) if isinstance(info, dict) else None
-    except (OSError, ValueError, ConfigError, IndexError):
-        return None
-
-
-def _sandboxes_in_process() -> list[Any]:
-    """Running `Sandbox` objects of this process (only if the sandbox was ever imported)."""
-    module = sys.modules.get("d365nb.sandbox._server")
-    if module is None:
-        return []
-    registry = getattr(module, "running_sandboxes", None)
-    if callable(registry):
-        return [sb for sb in registry() if getattr(sb, "running", False)]
-    cls = getattr(module, "Sandbox", None)
-    if cls is None:
-        return []
-    found = [obj for obj in gc.get_objects() if isinstance(obj, cls)]
-    return [sb for sb in found if sb.running]
 
 
 # -- errors --------------------------------------------------------------------------------

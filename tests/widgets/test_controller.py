@@ -234,9 +234,9 @@ def test_find_sandbox_reads_the_env_contract(
     assert found.service_url.startswith("https://127.0.0.1:") and Path(found.ca_cert).is_file()
     file = tmp_path / "sandbox.json"
     file.write_text(line + "\n")
-    from d365nb.widgets import _controller
+    from d365nb.sandbox import _info
 
-    monkeypatch.setattr(_controller, "_sandboxes_in_process", list)  # a fresh Binder kernel
+    monkeypatch.setattr(_info, "_sandboxes_in_process", list)  # a fresh Binder kernel
     from_json = find_sandbox({"D365NB_SANDBOX": line})
     from_file = find_sandbox({"D365NB_SANDBOX": str(file)})
     assert from_json == from_file
