@@ -16,7 +16,6 @@ import os
 import ssl
 import sys
 import time
-import types
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -171,9 +170,9 @@ def _odata_headers(token: str) -> dict[str, str]:
 
 
 def _d365nb_connection(info: dict[str, str]) -> Any:
-    from d365nb.sandbox._connect import connect_to
+    import d365nb.sandbox
 
-    return connect_to(types.SimpleNamespace(**info))  # type: ignore[arg-type]
+    return d365nb.sandbox.connect(info)
 
 
 def _d365nb_stats(conn: Any, stats: dict[str, Any]) -> dict[str, Any]:
@@ -475,7 +474,7 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         job: Callable[[], Any] = lambda: READERS[contender](info, params, stats)  # noqa: E731
         # Import what the contender needs before the baseline.
         if contender.startswith("d365nb"):
-            import d365nb.sandbox._connect  # noqa: F401
+            import d365nb.sandbox._connect  # noqa: F401  (loads the client before the baseline)
         elif contender == "official-sdk":
             import azure.identity  # noqa: F401
             import PowerPlatform.Dataverse.client  # noqa: F401
@@ -489,7 +488,7 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         job = lambda: WRITERS[contender](info, frame, stats)  # noqa: E731
         if contender == "d365nb":
             _register_accessor()
-            import d365nb.sandbox._connect  # noqa: F401
+            import d365nb.sandbox._connect  # noqa: F401  (loads the client before the baseline)
         elif contender == "official-sdk":
             import PowerPlatform.Dataverse.client  # noqa: F401
     else:

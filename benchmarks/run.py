@@ -472,12 +472,12 @@ def scenario_conversion(cfg: Config, sb: Any, results: Results) -> None:
     import orjson
     import pandas as pd
 
+    import d365nb.sandbox
     from d365nb._frames import FrameBuilder
     from d365nb._sync import run_sync
-    from d365nb.sandbox._connect import connect_to
 
     bodies = capture_pages(sb)
-    conn = connect_to(sb)
+    conn = d365nb.sandbox.connect(sb)
     try:
         table = run_sync(conn.catalog.table("account"))
     finally:

@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._client import Connection, WhoAmI
+    from .sandbox import SandboxInfo
 
 __all__ = ["build_parser", "main", "sandbox_main"]
 
-_SANDBOX_ENV = "D365NB_SANDBOX"
+_SANDBOX_ENV = "D365NB_SANDBOX"  # the name `d365nb.sandbox.SandboxInfo.from_env` reads
 _CA_ENV = "D365NB_CA_CERT"
 
 
@@ -199,7 +200,7 @@ def _run_sandbox(args: argparse.Namespace) -> int:
         sandbox = start(**_sandbox_knobs(args))
         try:
             info = sandbox.info()
-            sys.stdout.write(json.dumps(info) + "\n")
+            sys.stdout.write(sandbox.describe().to_json() + "\n")
             sys.stdout.flush()
             sys.stderr.write(_instructions(info, auto_approve=sandbox.options.auto_approve))
             sys.stderr.flush()
@@ -274,13 +275,13 @@ def _add_connection_arguments(parser: argparse.ArgumentParser, *, login: bool = 
     )
 
 
-def _sandbox_info(args: argparse.Namespace) -> dict[str, str] | None:
-    from ._demo import read_sandbox_info
+def _sandbox_info(args: argparse.Namespace) -> SandboxInfo | None:
     from ._exceptions import ConfigError
+    from .sandbox import SandboxInfo
 
     if args.sandbox is None:
         return None
-    info = read_sandbox_info(args.sandbox or None)
+    info = SandboxInfo.from_text(args.sandbox) if args.sandbox else SandboxInfo.from_env()
     if info is None:
         raise ConfigError(
             f"--sandbox was given but no sandbox is described (${_SANDBOX_ENV} is empty).",
@@ -304,8 +305,8 @@ def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
 
     from ._client import Connection
     from ._config import Settings
-    from ._demo import read_sandbox_info
     from ._exceptions import ConfigError
+    from .sandbox import SandboxInfo
 
     fields: dict[str, Any] = {
         name: getattr(args, name) for name, _, _ in _FIELD_FLAGS if getattr(args, name)
@@ -317,15 +318,15 @@ def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
         grant = fields.get("grant") or default_grant
         confidential = grant == "client_credentials"
         base = {
-            "service_url": info["service_url"],
-            "tenant": info["tenant"],
-            "token_uri": info.get("token_uri"),
-            "auth_uri": info.get("auth_uri"),
-            "client_id": info["confidential_client_id" if confidential else "public_client_id"],
+            "service_url": info.service_url,
+            "tenant": info.tenant,
+            "token_uri": info.token_uri,
+            "auth_uri": info.auth_uri,
+            "client_id": info.confidential_client_id if confidential else info.public_client_id,
             "grant": grant,
         }
         if confidential:
-            base["client_secret"] = info["client_secret"]
+            base["client_secret"] = info.client_secret
         fields = {**base, **fields}
     settings = Settings.resolve(args.connection_string, profile=args.profile, **fields)
     verify: Any = args.ca_cert or os.environ.get(_CA_ENV) or None
@@ -334,11 +335,11 @@ def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
         known = info
         if known is None:
             try:
-                known = read_sandbox_info()
+                known = SandboxInfo.from_env()
             except ConfigError:
                 known = None
-        if known is not None and _origin(settings.api_root) == _origin(known["service_url"]):
-            verify = known["ca_cert"]
+        if known is not None and _origin(settings.api_root) == known.origin:
+            verify = known.ca_cert
     return Connection(
         settings, verify=True if verify is None else verify, token_cache=args.token_cache
     )

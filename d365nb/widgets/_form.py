@@ -31,8 +31,8 @@ from .._config import (
     redact,
 )
 from .._exceptions import ConfigError
+from ..sandbox._info import SANDBOX_ENV, SandboxInfo, find_sandbox
 from ._explain import FIELD_LABELS, FieldStatus, Problem, describe_error, form_words
-from ._preset import SANDBOX_ENV, SandboxInfo, find_sandbox
 
 __all__ = [
     "DEFAULT_REDIRECT_URI",

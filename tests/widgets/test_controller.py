@@ -14,10 +14,10 @@ from d365nb import AuthError, ConfigError
 from d365nb._client import odata_error_from_response
 from d365nb.sandbox import Sandbox
 from d365nb.sandbox._directory import CONFIDENTIAL_CLIENT_ID, app_by_id, user_by_name
+from d365nb.sandbox._info import find_sandbox
 from d365nb.widgets._controller import SetupController
 from d365nb.widgets._explain import describe_error
 from d365nb.widgets._form import STEPS
-from d365nb.widgets._preset import find_sandbox
 from tests.auth.browser import sign_in_on_page, submit_form_post
 
 from .conftest import app_access_token, user_refresh_token, wait_for
@@ -232,9 +232,9 @@ def test_find_sandbox_reads_the_env_contract(
     assert found.service_url.startswith("https://127.0.0.1:") and Path(found.ca_cert).is_file()
     file = tmp_path / "sandbox.json"
     file.write_text(line + "\n")
-    from d365nb.widgets import _preset
+    from d365nb.sandbox import _info
 
-    monkeypatch.setattr(_preset, "_sandboxes_in_process", list)  # a fresh Binder kernel
+    monkeypatch.setattr(_info, "_sandboxes_in_process", list)  # a fresh Binder kernel
     from_json = find_sandbox({"D365NB_SANDBOX": line})
     from_file = find_sandbox({"D365NB_SANDBOX": str(file)})
     assert from_json == from_file
