@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ._exceptions import ConfigError, D365Warning
+from ._exceptions import ColumnTypeWarning, ConfigError, InvalidFrameError, Problem
 from ._metadata import Attribute, Table, suggest
 
 __all__ = [
@@ -138,54 +138,6 @@ _FORMATTED_KINDS = frozenset(
 _UNREADABLE_TYPES = frozenset({"CalendarRules", "ManagedProperty", "PartyList", "Virtual"})
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _MULTI_WIRE = re.compile(r"^-?\d+(,-?\d+)*$")
-
-
-class ColumnTypeWarning(D365Warning):
-    """A column did not get its metadata dtype and was inferred from its values.
-
-    Either the column is not in the table's metadata (refresh the metadata), or its values
-    did not fit the dtype.  Silence with
-    `warnings.simplefilter("ignore", d365nb.ColumnTypeWarning)`.
-    """
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One reason a frame cannot be written: a column, the rows (index labels), and a fix."""
-
-    column: str
-    message: str
-    hint: str = ""
-    rows: tuple[Hashable, ...] = ()
-    row_count: int = 0
-
-    def __str__(self) -> str:
-        where = f"column {self.column!r}"
-        if self.rows:
-            shown = ", ".join(repr(r) for r in self.rows)
-            more = self.row_count - len(self.rows)
-            where += f", row{'s' if self.row_count > 1 else ''} {shown}"
-            if more > 0:
-                where += f" (and {more} more)"
-        text = f"{where}: {self.message}"
-        return f"{text} {self.hint}" if self.hint else text
-
-
-class InvalidFrameError(ConfigError):
-    """The frame cannot be written as it is; `problems` lists every reason found."""
-
-    def __init__(self, problems: Sequence[Problem], *, limit: int = 20) -> None:
-        self.problems = tuple(problems)
-        lines = [f"  - {p}" for p in self.problems[:limit]]
-        if len(self.problems) > limit:
-            lines.append(f"  ... and {len(self.problems) - limit} more (see .problems)")
-        count = len(self.problems)
-        super().__init__(
-            f"The frame cannot be written: {count} problem{'s' if count > 1 else ''}, "
-            "nothing was sent.\n" + "\n".join(lines),
-            field="df",
-            hint="Fix the columns named above and push again.",
-        )
 
 
 # -- helpers shared by both directions ----------------------------------------------------

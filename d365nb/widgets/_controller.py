@@ -1069,6 +1069,6 @@ class SetupController:
 
 
 def _remote_kernel() -> bool:
-    from .._client import _remote_kernel as remote
+    from .._environment import remote_kernel as remote
 
     return remote()
