@@ -24,14 +24,14 @@ from ._config import Settings
 from ._convert import ATTRIBUTE_DTYPES
 from ._exceptions import ConfigError, ODataError
 from ._fetchxml import fetchxml_entity
-from ._odata import Query
+from ._odata import Query, entity_path
 from ._options import PushOptions
 from ._reader import MAX_PAGE_SIZE, read_fetchxml, read_frame
 from ._report import PushPlan, PushReport
 from ._session import Session, odata_error_from_response, session_by_id, ssl_context_for
 from ._sync import blocking
 from ._transport import RetryPolicy
-from ._types import OnError, PushMode, VerifyTypes
+from ._types import OnError, PushMode, SelectTypes, VerifyTypes
 from ._write import apush as _apush
 
 __all__ = [
@@ -162,11 +162,13 @@ class Connection(Session):
         name = bu_name = None
         try:
             user = await self.arequest(
-                "GET", f"systemusers({user_id})", params={"$select": "fullname"}
+                "GET", entity_path("systemusers", user_id), params={"$select": "fullname"}
             )
             name = user.json().get("fullname")
             bu = await self.arequest(
-                "GET", f"businessunits({body.get('BusinessUnitId')})", params={"$select": "name"}
+                "GET",
+                entity_path("businessunits", str(body.get("BusinessUnitId"))),
+                params={"$select": "name"},
             )
             bu_name = bu.json().get("name")
         except ODataError:
@@ -188,7 +190,7 @@ class Connection(Session):
         self,
         entity: str | Query,
         *,
-        select: Sequence[str] | None = None,
+        select: SelectTypes = None,
         filter: str | None = None,  # noqa: A002 - the OData name users know
         orderby: str | Sequence[str] | None = None,
         top: int | None = None,

@@ -32,6 +32,7 @@ from ._progress import progress_bar, progress_var
 from ._session import Session
 from ._sync import run_sync
 from ._transport import check_same_origin
+from ._types import SelectTypes
 
 __all__ = ["MAX_PAGE_SIZE", "ReadPlan", "read_fetchxml", "read_frame"]
 
@@ -257,7 +258,7 @@ async def read_frame(
     session: Session,
     table: Table,
     *,
-    select: Sequence[str] | None = None,
+    select: SelectTypes = None,
     filter: str | None = None,  # noqa: A002 - the OData name users know
     orderby: str | Sequence[str] | None = None,
     top: int | None = None,
