@@ -158,6 +158,7 @@ def _run_in_thread(work: CoroOrFactory[T]) -> T:
     loop = background_loop()
     stop, done = threading.Event(), threading.Event()
     tasks: list[asyncio.Task[T]] = []
+    unwound: list[D365Error] = []  # the d365nb error the work ended with, if any
 
     async def guarded() -> T:
         try:
@@ -169,6 +170,11 @@ def _run_in_thread(work: CoroOrFactory[T]) -> T:
             if task is not None:
                 tasks.append(cast("asyncio.Task[T]", task))
             return await _as_coroutine(work)
+        except BaseException as exc:
+            inner = _unwrap_group(exc)
+            if isinstance(inner, D365Error):
+                unwound.append(inner)
+            raise
         finally:
             done.set()
 
@@ -191,28 +197,15 @@ def _run_in_thread(work: CoroOrFactory[T]) -> T:
             stop.set()
             loop.call_soon_threadsafe(cancel)
             done.wait(_CANCEL_GRACE)
-            unwound = _unwound_error(future)
-            if unwound is not None:
+            if unwound:
                 # The work turned its cancellation into an error of its own (a read's
                 # `PartialReadError`, with the rows so far): that, not a bare interrupt.
-                raise unwound from None
+                raise unwound[0] from None
             raise
         inner = _unwrap_group(exc)
         if inner is exc:
             raise
         raise inner from None
-
-
-def _unwound_error(future: concurrent.futures.Future[T] | None) -> D365Error | None:
-    """The d365nb error a cancelled task ended with, if it ended with one in time."""
-    if future is None:
-        return None
-    try:
-        error = future.exception(timeout=_CANCEL_GRACE)
-    except (concurrent.futures.CancelledError, concurrent.futures.TimeoutError):
-        return None
-    inner = _unwrap_group(error) if error is not None else None
-    return inner if isinstance(inner, D365Error) else None
 
 
 _nest_applied: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
