@@ -8,6 +8,7 @@ D365Error
 ├── TransportError     the service could not be reached or did not answer usably
 │   └── ThrottledError service-protection limits (HTTP 429) outlasted the retry budget
 ├── ODataError         the Web API answered with an error: status, code (0x...), message
+├── BatchFormatError   a `$batch` body could not be built or read (also a ValueError)
 ├── PartialReadError   a read stopped part-way: carries the rows so far and `resume()`
 └── PushError          a push was asked to raise on failure; carries the push report
 ```
@@ -29,6 +30,7 @@ from typing import Any
 
 __all__ = [
     "AuthError",
+    "BatchFormatError",
     "ColumnTypeWarning",
     "ConfigError",
     "D365Error",
@@ -175,6 +177,23 @@ class ODataError(D365Error):
             text += f" (request id {request_id})"
         super().__init__(text, hint=hint)
         self.service_message = message
+
+
+class BatchFormatError(D365Error, ValueError):
+    """A `$batch` body could not be built or read.
+
+    `status`, `code` and `message` are what the Web API answers for such a body, so
+    the sandbox can send them back as `{"error": {"code": ..., "message": ...}}`.
+    """
+
+    def __init__(self, message: str, *, code: str = "0x0", status: int = 400) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+    def to_json(self) -> dict[str, Any]:
+        """The Dataverse error body for this error."""
+        return {"error": {"code": self.code, "message": self.message}}
 
 
 class PartialReadError(D365Error):
