@@ -57,6 +57,7 @@ __all__ = [
     "key_segment",
     "key_value",
     "literal",
+    "query_options",
     "range_filters",
     "select_path",
     "where",
@@ -491,6 +492,28 @@ def encode_query(params: Mapping[str, str]) -> str:
     """Query options as the request's query string (`%20` for spaces, `$'(),:/@` kept)."""
     # Dataverse wants %20 for spaces, and $ and quotes kept readable.
     return urllib.parse.urlencode(params, quote_via=urllib.parse.quote, safe="$'(),:/@")
+
+
+def query_options(
+    *,
+    select: Iterable[str] | None = None,
+    filter: str | None = None,  # noqa: A002 - the OData name
+    orderby: str | Iterable[str] | None = None,
+    top: int | None = None,
+    expand: str | Iterable[str] | None = None,
+    count: bool = False,
+) -> dict[str, str]:
+    """A read's query options (`$select`, `$filter`, ...), in `Query.to_params()` order, as
+    given (no name checks: `orderby="name desc, revenue"` and nested `$expand` pass)."""
+    joined = {
+        "$select": select,
+        "$filter": filter,
+        "$orderby": orderby,
+        "$top": None if top is None else str(top),
+        "$expand": expand,
+        "$count": "true" if count else None,
+    }
+    return {k: v if isinstance(v, str) else ",".join(v) for k, v in joined.items() if v}
 
 
 def and_filter(expression: str | None, condition: str, *, group: bool = True) -> str:

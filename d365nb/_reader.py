@@ -27,7 +27,7 @@ from ._convert import FrameBuilder, concat_frames, wire_select
 from ._exceptions import AuthError, ConfigError, D365Error, PartialReadError, TransportError
 from ._fetchxml import fetchxml_entity, fetchxml_with_page, paging_cookie_from_annotation
 from ._metadata import Table
-from ._odata import and_filter, encode_query, extreme_query, range_filters
+from ._odata import and_filter, encode_query, extreme_query, query_options, range_filters
 from ._progress import progress_bar, progress_var
 from ._session import Session
 from ._sync import run_sync
@@ -280,21 +280,15 @@ async def read_frame(
         )
     if top is not None and top < 0:
         raise ConfigError("top must be 0 or more.", field="top", hint="Pass top=None for all.")
-    params: dict[str, str] = {}
-    if select:
-        params["$select"] = ",".join(wire_select(table, list(select)))
-    if filter:
-        params["$filter"] = filter
-    if orderby:
-        params["$orderby"] = orderby if isinstance(orderby, str) else ",".join(orderby)
-    if top is not None:
-        params["$top"] = str(top)
-    expand_text = None
-    if expand:
-        expand_text = expand if isinstance(expand, str) else ",".join(expand)
-        params["$expand"] = expand_text
-    if count:
-        params["$count"] = "true"
+    params = query_options(
+        select=wire_select(table, list(select)) if select else None,
+        filter=filter,
+        orderby=orderby,
+        top=top,
+        expand=expand,
+        count=count,
+    )
+    expand_text = params.get("$expand")
     lookups = (
         any(a.is_lookup for a in table.attributes.values())
         if not select
