@@ -30,8 +30,10 @@ from ._exceptions import (
     TransportError,
 )
 from ._odata import F, Query, literal, where
+from ._options import PushOptions
 from ._report import PushPlan, PushReport
 from ._setup import connection, setup
+from ._transport import RetryPolicy
 from ._version import __version__
 
 __all__ = [
@@ -47,9 +49,11 @@ __all__ = [
     "ODataError",
     "PartialReadError",
     "PushError",
+    "PushOptions",
     "PushPlan",
     "PushReport",
     "Query",
+    "RetryPolicy",
     "Settings",
     "ThrottledError",
     "TransportError",

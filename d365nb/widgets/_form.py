@@ -18,7 +18,6 @@ from typing import Any, Final, Literal, cast
 from urllib.parse import urlsplit
 
 from .. import _profile
-from .._client import _remote_kernel
 from .._config import (
     ENV_CONFIG,
     ENV_PREFIX,
@@ -30,6 +29,7 @@ from .._config import (
     check_fields,
     redact,
 )
+from .._environment import remote_kernel
 from .._exceptions import ConfigError
 from ..sandbox._info import SANDBOX_ENV, SandboxInfo, find_sandbox
 from ._explain import FIELD_LABELS, FieldStatus, Problem, describe_error, form_words
@@ -198,7 +198,7 @@ class SetupForm:
                 self.endpoint_version = "v1"
         if self.values.get("redirect_uri"):
             self.auth_code_mode = "paste"
-        elif _remote_kernel():
+        elif remote_kernel():
             self.auth_code_mode = "paste"
         if not grant:
             if "access_token" in self._secrets or "refresh_token" in self._secrets:
