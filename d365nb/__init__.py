@@ -13,6 +13,7 @@ from __future__ import annotations
 
 # The one import with a side effect: it registers the `df.d365` accessor with pandas.
 from . import _accessor  # noqa: E402, F401
+from ._analysis import Analysis
 from ._client import Connection, WhoAmI, connect
 from ._config import Settings
 from ._convert import ColumnTypeWarning, InvalidFrameError
@@ -34,6 +35,7 @@ from ._setup import connection, setup
 from ._version import __version__
 
 __all__ = [
+    "Analysis",
     "AuthError",
     "ColumnTypeWarning",
     "ConfigError",

@@ -77,7 +77,7 @@ def setup(
     * **settings** - any `Settings` field (`service_url=`, `client_id=`, `tenant=`, ...).
     """
     global _panel
-    from ._config import parse_connection_string
+    from ._connstr import parse_connection_string
     from .widgets import SetupPanel
 
     fresh = new or _panel is None or connection_string or profile or sandbox is not None

@@ -224,7 +224,7 @@ _FIELD_FLAGS: tuple[tuple[str, str, str], ...] = (
 
 
 def _add_connection_arguments(parser: argparse.ArgumentParser, *, login: bool = False) -> None:
-    from ._config import GRANTS
+    from ._fields import GRANTS
 
     group = parser.add_argument_group(
         "connection",

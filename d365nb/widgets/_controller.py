@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 from urllib.parse import parse_qsl, urlsplit
 
-from .._config import ENV_PREFIX, FIELDS, SECRET_FIELDS, Settings, check_fields, redact
+from .._analysis import Analysis, check_fields
+from .._config import Settings
 from .._exceptions import AuthError, ConfigError, D365Error, ODataError, TransportError
+from .._fields import ENV_CONFIG, ENV_PREFIX, ENV_PROFILE, FIELDS, SECRET_FIELDS, redact
 
 if TYPE_CHECKING:
     from .._auth import AuthCodeFlow, DeviceCode
@@ -428,7 +430,6 @@ class SetupController:
     # -- pre-fill ----------------------------------------------------------------------
 
     def _prefill(self, profile: str | None, values: Mapping[str, str | None]) -> None:
-        from .._config import ENV_CONFIG, ENV_PROFILE
         from .._profile import load_profile
 
         raw: dict[str, str] = {}
@@ -480,13 +481,11 @@ class SetupController:
         self._refresh_suggestions()
 
     def _method_from_grant(self, grant: str) -> None:
-        from .._config import _Analysis
-
         problems = check_fields({"grant": grant}, partial=True)
         if "grant" in problems:
             self.problem = Problem(message=problems["grant"], field="grant")
             return
-        word = _Analysis({"grant": grant}, partial=True).values["grant"]  # config's spelling
+        word = Analysis({"grant": grant}, partial=True).values["grant"]  # config's spelling
         mapped = {"access_token": "token", "refresh_token": "token"}.get(word or "", word)
         self.method = cast(Method, mapped or "device_code")
 
@@ -504,15 +503,13 @@ class SetupController:
         return self._suggestions.get(name, "")
 
     def _refresh_suggestions(self) -> None:
-        from .._config import _Analysis
-
         base = {k: self.values.get(k) for k in ("service_url", "tenant", "api_version")}
         base["grant"] = self.grant
         if self.grant == "client_credentials":
             base["client_secret"] = "x"  # only its presence matters for derivation
         elif self.grant in ("access_token", "refresh_token"):
             base[self.grant] = "x"
-        derived = _Analysis(base, partial=True).derived
+        derived = Analysis(base, partial=True).derived
         suggestions: dict[str, str] = {}
         if derived is not None:
             path = "oauth2/v2.0" if self.endpoint_version == "v2" else "oauth2"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 import ipywidgets as w
 from traitlets import Unicode
 
-from .._config import SECRET_FIELDS
+from .._fields import SECRET_FIELDS
 from ._controller import (
     METHOD_TITLES,
     METHODS,

@@ -8,8 +8,10 @@ import logging
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from d365nb._config import FIELDS, Settings, check_fields, redact
+from d365nb._analysis import check_fields
+from d365nb._config import Settings
 from d365nb._exceptions import ConfigError
+from d365nb._fields import FIELDS, SECRET_FIELDS, redact
 
 TENANT = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
 PUBLIC = "00001111-aaaa-2222-bbbb-3333cccc4444"
@@ -440,44 +442,6 @@ def test_construction_mentions_the_other_problems():
     assert "client_id" in str(info.value) and "api_version" in str(info.value)
 
 
-def test_check_fields_all_good_is_empty():
-    assert check_fields({"service_url": API, "client_id": PUBLIC}) == {}
-    assert (
-        check_fields({"service_url": ORG, "client_id": PUBLIC, "tenant": "", "scope": None}) == {}
-    )
-
-
-def test_check_fields_partial_skips_missing_but_not_malformed():
-    assert "client_id" in check_fields({"service_url": ORG})
-    assert check_fields({"service_url": ORG}, partial=True) == {}
-    assert check_fields({}, partial=True) == {}
-    assert check_fields({"grant": "client_credentials"}, partial=True) == {}
-    problems = check_fields({"service_url": "http://x.crm.dynamics.com", "client_id": "1"},
-                            partial=True)  # fmt: skip
-    assert set(problems) == {"service_url", "client_id"}
-
-
-def test_check_fields_reports_every_wrong_field():
-    problems = check_fields(
-        {
-            "service_url": "http://org.crm.dynamics.com",
-            "client_id": "x",
-            "api_version": "7",
-            "grant": "nope",
-            "redirect_uri": "ftp://x",
-            "tenant": "?",
-        }
-    )
-    assert set(problems) == {"service_url", "client_id", "api_version", "grant", "redirect_uri",
-                             "tenant"}  # fmt: skip
-    assert all(isinstance(text, str) and text for text in problems.values())
-
-
-def test_check_fields_unknown_key_did_you_mean():
-    problems = check_fields({"service_url": API, "client_id": PUBLIC, "clientid": PUBLIC})
-    assert "client_id" in problems["clientid"]
-
-
 # -- the value object ----------------------------------------------------------------------
 
 
@@ -731,25 +695,51 @@ def test_duplicate_secret_keys_are_not_echoed():
     _assert_no_secret(str(info.value))
 
 
-# -- redact ------------------------------------------------------------------------------
+# -- connection strings (the codec itself: test_connstr.py) ------------------------------
 
 
-def test_redact():
-    text = f"body client_secret={SECRET}&x=1 header Bearer {ACCESS}"
-    out = redact(text, [SECRET, ACCESS, None, ""])
-    _assert_no_secret(out)
-    assert out.startswith("body client_secret=") and out.endswith("x=1 header Bearer <redacted>")
+def test_overrides_win_over_the_string():
+    text = f"ServiceURL={ORG};ClientID={CONFIDENTIAL};ClientSecret=s;TenantID={TENANT}"
+    settings = Settings.from_connection_string(text, grant="device_code", tenant=None)
+    assert settings.grant == "device_code"
+    assert settings.tenant == TENANT  # None means "not given"
+    with pytest.raises(ConfigError):
+        Settings.from_connection_string(text, clientid=CONFIDENTIAL)
 
 
-def test_redact_url_encoded_and_nested():
-    secret = "a+b/c d=="
-    text = "form: a%2Bb%2Fc+d%3D%3D url: a%2Bb%2Fc%20d%3D%3D plain: a+b/c d=="
-    out = redact(text, [secret])
-    assert "a%2Bb" not in out and "a+b/c" not in out
-    assert out.count("<redacted>") == 3
-    # A secret that contains another is hidden whole, not left half-visible.
-    assert redact("xx-LONGSECRET-xx", ["SECRET", "LONGSECRET"]) == "xx-<redacted>-xx"
-    assert redact("nothing here", []) == "nothing here"
+secret_values = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40
+).map(lambda s: "zq\u00a7" + s.rstrip())  # a marker no other text contains
+
+
+@hsettings(deadline=None, database=None, max_examples=150)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={name: secret_values for name in SECRET_FIELDS}
+        | {
+            "scope": st.just(f"{ORG}/user_impersonation offline_access"),
+            "tenant": st.sampled_from([TENANT, "contoso.onmicrosoft.com"]),
+            "redirect_uri": st.sampled_from(["http://localhost", "https://x.contoso.com/cb"]),
+            "api_version": st.sampled_from(["9.0", "9.1", "9.2"]),
+            "token_uri": st.sampled_from([V2_TOKEN, f"POST {V2_TOKEN}"]),
+        },
+    )
+)
+def test_settings_round_trip_through_connection_strings(extra: dict[str, str]):
+    fields = {"service_url": ORG, "client_id": CONFIDENTIAL, "grant": "device_code", **extra}
+    if "token_uri" in fields and "tenant" in fields:
+        fields["tenant"] = TENANT
+    original = Settings(**fields)
+    text = original.to_connection_string(include_secrets=True)
+    assert Settings.from_connection_string(text) == original
+    redacted = original.to_connection_string()
+    for secret in original.secrets():
+        assert secret not in redacted
+    restored = Settings.from_connection_string(
+        redacted, **{name: getattr(original, name) for name in SECRET_FIELDS}
+    )
+    assert restored == original
 
 
 # -- one source of truth -------------------------------------------------------------------

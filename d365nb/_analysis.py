@@ -1,0 +1,719 @@
+"""Derive and check settings: one source of truth for `Settings` and the setup panel.
+
+`Analysis` takes raw field values (as typed, possibly incomplete), normalises them,
+collects what is wrong with each field (the first problem per field, with the fix) and
+derives what can be derived without network I/O:
+
+| derived       | from                                                                 |
+| ------------- | -------------------------------------------------------------------- |
+| `resource`    | the Service URL, `.api.` and the path dropped                        |
+| `api_root`    | the Service URL, or the org URL + `/api/data/v{api_version}/`        |
+| `version`     | the Token/Auth URI shape: `/oauth2/v2.0/token` (v2), `/oauth2/token` |
+| `authority`   | the Token/Auth URI, or the Service URL's cloud + `tenant`            |
+| `grant`       | the credentials given, when `grant` is not                           |
+| `scopes`      | `<resource>/user_impersonation offline_access` or `<resource>/.default` |
+
+`Settings(...)` raises the first problem; `check_fields` (live validation) and the setup
+panel (suggestions while the user types) read them all.  Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlsplit
+
+from ._exceptions import ConfigError
+from ._fields import (
+    API_VERSIONS,
+    DEFAULT_API_VERSION,
+    FIELDS,
+    GRANTS,
+    SECRET_FIELDS,
+    redact,
+    unknown_field,
+)
+
+__all__ = ["Analysis", "Derived", "check_fields"]
+
+_RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+_DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9-]+)+$", re.I)
+_TENANTLESS = frozenset({"common", "organizations"})
+_EXAMPLE_CLIENT_ID = "00001111-aaaa-2222-bbbb-3333cccc4444"
+_GRANT_ALIASES: Final = {
+    "devicecode": "device_code",
+    "device": "device_code",
+    "authcode": "auth_code",
+    "authorizationcode": "auth_code",
+    "code": "auth_code",
+    "clientcredentials": "client_credentials",
+    "clientcredential": "client_credentials",
+    "client": "client_credentials",  # CData's OAuthGrantType=CLIENT
+    "refreshtoken": "refresh_token",
+    "refresh": "refresh_token",
+    "accesstoken": "access_token",
+}
+
+# Dynamics 365 online host suffixes -> the sign-in host of that cloud.  `crm9` is GCC, which
+# signs in through the commercial cloud; GCC High and DoD through login.microsoftonline.us.
+_CLOUDS: Final = (
+    (
+        re.compile(r"^[a-z0-9-]+\.(api\.)?(crm[0-9]{0,2}\.dynamics\.com)$"),
+        "login.microsoftonline.com",
+    ),
+    (re.compile(r"^[a-z0-9-]+\.(api\.)?(crm\.microsoftdynamics\.us)$"), "login.microsoftonline.us"),
+    (re.compile(r"^[a-z0-9-]+\.(api\.)?(crm\.appsplatform\.us)$"), "login.microsoftonline.us"),
+    (re.compile(r"^[a-z0-9-]+\.(api\.)?(crm\.dynamics\.cn)$"), "login.chinacloudapi.cn"),
+)
+_LOGIN_HOSTS = frozenset(
+    {"login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn",
+     "login.windows.net", "sts.windows.net"}
+)  # fmt: skip
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+# Sign-in origin when neither an endpoint nor a known cloud says otherwise.  On-premises
+# (AD FS) users give token_uri explicitly.
+_DEFAULT_LOGIN = "https://login.microsoftonline.com"
+_WEB_API_PATH = re.compile(r"^(?P<prefix>(?:/[^/]+)*?)/api/data/v(?P<version>[0-9.]+)/?$", re.I)
+_WEB_API_SOMEWHERE = re.compile(r"/api/data/v[0-9]+(?:\.[0-9]+)*", re.I)
+_ENDPOINT_PATH = re.compile(
+    r"^/(?P<tenant>[^/]+)/oauth2/(?:(?P<v2>v2\.0)/)?(?P<kind>token|authorize|devicecode)/?$", re.I
+)
+_METHOD_PREFIX = re.compile(r"^(?P<method>[A-Za-z]+)\s+(?=\S)")
+
+
+@dataclass(frozen=True)
+class _ServiceURL:
+    resource: str  # https://org.crm.dynamics.com (no trailing slash)
+    org_url: str  # resource + on-premises path prefix, if any
+    api_base: str  # what /api/data/vX.Y/ is appended to
+    version: str | None  # the version written in the URL
+    login_base: str | None  # sign-in origin of this cloud; None: unknown
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    origin: str
+    tenant: str
+    version: str  # "v1" | "v2"
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What complete, valid settings mean: the values every later step uses."""
+
+    resource: str
+    org_url: str
+    api_root: str
+    api_version: str
+    version: str
+    authority: str
+    tenant_id: str
+    token_uri: str
+    auth_uri: str
+    grant: str
+    scopes: tuple[str, ...]
+
+
+class Analysis:
+    """Field values read the way `Settings` reads them: normalised, checked, derived.
+
+    Usage:
+
+    ```python
+    analysis = d365nb.Analysis({"service_url": "https://contoso.crm.dynamics.com"})
+    analysis.values["grant"]       # None: not given
+    analysis.derived.grant         # 'device_code' (None while something is wrong)
+    analysis.problems              # field -> ConfigError naming the fix
+    ```
+
+    `Settings(...)` raises the first problem; the setup panel shows them all and fills
+    suggestions from `derived`.  No I/O.
+
+    **Parameters:**
+
+    * **values** - field name -> value as typed (`None` or `""` for an empty field);
+      unknown names are ignored (`check_fields` reports them).
+    * **partial** - skip "required" complaints about fields not filled in yet (live
+      validation while the user types); malformed values are still reported.
+    """
+
+    def __init__(self, values: Mapping[str, Any], *, partial: bool = False) -> None:
+        self.partial = partial
+        self.problems: dict[str, ConfigError] = {}
+        self.values: dict[str, str | None] = {}
+        for name in FIELDS:
+            self.values[name] = self._normalise(name, values.get(name))
+        self.derived = self._derive()
+
+    # -- bookkeeping
+    def fail(self, name: str, message: str, hint: str) -> None:
+        """Record a problem with field `name` (only the first per field is kept)."""
+        if name not in self.problems:
+            if not message.startswith((*FIELDS, "http")):
+                message = message[0].upper() + message[1:]
+            self.problems[name] = ConfigError(message, field=name, hint=hint)
+
+    def missing(self, name: str, message: str, hint: str) -> None:
+        """Record a missing required field, unless the analysis is partial."""
+        if not self.partial:
+            self.fail(name, message, hint)
+
+    def ok(self, *names: str) -> bool:
+        """True when none of `names` has a problem."""
+        return not any(name in self.problems for name in names)
+
+    def scrubbed_problems(self) -> dict[str, ConfigError]:
+        """The problems with every secret value hidden, ready to show."""
+        secrets = [self.values[name] for name in SECRET_FIELDS]
+        return {
+            name: ConfigError(
+                redact(err.message, secrets),
+                field=err.field,
+                hint=redact(err.hint, secrets) if err.hint else None,
+            )
+            for name, err in self.problems.items()
+        }
+
+    # -- normalisation
+    def _normalise(self, name: str, raw: Any) -> str | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, str):
+            self.fail(name, f"{name} must be text, not {type(raw).__name__}.", "Pass a string.")
+            return None
+        value = raw.strip()
+        if not value:
+            return None
+        if name in ("token_uri", "auth_uri"):
+            allowed = "POST" if name == "token_uri" else "GET"
+            match = _METHOD_PREFIX.match(value)
+            if match:
+                if match["method"].upper() != allowed:
+                    self.fail(
+                        name,
+                        f"{name} starts with {match['method']}, but this endpoint is "
+                        f"called with {allowed}.",
+                        f"Remove '{match['method']} ' from the start of {name}.",
+                    )
+                    return None
+                value = value[match.end() :]
+        elif name == "grant":
+            words = re.sub(r"[\s\-]+", "_", value.lower())
+            words = re.sub(r"_(grant(_type)?|flow)$", "", words)
+            value = _GRANT_ALIASES.get(words.replace("_", ""), words)
+        elif name == "api_version":
+            value = value.lower().removeprefix("v")
+        return value
+
+    # -- derivation
+    def _derive(self) -> Derived | None:
+        v = self.values
+        svc = self._service_url(v["service_url"])
+        api_version = self._api_version(svc)
+        self._client_id(v["client_id"])
+        self._tenant_format(v["tenant"])
+        token = self._endpoint("token_uri", v["token_uri"])
+        auth = self._endpoint("auth_uri", v["auth_uri"])
+        if token and auth:
+            self._endpoints_agree(token, auth)
+        endpoint = token or auth
+        version = endpoint.version if endpoint else "v2"
+
+        # Tenant and authority: the endpoint's, else the tenant field on this cloud.
+        tenant, tenant_from = "organizations", "tenant"
+        if endpoint:
+            tenant, tenant_from = endpoint.tenant, "token_uri" if token else "auth_uri"
+            if v["tenant"] and self.ok("tenant") and v["tenant"].lower() != tenant.lower():
+                self.fail(
+                    "tenant",
+                    f"tenant {v['tenant']} differs from the tenant {tenant} in {tenant_from}.",
+                    "Remove tenant, or use the same tenant in both places.",
+                )
+            origin = endpoint.origin
+        else:
+            if v["tenant"]:
+                tenant = v["tenant"]
+            origin = svc.login_base if svc and svc.login_base else _DEFAULT_LOGIN
+        if tenant.lower() == "consumers":
+            self.fail(
+                tenant_from,
+                "the consumers tenant is for personal Microsoft accounts, which cannot use "
+                "Dataverse.",
+                "Use your organisation's tenant ID or domain (or organizations).",
+            )
+        authority = f"{origin}/{tenant}"
+        path = "oauth2/v2.0" if version == "v2" else "oauth2"
+        token_uri = v["token_uri"] if token and v["token_uri"] else f"{authority}/{path}/token"
+        auth_uri = v["auth_uri"] if auth and v["auth_uri"] else f"{authority}/{path}/authorize"
+
+        grant = self._grant()
+        self._grant_needs(grant, tenant, tenant_from)
+        scopes = self._scopes(svc, version, grant)
+        self._redirect_uri(v["redirect_uri"])
+
+        if svc is None or grant is None or api_version is None or scopes is None:
+            return None
+        return Derived(
+            resource=svc.resource,
+            org_url=svc.org_url,
+            api_root=f"{svc.api_base}/api/data/v{api_version}/",
+            api_version=api_version,
+            version=version,
+            authority=authority,
+            tenant_id=tenant,
+            token_uri=token_uri,
+            auth_uri=auth_uri,
+            grant=grant,
+            scopes=scopes,
+        )
+
+    def _service_url(self, url: str | None) -> _ServiceURL | None:
+        example = "https://contoso.crm.dynamics.com"
+        if url is None:
+            if self.ok("service_url"):
+                self.missing(
+                    "service_url",
+                    "service_url is required.",
+                    f"Set it to your environment's address, e.g. {example} "
+                    "(Power Platform admin center > Environments > Environment URL).",
+                )
+            return None
+        parsed = _split_https(
+            "service_url",
+            url,
+            self,
+            example=f"{example}/api/data/v9.2/",
+            query_ok=True,
+            fragment_ok=True,
+        )
+        if parsed is None:
+            return None
+        host, origin, path = parsed
+        if host in _LOGIN_HOSTS:
+            self.fail(
+                "service_url",
+                f"service_url {url} is the sign-in service, not your Dynamics 365 environment.",
+                f"Put the sign-in address in token_uri; service_url is your environment's "
+                f"address, e.g. {example}.",
+            )
+            return None
+        web_api = _WEB_API_PATH.match(path)
+        bare = path in ("", "/")
+        extras = urlsplit(url)
+        if (extras.query or extras.fragment) and (bare or web_api):
+            self.fail(
+                "service_url",
+                f"service_url {url} has a query string or fragment.",
+                "Remove everything from '?' or '#' on.",
+            )
+            return None
+        cloud = next(((m, login) for pattern, login in _CLOUDS if (m := pattern.match(host))), None)
+        if cloud is not None:
+            match, login = cloud
+            # Tokens are for https://org.crm.dynamics.com even when the Web API is served
+            # from https://org.api.crm.dynamics.com (reference/identity-protocol.md section 3;
+            # the rule is [UNVERIFIED] in general, so it is applied to Microsoft's clouds only).
+            resource = origin.replace(".api.", ".", 1) if match.group(1) else origin
+            if bare or (web_api and not web_api["prefix"]):
+                return _ServiceURL(
+                    resource=resource,
+                    org_url=resource,
+                    api_base=origin,
+                    version=web_api["version"] if web_api else None,
+                    login_base=f"https://{login}",
+                )
+            self._not_service_url(url, origin, path, suggestion=resource)
+            return None
+        if host in _LOOPBACK:
+            # The local sandbox serves the Web API and the sign-in service on one origin.
+            login_base: str | None = origin
+        else:
+            login_base = None  # on-premises (AD FS) or unknown: give token_uri explicitly
+        if web_api:
+            prefix = web_api["prefix"].rstrip("/")
+            return _ServiceURL(
+                resource=origin,
+                org_url=origin + prefix,
+                api_base=origin + prefix,
+                version=web_api["version"],
+                login_base=login_base,
+            )
+        if bare and host in _LOOPBACK:
+            return _ServiceURL(origin, origin, origin, None, login_base)
+        self._not_service_url(url, origin, path, suggestion=None)
+        return None
+
+    def _not_service_url(self, url: str, origin: str, path: str, suggestion: str | None) -> None:
+        somewhere = _WEB_API_SOMEWHERE.search(path)
+        if somewhere:
+            hint = f"Use the Web API root: {origin}{path[: somewhere.end()]}/"
+        elif path.lower().rstrip("/").endswith("/api/data"):
+            hint = f"Add the API version: {origin}{path.rstrip('/')}/v{DEFAULT_API_VERSION}/"
+        elif suggestion:
+            hint = f"Use the environment's address without the page path: {suggestion}"
+        else:
+            hint = (
+                "For an on-premises or other server give the Web API root, ending in "
+                f"/api/data/v{DEFAULT_API_VERSION}/."
+            )
+        self.fail(
+            "service_url",
+            f"service_url {url} is neither an environment URL nor a Web API root.",
+            hint,
+        )
+
+    def _api_version(self, svc: _ServiceURL | None) -> str | None:
+        given = self.values["api_version"]
+        url_version = svc.version if svc else None
+        if url_version is not None and url_version not in API_VERSIONS:
+            self.fail(
+                "service_url",
+                f"the Web API version v{url_version} in service_url is not supported.",
+                f"Use /api/data/v{DEFAULT_API_VERSION}/ (d365nb speaks {', '.join(API_VERSIONS)}).",
+            )
+            return None
+        if given is not None:
+            if given not in API_VERSIONS:
+                self.fail(
+                    "api_version",
+                    f"api_version {given} is not supported.",
+                    f"Use one of {', '.join(API_VERSIONS)} ({DEFAULT_API_VERSION} is current).",
+                )
+                return None
+            if url_version is not None and url_version != given:
+                self.fail(
+                    "api_version",
+                    f"api_version {given} contradicts v{url_version} in service_url.",
+                    "Leave api_version out (the version in service_url is used) or make "
+                    "them the same.",
+                )
+                return None
+            return given
+        return url_version or DEFAULT_API_VERSION
+
+    def _client_id(self, client_id: str | None) -> None:
+        if client_id is None or _GUID.match(client_id):
+            return
+        braces = client_id.startswith("{") and client_id.endswith("}")
+        self.fail(
+            "client_id",
+            "client_id must be the app's Application (client) ID, a GUID such as "
+            f"{_EXAMPLE_CLIENT_ID}.",
+            "Remove the braces around the GUID."
+            if braces and _GUID.match(client_id[1:-1])
+            else "Copy it from Entra ID > App registrations > your app > Overview "
+            "(not the secret, nor the secret's ID).",
+        )
+
+    def _tenant_format(self, tenant: str | None) -> None:
+        if tenant is None or _GUID.match(tenant) or _DOMAIN.match(tenant):
+            return
+        if tenant.lower() in (*_TENANTLESS, "consumers", "adfs"):
+            return
+        self.fail(
+            "tenant",
+            f"tenant {tenant!r} is neither a directory (tenant) ID nor a domain.",
+            "Use the GUID from Entra ID > Overview > Tenant ID, or a domain such as "
+            "contoso.onmicrosoft.com.",
+        )
+
+    def _endpoint(self, name: str, url: str | None) -> _Endpoint | None:
+        if url is None:
+            return None
+        kind = "token" if name == "token_uri" else "authorize"
+        example = f"https://login.microsoftonline.com/<tenant>/oauth2/v2.0/{kind}"
+        parsed = _split_https(name, url, self, example=example, query_ok=True)
+        if parsed is None:
+            return None
+        _, origin, path = parsed
+        match = _ENDPOINT_PATH.match(path)
+        if match is None or match["kind"].lower() != kind:
+            found = f" ({match['kind']} endpoint)" if match else ""
+            self.fail(
+                name,
+                f"{name} {url} is not an OAuth 2.0 {kind} endpoint{found}.",
+                f"Use the {kind} endpoint from Entra ID > App registrations > Endpoints, "
+                f"e.g. {example}.",
+            )
+            return None
+        version = "v2" if match["v2"] else "v1"
+        tenant = match["tenant"]
+        if not (
+            _GUID.match(tenant)
+            or _DOMAIN.match(tenant)
+            or tenant.lower() in (*_TENANTLESS, "consumers", "adfs")
+        ):
+            self.fail(
+                name,
+                f"the tenant part of {name}, {tenant!r}, is neither a directory (tenant) ID "
+                "nor a domain.",
+                f"Replace {tenant} with your directory (tenant) ID from Entra ID > Overview.",
+            )
+            return None
+        query = urlsplit(url).query
+        if query:
+            keys = {k.lower() for k, _ in parse_qsl(query, keep_blank_values=True)}
+            if version == "v2" and "resource" in keys:
+                self.fail(
+                    name,
+                    f"{name} passes ?resource= to a v2 endpoint, which rejects it (AADSTS901002).",
+                    "Remove the query; on v2 the scope (derived from service_url) names "
+                    "the resource.",
+                )
+                return None
+            if version == "v2":
+                self.fail(
+                    name,
+                    f"{name} has a query string, which a v2 endpoint does not use.",
+                    "Remove everything from '?' on.",
+                )
+                return None
+        return _Endpoint(origin=origin, tenant=match["tenant"], version=version)
+
+    def _endpoints_agree(self, token: _Endpoint, auth: _Endpoint) -> None:
+        if token.version != auth.version:
+            fixed = "/oauth2/v2.0/authorize" if token.version == "v2" else "/oauth2/authorize"
+            self.fail(
+                "auth_uri",
+                f"auth_uri is a {auth.version} endpoint but token_uri is {token.version}.",
+                f"Use the same version for both: auth_uri ending in {fixed}.",
+            )
+        elif token.origin != auth.origin or token.tenant.lower() != auth.tenant.lower():
+            self.fail(
+                "auth_uri",
+                "auth_uri and token_uri point at different sign-in services or tenants.",
+                f"Use {token.origin}/{token.tenant}/... for both.",
+            )
+
+    def _grant(self) -> str | None:
+        v = self.values
+        given = v["grant"]
+        if given is not None:
+            if given in GRANTS:
+                return given
+            close = difflib.get_close_matches(given, GRANTS, n=1, cutoff=0.5)
+            self.fail(
+                "grant",
+                f"unknown grant {given!r}.",
+                (f"Did you mean {close[0]}? " if close else "")
+                + f"Use one of {', '.join(GRANTS)}.",
+            )
+            return None
+        if v["access_token"]:
+            return "access_token"
+        if v["refresh_token"]:
+            return "refresh_token"
+        if v["client_secret"]:
+            return "client_credentials"
+        return "device_code"
+
+    def _grant_needs(self, grant: str | None, tenant: str, tenant_from: str) -> None:
+        v = self.values
+        if grant is None:
+            return
+        if grant == "client_credentials":
+            if v["client_secret"] is None:
+                self.missing(
+                    "client_secret",
+                    "the client_credentials grant needs client_secret.",
+                    "Set D365NB_CLIENT_SECRET in the environment (or pass client_secret=); "
+                    "for a signed-in user choose grant device_code instead.",
+                )
+            if tenant.lower() in _TENANTLESS:
+                if tenant_from == "tenant" and v["tenant"] is None:
+                    self.missing(
+                        "tenant",
+                        "the client_credentials grant needs your tenant.",
+                        "Set tenant to your directory (tenant) ID, or give a token_uri "
+                        "that contains it.",
+                    )
+                else:
+                    self.fail(
+                        tenant_from,
+                        f"the client_credentials grant cannot use the /{tenant} authority "
+                        "(AADSTS50059: no tenant-identifying information).",
+                        f"Set tenant to your directory (tenant) ID instead of {tenant}."
+                        if tenant_from == "tenant"
+                        else f"Replace /{tenant}/ in {tenant_from} with your directory "
+                        "(tenant) ID.",
+                    )
+        elif grant == "access_token" and v["access_token"] is None:
+            self.missing(
+                "access_token",
+                "the access_token grant needs access_token.",
+                "Set D365NB_ACCESS_TOKEN (or pass access_token=), or choose another grant.",
+            )
+        elif grant == "refresh_token" and v["refresh_token"] is None:
+            self.missing(
+                "refresh_token",
+                "the refresh_token grant needs refresh_token.",
+                "Set D365NB_REFRESH_TOKEN (or pass refresh_token=), or choose another grant.",
+            )
+        if grant not in ("access_token", "credential") and v["client_id"] is None:
+            self.missing(
+                "client_id",
+                f"client_id is required for the {grant} grant.",
+                "Register an app in Entra ID and copy its Application (client) ID, "
+                f"a GUID such as {_EXAMPLE_CLIENT_ID}.",
+            )
+
+    def _scopes(
+        self, svc: _ServiceURL | None, version: str, grant: str | None
+    ) -> tuple[str, ...] | None:
+        given = self.values["scope"]
+        resource = svc.resource if svc else "https://<org>.crm.dynamics.com"
+        default = (
+            (f"{resource}/.default",)
+            if grant == "client_credentials"
+            else (f"{resource}/user_impersonation", "offline_access")
+        )
+        if given is None:
+            return default
+        if version == "v1":
+            self.fail(
+                "scope",
+                "scope is only used by v2 endpoints, but token_uri is a v1 (/oauth2/token) "
+                "endpoint, which takes the resource instead.",
+                "Remove scope (the resource is derived from service_url), or use the v2 "
+                "endpoint .../oauth2/v2.0/token.",
+            )
+            return None
+        if "," in given:
+            self.fail(
+                "scope",
+                "scope uses commas between scopes.",
+                f"Separate scopes with spaces, e.g. {resource}/user_impersonation offline_access.",
+            )
+            return None
+        items = tuple(given.split())
+        for item in items:
+            try:
+                path = urlsplit(item).path if "://" in item else None
+            except ValueError:
+                self.fail(
+                    "scope",
+                    f"scope {item} is not a valid URL.",
+                    f"Use e.g. {resource}/user_impersonation.",
+                )
+                return None
+            if path in ("", "/"):
+                self.fail(
+                    "scope",
+                    f"scope {item} is a v1 resource, not a v2 scope.",
+                    f"Use {item.rstrip('/')}/user_impersonation (signed-in user) or "
+                    f"{item.rstrip('/')}/.default (client credentials).",
+                )
+                return None
+            if "/" not in item and item.lower() not in _RESERVED_SCOPES:
+                self.fail(
+                    "scope",
+                    f"scope {item} names no resource, so the token would be for Microsoft "
+                    "Graph, not Dataverse.",
+                    f"Use {resource}/{item}.",
+                )
+                return None
+        if grant == "client_credentials" and (
+            len(items) != 1 or not items[0].endswith("/.default")
+        ):
+            self.fail(
+                "scope",
+                "the client_credentials grant takes exactly one scope ending in /.default.",
+                f"Use {resource}/.default (or leave scope out).",
+            )
+            return None
+        return items
+
+    def _redirect_uri(self, uri: str | None) -> None:
+        if uri is None:
+            return
+        try:
+            parts = urlsplit(uri)
+            host = parts.hostname or ""
+            parts.port  # noqa: B018  (raises on a malformed port)
+        except ValueError:
+            host, parts = "", urlsplit("")
+        if parts.scheme == "https" and host:
+            return
+        if parts.scheme == "http" and host in _LOOPBACK:
+            return
+        self.fail(
+            "redirect_uri",
+            f"redirect_uri {uri} is not usable: http is allowed only for localhost and "
+            "127.0.0.1, anything else must be https.",
+            "Use http://localhost (registered in your app under Mobile and desktop "
+            "applications) or leave redirect_uri out.",
+        )
+
+
+def _split_https(
+    name: str,
+    url: str,
+    analysis: Analysis,
+    *,
+    example: str,
+    query_ok: bool = False,
+    fragment_ok: bool = False,
+) -> tuple[str, str, str] | None:
+    """Check that `url` is an absolute https URL; return (host, origin, path) or None."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:
+        analysis.fail(name, f"{name} {url!r} is not a valid URL.", f"Use e.g. {example}")
+        return None
+    if parts.username is not None or parts.password is not None:
+        analysis.fail(
+            name,
+            f"{name} contains a user name or password before '@'.",
+            "Remove it; credentials go in their own settings, never in the URL.",
+        )
+        return None
+    if parts.scheme.lower() == "http":
+        analysis.fail(
+            name,
+            f"{name} {url} uses http; d365nb only sends credentials over https.",
+            f"Use {'https' + url[4:]}",
+        )
+        return None
+    if parts.scheme.lower() != "https" or not host:
+        fixed = f" https://{url}" if "://" not in url and "." in url else f" e.g. {example}"
+        analysis.fail(name, f"{name} {url!r} is not an https URL.", f"Write it in full:{fixed}")
+        return None
+    if (parts.query and not query_ok) or (parts.fragment and not fragment_ok):
+        analysis.fail(
+            name,
+            f"{name} {url} has a query string or fragment.",
+            "Remove everything from '?' or '#' on.",
+        )
+        return None
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != 443:
+        netloc += f":{port}"
+    return host, f"https://{netloc}", parts.path
+
+
+def check_fields(values: Mapping[str, str | None], *, partial: bool = False) -> dict[str, str]:
+    """Check settings without building them: field → what is wrong and how to fix it.
+
+    The same checks as `Settings(...)` runs; an empty dict means `Settings(**values)`
+    succeeds.  Secrets are never quoted in the answers.
+
+    **Parameters:**
+
+    * **values** - field name → text as typed (`None` or `""` for an empty field).
+    * **partial** - skip "required" complaints about fields not filled in yet (for live
+      validation while the user types); malformed values are still reported.
+    """
+    problems: dict[str, str] = {}
+    for key in values:
+        if key not in FIELDS:
+            problems[key] = str(unknown_field(key))
+    analysis = Analysis(values, partial=partial)
+    for name, err in analysis.scrubbed_problems().items():
+        problems.setdefault(name, str(err))
+    return problems
