@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from ._exceptions import ConfigError
 from ._fields import (
@@ -36,13 +36,21 @@ from ._fields import (
     redact,
     unknown_field,
 )
+from ._urls import (
+    DEFAULT_LOGIN,
+    DOMAIN,
+    GUID,
+    LOOPBACK,
+    TENANTLESS,
+    ServiceURL,
+    endpoints_agree,
+    parse_endpoint,
+    parse_service_url,
+)
 
 __all__ = ["Analysis", "Derived", "check_fields"]
 
 _RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
-_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
-_DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9-]+)+$", re.I)
-_TENANTLESS = frozenset({"common", "organizations"})
 _EXAMPLE_CLIENT_ID = "00001111-aaaa-2222-bbbb-3333cccc4444"
 _GRANT_ALIASES: Final = {
     "devicecode": "device_code",
@@ -58,47 +66,7 @@ _GRANT_ALIASES: Final = {
     "accesstoken": "access_token",
 }
 
-# Dynamics 365 online host suffixes -> the sign-in host of that cloud.  `crm9` is GCC, which
-# signs in through the commercial cloud; GCC High and DoD through login.microsoftonline.us.
-_CLOUDS: Final = (
-    (
-        re.compile(r"^[a-z0-9-]+\.(api\.)?(crm[0-9]{0,2}\.dynamics\.com)$"),
-        "login.microsoftonline.com",
-    ),
-    (re.compile(r"^[a-z0-9-]+\.(api\.)?(crm\.microsoftdynamics\.us)$"), "login.microsoftonline.us"),
-    (re.compile(r"^[a-z0-9-]+\.(api\.)?(crm\.appsplatform\.us)$"), "login.microsoftonline.us"),
-    (re.compile(r"^[a-z0-9-]+\.(api\.)?(crm\.dynamics\.cn)$"), "login.chinacloudapi.cn"),
-)
-_LOGIN_HOSTS = frozenset(
-    {"login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn",
-     "login.windows.net", "sts.windows.net"}
-)  # fmt: skip
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-# Sign-in origin when neither an endpoint nor a known cloud says otherwise.  On-premises
-# (AD FS) users give token_uri explicitly.
-_DEFAULT_LOGIN = "https://login.microsoftonline.com"
-_WEB_API_PATH = re.compile(r"^(?P<prefix>(?:/[^/]+)*?)/api/data/v(?P<version>[0-9.]+)/?$", re.I)
-_WEB_API_SOMEWHERE = re.compile(r"/api/data/v[0-9]+(?:\.[0-9]+)*", re.I)
-_ENDPOINT_PATH = re.compile(
-    r"^/(?P<tenant>[^/]+)/oauth2/(?:(?P<v2>v2\.0)/)?(?P<kind>token|authorize|devicecode)/?$", re.I
-)
 _METHOD_PREFIX = re.compile(r"^(?P<method>[A-Za-z]+)\s+(?=\S)")
-
-
-@dataclass(frozen=True)
-class _ServiceURL:
-    resource: str  # https://org.crm.dynamics.com (no trailing slash)
-    org_url: str  # resource + on-premises path prefix, if any
-    api_base: str  # what /api/data/vX.Y/ is appended to
-    version: str | None  # the version written in the URL
-    login_base: str | None  # sign-in origin of this cloud; None: unknown
-
-
-@dataclass(frozen=True)
-class _Endpoint:
-    origin: str
-    tenant: str
-    version: str  # "v1" | "v2"
 
 
 @dataclass(frozen=True)
@@ -212,14 +180,14 @@ class Analysis:
     # -- derivation
     def _derive(self) -> Derived | None:
         v = self.values
-        svc = self._service_url(v["service_url"])
+        svc = parse_service_url(self, v["service_url"])
         api_version = self._api_version(svc)
         self._client_id(v["client_id"])
         self._tenant_format(v["tenant"])
-        token = self._endpoint("token_uri", v["token_uri"])
-        auth = self._endpoint("auth_uri", v["auth_uri"])
+        token = parse_endpoint(self, "token_uri", v["token_uri"])
+        auth = parse_endpoint(self, "auth_uri", v["auth_uri"])
         if token and auth:
-            self._endpoints_agree(token, auth)
+            endpoints_agree(self, token, auth)
         endpoint = token or auth
         version = endpoint.version if endpoint else "v2"
 
@@ -237,7 +205,7 @@ class Analysis:
         else:
             if v["tenant"]:
                 tenant = v["tenant"]
-            origin = svc.login_base if svc and svc.login_base else _DEFAULT_LOGIN
+            origin = svc.login_base if svc and svc.login_base else DEFAULT_LOGIN
         if tenant.lower() == "consumers":
             self.fail(
                 tenant_from,
@@ -271,102 +239,7 @@ class Analysis:
             scopes=scopes,
         )
 
-    def _service_url(self, url: str | None) -> _ServiceURL | None:
-        example = "https://contoso.crm.dynamics.com"
-        if url is None:
-            if self.ok("service_url"):
-                self.missing(
-                    "service_url",
-                    "service_url is required.",
-                    f"Set it to your environment's address, e.g. {example} "
-                    "(Power Platform admin center > Environments > Environment URL).",
-                )
-            return None
-        parsed = _split_https(
-            "service_url",
-            url,
-            self,
-            example=f"{example}/api/data/v9.2/",
-            query_ok=True,
-            fragment_ok=True,
-        )
-        if parsed is None:
-            return None
-        host, origin, path = parsed
-        if host in _LOGIN_HOSTS:
-            self.fail(
-                "service_url",
-                f"service_url {url} is the sign-in service, not your Dynamics 365 environment.",
-                f"Put the sign-in address in token_uri; service_url is your environment's "
-                f"address, e.g. {example}.",
-            )
-            return None
-        web_api = _WEB_API_PATH.match(path)
-        bare = path in ("", "/")
-        extras = urlsplit(url)
-        if (extras.query or extras.fragment) and (bare or web_api):
-            self.fail(
-                "service_url",
-                f"service_url {url} has a query string or fragment.",
-                "Remove everything from '?' or '#' on.",
-            )
-            return None
-        cloud = next(((m, login) for pattern, login in _CLOUDS if (m := pattern.match(host))), None)
-        if cloud is not None:
-            match, login = cloud
-            # Tokens are for https://org.crm.dynamics.com even when the Web API is served
-            # from https://org.api.crm.dynamics.com (reference/identity-protocol.md section 3;
-            # the rule is [UNVERIFIED] in general, so it is applied to Microsoft's clouds only).
-            resource = origin.replace(".api.", ".", 1) if match.group(1) else origin
-            if bare or (web_api and not web_api["prefix"]):
-                return _ServiceURL(
-                    resource=resource,
-                    org_url=resource,
-                    api_base=origin,
-                    version=web_api["version"] if web_api else None,
-                    login_base=f"https://{login}",
-                )
-            self._not_service_url(url, origin, path, suggestion=resource)
-            return None
-        if host in _LOOPBACK:
-            # The local sandbox serves the Web API and the sign-in service on one origin.
-            login_base: str | None = origin
-        else:
-            login_base = None  # on-premises (AD FS) or unknown: give token_uri explicitly
-        if web_api:
-            prefix = web_api["prefix"].rstrip("/")
-            return _ServiceURL(
-                resource=origin,
-                org_url=origin + prefix,
-                api_base=origin + prefix,
-                version=web_api["version"],
-                login_base=login_base,
-            )
-        if bare and host in _LOOPBACK:
-            return _ServiceURL(origin, origin, origin, None, login_base)
-        self._not_service_url(url, origin, path, suggestion=None)
-        return None
-
-    def _not_service_url(self, url: str, origin: str, path: str, suggestion: str | None) -> None:
-        somewhere = _WEB_API_SOMEWHERE.search(path)
-        if somewhere:
-            hint = f"Use the Web API root: {origin}{path[: somewhere.end()]}/"
-        elif path.lower().rstrip("/").endswith("/api/data"):
-            hint = f"Add the API version: {origin}{path.rstrip('/')}/v{DEFAULT_API_VERSION}/"
-        elif suggestion:
-            hint = f"Use the environment's address without the page path: {suggestion}"
-        else:
-            hint = (
-                "For an on-premises or other server give the Web API root, ending in "
-                f"/api/data/v{DEFAULT_API_VERSION}/."
-            )
-        self.fail(
-            "service_url",
-            f"service_url {url} is neither an environment URL nor a Web API root.",
-            hint,
-        )
-
-    def _api_version(self, svc: _ServiceURL | None) -> str | None:
+    def _api_version(self, svc: ServiceURL | None) -> str | None:
         given = self.values["api_version"]
         url_version = svc.version if svc else None
         if url_version is not None and url_version not in API_VERSIONS:
@@ -396,7 +269,7 @@ class Analysis:
         return url_version or DEFAULT_API_VERSION
 
     def _client_id(self, client_id: str | None) -> None:
-        if client_id is None or _GUID.match(client_id):
+        if client_id is None or GUID.match(client_id):
             return
         braces = client_id.startswith("{") and client_id.endswith("}")
         self.fail(
@@ -404,15 +277,15 @@ class Analysis:
             "client_id must be the app's Application (client) ID, a GUID such as "
             f"{_EXAMPLE_CLIENT_ID}.",
             "Remove the braces around the GUID."
-            if braces and _GUID.match(client_id[1:-1])
+            if braces and GUID.match(client_id[1:-1])
             else "Copy it from Entra ID > App registrations > your app > Overview "
             "(not the secret, nor the secret's ID).",
         )
 
     def _tenant_format(self, tenant: str | None) -> None:
-        if tenant is None or _GUID.match(tenant) or _DOMAIN.match(tenant):
+        if tenant is None or GUID.match(tenant) or DOMAIN.match(tenant):
             return
-        if tenant.lower() in (*_TENANTLESS, "consumers", "adfs"):
+        if tenant.lower() in (*TENANTLESS, "consumers", "adfs"):
             return
         self.fail(
             "tenant",
@@ -420,74 +293,6 @@ class Analysis:
             "Use the GUID from Entra ID > Overview > Tenant ID, or a domain such as "
             "contoso.onmicrosoft.com.",
         )
-
-    def _endpoint(self, name: str, url: str | None) -> _Endpoint | None:
-        if url is None:
-            return None
-        kind = "token" if name == "token_uri" else "authorize"
-        example = f"https://login.microsoftonline.com/<tenant>/oauth2/v2.0/{kind}"
-        parsed = _split_https(name, url, self, example=example, query_ok=True)
-        if parsed is None:
-            return None
-        _, origin, path = parsed
-        match = _ENDPOINT_PATH.match(path)
-        if match is None or match["kind"].lower() != kind:
-            found = f" ({match['kind']} endpoint)" if match else ""
-            self.fail(
-                name,
-                f"{name} {url} is not an OAuth 2.0 {kind} endpoint{found}.",
-                f"Use the {kind} endpoint from Entra ID > App registrations > Endpoints, "
-                f"e.g. {example}.",
-            )
-            return None
-        version = "v2" if match["v2"] else "v1"
-        tenant = match["tenant"]
-        if not (
-            _GUID.match(tenant)
-            or _DOMAIN.match(tenant)
-            or tenant.lower() in (*_TENANTLESS, "consumers", "adfs")
-        ):
-            self.fail(
-                name,
-                f"the tenant part of {name}, {tenant!r}, is neither a directory (tenant) ID "
-                "nor a domain.",
-                f"Replace {tenant} with your directory (tenant) ID from Entra ID > Overview.",
-            )
-            return None
-        query = urlsplit(url).query
-        if query:
-            keys = {k.lower() for k, _ in parse_qsl(query, keep_blank_values=True)}
-            if version == "v2" and "resource" in keys:
-                self.fail(
-                    name,
-                    f"{name} passes ?resource= to a v2 endpoint, which rejects it (AADSTS901002).",
-                    "Remove the query; on v2 the scope (derived from service_url) names "
-                    "the resource.",
-                )
-                return None
-            if version == "v2":
-                self.fail(
-                    name,
-                    f"{name} has a query string, which a v2 endpoint does not use.",
-                    "Remove everything from '?' on.",
-                )
-                return None
-        return _Endpoint(origin=origin, tenant=match["tenant"], version=version)
-
-    def _endpoints_agree(self, token: _Endpoint, auth: _Endpoint) -> None:
-        if token.version != auth.version:
-            fixed = "/oauth2/v2.0/authorize" if token.version == "v2" else "/oauth2/authorize"
-            self.fail(
-                "auth_uri",
-                f"auth_uri is a {auth.version} endpoint but token_uri is {token.version}.",
-                f"Use the same version for both: auth_uri ending in {fixed}.",
-            )
-        elif token.origin != auth.origin or token.tenant.lower() != auth.tenant.lower():
-            self.fail(
-                "auth_uri",
-                "auth_uri and token_uri point at different sign-in services or tenants.",
-                f"Use {token.origin}/{token.tenant}/... for both.",
-            )
 
     def _grant(self) -> str | None:
         v = self.values
@@ -523,7 +328,7 @@ class Analysis:
                     "Set D365NB_CLIENT_SECRET in the environment (or pass client_secret=); "
                     "for a signed-in user choose grant device_code instead.",
                 )
-            if tenant.lower() in _TENANTLESS:
+            if tenant.lower() in TENANTLESS:
                 if tenant_from == "tenant" and v["tenant"] is None:
                     self.missing(
                         "tenant",
@@ -562,7 +367,7 @@ class Analysis:
             )
 
     def _scopes(
-        self, svc: _ServiceURL | None, version: str, grant: str | None
+        self, svc: ServiceURL | None, version: str, grant: str | None
     ) -> tuple[str, ...] | None:
         given = self.values["scope"]
         resource = svc.resource if svc else "https://<org>.crm.dynamics.com"
@@ -638,7 +443,7 @@ class Analysis:
             host, parts = "", urlsplit("")
         if parts.scheme == "https" and host:
             return
-        if parts.scheme == "http" and host in _LOOPBACK:
+        if parts.scheme == "http" and host in LOOPBACK:
             return
         self.fail(
             "redirect_uri",
@@ -647,54 +452,6 @@ class Analysis:
             "Use http://localhost (registered in your app under Mobile and desktop "
             "applications) or leave redirect_uri out.",
         )
-
-
-def _split_https(
-    name: str,
-    url: str,
-    analysis: Analysis,
-    *,
-    example: str,
-    query_ok: bool = False,
-    fragment_ok: bool = False,
-) -> tuple[str, str, str] | None:
-    """Check that `url` is an absolute https URL; return (host, origin, path) or None."""
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        port = parts.port
-    except ValueError:
-        analysis.fail(name, f"{name} {url!r} is not a valid URL.", f"Use e.g. {example}")
-        return None
-    if parts.username is not None or parts.password is not None:
-        analysis.fail(
-            name,
-            f"{name} contains a user name or password before '@'.",
-            "Remove it; credentials go in their own settings, never in the URL.",
-        )
-        return None
-    if parts.scheme.lower() == "http":
-        analysis.fail(
-            name,
-            f"{name} {url} uses http; d365nb only sends credentials over https.",
-            f"Use {'https' + url[4:]}",
-        )
-        return None
-    if parts.scheme.lower() != "https" or not host:
-        fixed = f" https://{url}" if "://" not in url and "." in url else f" e.g. {example}"
-        analysis.fail(name, f"{name} {url!r} is not an https URL.", f"Write it in full:{fixed}")
-        return None
-    if (parts.query and not query_ok) or (parts.fragment and not fragment_ok):
-        analysis.fail(
-            name,
-            f"{name} {url} has a query string or fragment.",
-            "Remove everything from '?' or '#' on.",
-        )
-        return None
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None and port != 443:
-        netloc += f":{port}"
-    return host, f"https://{netloc}", parts.path
 
 
 def check_fields(values: Mapping[str, str | None], *, partial: bool = False) -> dict[str, str]:
