@@ -84,6 +84,8 @@ class Derived:
     auth_uri: str
     grant: str
     scopes: tuple[str, ...]
+    grant_reason: str = ""  # why this grant: one sentence
+    notes: tuple[str, ...] = ()  # settings given but not used, one sentence each
 
 
 class Analysis:
@@ -96,6 +98,8 @@ class Analysis:
     analysis.values["grant"]       # None: not given
     analysis.derived.grant         # 'device_code' (None while something is wrong)
     analysis.problems              # field -> ConfigError naming the fix
+    analysis.grant_reason          # why that grant, in one sentence
+    analysis.notes                 # settings that are given but not used
     ```
 
     `Settings(...)` raises the first problem; the setup panel shows them all and fills
@@ -112,6 +116,8 @@ class Analysis:
     def __init__(self, values: Mapping[str, Any], *, partial: bool = False) -> None:
         self.partial = partial
         self.problems: dict[str, ConfigError] = {}
+        self.notes: list[str] = []
+        self.grant_reason = ""
         self.values: dict[str, str | None] = {}
         for name in FIELDS:
             self.values[name] = self._normalise(name, values.get(name))
@@ -237,6 +243,8 @@ class Analysis:
             auth_uri=auth_uri,
             grant=grant,
             scopes=scopes,
+            grant_reason=self.grant_reason,
+            notes=tuple(self.notes),
         )
 
     def _api_version(self, svc: ServiceURL | None) -> str | None:
@@ -299,6 +307,7 @@ class Analysis:
         given = v["grant"]
         if given is not None:
             if given in GRANTS:
+                self.grant_reason = f"The settings choose grant {given}."
                 return given
             close = difflib.get_close_matches(given, GRANTS, n=1, cutoff=0.5)
             self.fail(
@@ -309,11 +318,28 @@ class Analysis:
             )
             return None
         if v["access_token"]:
+            self.grant_reason = (
+                "An access token is given: it is used as it is (access-token flow)"
+                + (", and the refresh token renews it." if v["refresh_token"] else ".")
+            )
             return "access_token"
         if v["refresh_token"]:
+            self.grant_reason = "A refresh token is given: it is redeemed (refresh-token grant)."
             return "refresh_token"
         if v["client_secret"]:
+            if _user_scope(v["scope"]):
+                self.grant_reason = (
+                    "A client secret and a user scope are given, no tokens: a user signs in "
+                    "in the browser with the confidential app (authorization code, as the "
+                    "vendor's Configuration Manager does)."
+                )
+                return "auth_code"
+            self.grant_reason = (
+                "A client secret is given without a user scope: the app signs in as itself "
+                "(client credentials)."
+            )
             return "client_credentials"
+        self.grant_reason = "No secret and no token are given: a user signs in with a device code."
         return "device_code"
 
     def _grant_needs(self, grant: str | None, tenant: str, tenant_from: str) -> None:
@@ -379,14 +405,11 @@ class Analysis:
         if given is None:
             return default
         if version == "v1":
-            self.fail(
-                "scope",
-                "scope is only used by v2 endpoints, but token_uri is a v1 (/oauth2/token) "
-                "endpoint, which takes the resource instead.",
-                "Remove scope (the resource is derived from service_url), or use the v2 "
-                "endpoint .../oauth2/v2.0/token.",
+            self.notes.append(
+                "scope is not used: a v1 endpoint (/oauth2/token) takes the resource, "
+                f"{resource}, derived from service_url."
             )
-            return None
+            return default
         if "," in given:
             self.fail(
                 "scope",
@@ -452,6 +475,12 @@ class Analysis:
             "Use http://localhost (registered in your app under Mobile and desktop "
             "applications) or leave redirect_uri out.",
         )
+
+
+def _user_scope(scope: str | None) -> bool:
+    """True when `scope` asks for a signed-in user (anything but `<resource>/.default`)."""
+    items = (scope or "").split()
+    return bool(items) and not all(item.endswith("/.default") for item in items)
 
 
 def check_fields(values: Mapping[str, str | None], *, partial: bool = False) -> dict[str, str]:

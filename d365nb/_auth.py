@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from ._backends import INTERACTIVE, Backend, MsalBackend, V1Backend
+from ._backends import Backend, MsalBackend, V1Backend
 from ._exceptions import AuthError
 from ._tokencache import TokenCacheFile
 from ._tokens import (
@@ -51,6 +51,9 @@ __all__ = [
     "jwt_claims",
     "parse_redirect",
 ]
+
+# The grants that need the user to sign in.
+_INTERACTIVE = frozenset({"device_code", "auth_code"})
 
 
 class CredentialLike(Protocol):
@@ -172,7 +175,7 @@ class Authenticator:
     @property
     def interactive(self) -> bool:
         """True when getting the first token needs the user (device code, auth code)."""
-        return self.credential is None and self.grant in INTERACTIVE
+        return self.credential is None and self.grant in _INTERACTIVE
 
     def identity(self) -> dict[str, Any]:
         """Who the current token speaks for: name, object id, app id, tenant, expiry."""

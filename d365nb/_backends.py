@@ -27,11 +27,9 @@ from ._tokens import REFRESH_MARGIN, expires_on, first_line, jwt_claims
 if TYPE_CHECKING:
     from ._config import Settings
 
-__all__ = ["INTERACTIVE", "Backend", "MsalBackend", "V1Backend"]
+__all__ = ["Backend", "MsalBackend", "V1Backend"]
 
 _RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
-#: The grants that need the user to sign in.
-INTERACTIVE = frozenset({"device_code", "auth_code"})
 
 
 class Backend(Protocol):
@@ -75,8 +73,11 @@ class MsalBackend:
                 "instance_discovery": False,
             }
             try:
+                # A secret makes the app confidential for every grant (authorization code
+                # too: Entra answers AADSTS7000218 when a confidential app omits it) but
+                # device code, which msal runs as a public client only.
                 if self.settings.grant == "client_credentials" or (
-                    self.settings.client_secret and self.settings.grant not in INTERACTIVE
+                    self.settings.client_secret and self.settings.grant != "device_code"
                 ):
                     self._app = msal.ConfidentialClientApplication(
                         self.settings.client_id,

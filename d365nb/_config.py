@@ -281,6 +281,17 @@ class Settings:
         return self._derived.scopes
 
     @property
+    def grant_reason(self) -> str:
+        """Why `grant` is the grant in effect, in one sentence (the settings say so, or
+        which credentials were given)."""
+        return self._derived.grant_reason
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Settings that are given but not used, one sentence each (e.g. scope on v1)."""
+        return self._derived.notes
+
+    @property
     def authority(self) -> str:
         """`https://<sign-in host>/<tenant>`, as msal takes it."""
         return self._derived.authority

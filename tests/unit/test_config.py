@@ -270,6 +270,7 @@ def test_authority_host_follows_the_cloud_of_the_service_url(service_url: str, l
         ({"refresh_token": REFRESH}, "refresh_token"),
         ({"refresh_token": REFRESH, "client_secret": SECRET}, "refresh_token"),
         ({"client_secret": SECRET, "tenant": TENANT}, "client_credentials"),
+        ({"client_secret": SECRET, "scope": f"{ORG}/user_impersonation"}, "auth_code"),
         ({"client_secret": SECRET, "grant": "device_code"}, "device_code"),
         ({"grant": "auth_code"}, "auth_code"),
         ({"grant": "authorization_code"}, "auth_code"),
@@ -285,6 +286,56 @@ def test_authority_host_follows_the_cloud_of_the_service_url(service_url: str, l
 )
 def test_grant_resolution(fields: dict[str, str], grant: str):
     assert user(**fields).grant == grant
+
+
+# The vendor guide's connection strings (DataDirect "Connecting to hosted Dynamics 365 with
+# OAuth2"), exactly as written: each means one grant, and none is refused.
+GUIDE_API = "https://mywebinstance.api.crm.dynamics.com/api/data/v9.1/"
+GUIDE_USER_SCOPE = "https://mywebinstance.api.crm.dynamics.com/user_impersonation offline_access"
+GUIDE_BASE = f"ServiceURL={GUIDE_API};ClientID={CONFIDENTIAL};"
+GUIDE_ROWS = [
+    ("configuration-manager-v2", f"{GUIDE_BASE}ClientSecret={SECRET};TokenURI=POST {V2_TOKEN};"
+     f"Scope={GUIDE_USER_SCOPE};", "auth_code", "user scope"),
+    ("configuration-manager-v1", f"{GUIDE_BASE}ClientSecret={SECRET};TokenURI=POST {V1_TOKEN};"
+     f"Scope={GUIDE_USER_SCOPE};", "auth_code", "user scope"),
+    ("access-token-flow", f"{GUIDE_BASE}ClientSecret={SECRET};TokenURI=POST {V2_TOKEN};"
+     f"Scope={GUIDE_USER_SCOPE};AccessToken={ACCESS};RefreshToken={REFRESH};", "access_token",
+     "refresh token renews"),
+    ("refresh-token-grant", f"{GUIDE_BASE}ClientSecret={SECRET};TokenURI=POST {V2_TOKEN};"
+     f"Scope={GUIDE_USER_SCOPE};RefreshToken={REFRESH};", "refresh_token", "refresh-token"),
+    ("client-credentials", f"{GUIDE_BASE}ClientSecret={SECRET};TokenURI=POST {V2_TOKEN};",
+     "client_credentials", "client credentials"),
+    ("client-credentials-default-scope", f"{GUIDE_BASE}ClientSecret={SECRET};"
+     f"TokenURI=POST {V2_TOKEN};Scope=https://mywebinstance.api.crm.dynamics.com/.default;",
+     "client_credentials", "client credentials"),
+    ("client-credentials-v1", f"{GUIDE_BASE}ClientSecret={SECRET};TokenURI=POST {V1_TOKEN};",
+     "client_credentials", "client credentials"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "grant", "reason"), [r[1:] for r in GUIDE_ROWS], ids=[r[0] for r in GUIDE_ROWS]
+)
+def test_vendor_guide_connection_strings_mean_their_grant(text: str, grant: str, reason: str):
+    settings = Settings.from_connection_string(text)
+    assert settings.grant == grant
+    assert reason in settings.grant_reason
+    _assert_no_secret(settings.grant_reason, *settings.notes)
+
+
+def test_scope_on_v1_is_ignored_with_a_note():
+    settings = user(token_uri=V1_TOKEN, scope=f"{ORG}/user_impersonation offline_access")
+    assert settings.version == "v1"
+    assert settings.scope == f"{ORG}/user_impersonation offline_access"  # kept as given
+    assert settings.scopes == (f"{ORG}/user_impersonation", "offline_access")
+    (note,) = settings.notes
+    assert note.startswith("scope is not used") and ORG in note
+    assert user(token_uri=V2_TOKEN).notes == ()
+
+
+def test_grant_reason_says_when_the_grant_was_chosen():
+    assert "choose grant auth_code" in user(grant="auth_code").grant_reason
+    assert "device code" in user().grant_reason
 
 
 def test_access_token_grant_needs_no_client_id():
@@ -371,8 +422,6 @@ REJECTIONS = [
     ("auth-tenant", {"token_uri": V2_TOKEN,
                      "auth_uri": "https://login.microsoftonline.com/common/oauth2/v2.0/authorize"},
      "auth_uri", TENANT),
-    ("scope-on-v1", {"token_uri": V1_TOKEN, "scope": f"{ORG}/user_impersonation"}, "scope",
-     "oauth2/v2.0/token"),
     ("v1-resource-as-scope", {"scope": f"{ORG}/"}, "scope", f"{ORG}/user_impersonation"),
     ("v1-resource-as-scope-bare", {"scope": ORG}, "scope", f"{ORG}/.default"),
     ("scope-without-resource", {"scope": "user_impersonation"}, "scope",
