@@ -15,6 +15,7 @@ requests that all find the token expired share one refresh.
 from __future__ import annotations
 
 import html
+import math
 import threading
 import time
 import urllib.parse
@@ -31,7 +32,6 @@ from ._tokens import (
     REFRESH_MARGIN,
     AccessToken,
     auth_error_from_result,
-    expires_on,
     jwt_claims,
     raise_for_result,
 )
@@ -52,6 +52,8 @@ __all__ = [
     "parse_redirect",
 ]
 
+# Clock-skew allowance for a given access token that nothing can renew (seconds).
+CLOCK_SKEW = 30.0
 # The grants that need the user to sign in.
 _INTERACTIVE = frozenset({"device_code", "auth_code"})
 
@@ -146,11 +148,20 @@ class Authenticator:
         self._lock = threading.Lock()
         self._current: AccessToken | None = None
         self._given_used = False
+        # A given access token lives until its own `exp` (a JWT), or until the service
+        # refuses it (an opaque token: no expiry known).
+        self._given_expiry: float | None = None
         if settings.access_token and credential is None:
+            exp = jwt_claims(settings.access_token).get("exp")
+            self._given_expiry = float(exp) if isinstance(exp, int | float) else None
             self._current = AccessToken(
                 token=settings.access_token,
-                expires_on=expires_on({}, settings.access_token),
+                expires_on=math.inf if self._given_expiry is None else self._given_expiry,
             )
+        # Renewable tokens are renewed REFRESH_MARGIN ahead of expiry; a given token that
+        # nothing can renew is used to its end, less a clock-skew allowance.
+        renewable = credential is not None or self.grant != "access_token"
+        self._margin = REFRESH_MARGIN if renewable or settings.refresh_token else CLOCK_SKEW
 
     def __repr__(self) -> str:
         return f"Authenticator(grant={self.grant!r}, signed_in={self.signed_in})"
@@ -198,7 +209,11 @@ class Authenticator:
             "app_id": claims.get("appid") or claims.get("azp"),
             "tenant": claims.get("tid"),
             "is_app": claims.get("idtyp") == "app" or (bool(claims) and "scp" not in claims),
-            "expires_on": self._current.expires_on if self._current else None,
+            "expires_on": (
+                self._current.expires_on
+                if self._current and math.isfinite(self._current.expires_on)
+                else None
+            ),
         }
 
     # -- silent path -----------------------------------------------------------------
@@ -206,11 +221,12 @@ class Authenticator:
     async def token(self, *, force_refresh: bool = False) -> AccessToken:
         """An access token with at least five minutes to live.
 
-        Raises `AuthError` when only the user can help (not signed in yet for an
-        interactive grant; a pasted token expired with nothing to refresh it).
+        A given access token that nothing can renew is handed out until it expires (less
+        `CLOCK_SKEW`).  Raises `AuthError` when only the user can help (not signed in yet
+        for an interactive grant; a given token expired or refused with nothing to renew it).
         """
         current = self._current
-        if current is not None and not force_refresh and not current.expires_within(REFRESH_MARGIN):
+        if current is not None and not force_refresh and not current.expires_within(self._margin):
             return current
         stale = current
         return await anyio.to_thread.run_sync(self._token_sync, force_refresh, stale)
@@ -220,7 +236,7 @@ class Authenticator:
             # Another caller may have refreshed while we waited for the lock.
             current = self._current
             if current is not None and current is not stale:
-                if not current.expires_within(REFRESH_MARGIN):
+                if not current.expires_within(self._margin):
                     return current
             token = self._acquire(force_refresh=force_refresh)
             self._current = token
@@ -250,16 +266,7 @@ class Authenticator:
                 action="Signing in with the refresh token",
             )
         if grant == "access_token":
-            current = self._current
-            expired_at = time.strftime(
-                "%H:%M:%S UTC", time.gmtime(current.expires_on if current else time.time())
-            )
-            raise AuthError(
-                f"The access token you supplied expired at {expired_at} (or the service "
-                "refused it) and nothing can renew it.",
-                hint="Pass a fresh access_token=..., add refresh_token=..., or sign in with "
-                "grant='device_code'.",
-            )
+            raise self._given_token_error()
         if grant == "refresh_token":
             raise AuthError(
                 "The refresh token was used up or refused and nothing else can sign in.",
@@ -268,6 +275,29 @@ class Authenticator:
         raise AuthError(
             "Not signed in yet.",
             hint="Run conn.sign_in() first (it shows a device code or a sign-in link).",
+        )
+
+    def _given_token_error(self) -> AuthError:
+        hint = (
+            "Pass a fresh access_token=..., add refresh_token=..., or sign in with "
+            "grant='device_code'."
+        )
+        expiry = self._given_expiry
+        if expiry is None:
+            return AuthError(
+                "The service refused the access token you supplied and nothing can renew it.",
+                hint=hint,
+            )
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expiry))
+        if expiry - time.time() <= CLOCK_SKEW:
+            return AuthError(
+                f"The access token you supplied expired at {when} and nothing can renew it.",
+                hint=hint,
+            )
+        return AuthError(
+            f"The service refused the access token you supplied (it expires at {when}) and "
+            "nothing can renew it.",
+            hint=hint,
         )
 
     # -- interactive grants ---------------------------------------------------------

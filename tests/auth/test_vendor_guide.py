@@ -154,3 +154,23 @@ def test_confidential_app_without_its_secret_is_aadsts7000218(sandbox: Sandbox) 
         paste_mode_sign_in(conn, sandbox)
     assert info.value.code == "AADSTS7000218"
     assert info.value.hint and "client_secret" in info.value.hint
+
+
+@pytest.mark.parametrize("version", ["v2", "v1"])
+def test_confidential_auth_code_loopback_receives_the_form_post(
+    sandbox: Sandbox, version: str
+) -> None:
+    import threading
+
+    from tests.auth.browser import submit_form_post
+
+    conn = connect(sandbox, guide_string(sandbox, version=version))
+
+    def browser(flow: Any) -> None:
+        assert isinstance(flow, AuthCodeFlow)
+        assert flow.redirect_uri.startswith("http://127.0.0.1:")
+        submit_form_post(sign_in_on_page(flow.auth_uri, sandbox))
+
+    conn.prompt = lambda flow: threading.Thread(target=browser, args=(flow,)).start()
+    conn.sign_in(loopback=True, open_browser=False, timeout=30)
+    assert conn.whoami().user_id == ALEX.systemuserid
