@@ -34,6 +34,7 @@ from ._tokens import (
     auth_error_from_result,
     jwt_claims,
     raise_for_result,
+    reaching,
 )
 
 if TYPE_CHECKING:
@@ -144,6 +145,7 @@ class Authenticator:
             settings.authority or "", settings.client_id or "", settings.resource, persist=False
         )
         self._ssl_context = ssl_context
+        self._sign_in_url = settings.token_uri or settings.authority
         self._backend_obj: Backend | None = None
         self._lock = threading.Lock()
         self._current: AccessToken | None = None
@@ -238,7 +240,8 @@ class Authenticator:
             if current is not None and current is not stale:
                 if not current.expires_within(self._margin):
                     return current
-            token = self._acquire(force_refresh=force_refresh)
+            with reaching(self._sign_in_url):
+                token = self._acquire(force_refresh=force_refresh)
             self._current = token
             return token
 
@@ -317,7 +320,7 @@ class Authenticator:
         )
 
     def _initiate_device_flow(self) -> dict[str, Any]:
-        with self._lock:
+        with self._lock, reaching(self._sign_in_url):
             return self._backend.initiate_device_flow()
 
     async def finish_device_code(
@@ -353,14 +356,14 @@ class Authenticator:
                 await anyio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
     def _poll(self, flow: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
+        with self._lock, reaching(self._sign_in_url):
             return self._backend.poll_device_flow(flow)
 
     async def start_auth_code(self, *, redirect_uri: str, form_post: bool) -> AuthCodeFlow:
         """Build the sign-in address for the authorization-code grant with PKCE."""
 
         def initiate() -> dict[str, Any]:
-            with self._lock:
+            with self._lock, reaching(self._sign_in_url):
                 return self._backend.initiate_auth_code(redirect_uri, form_post=form_post)
 
         flow = await anyio.to_thread.run_sync(initiate)
@@ -379,7 +382,7 @@ class Authenticator:
             )
 
         def redeem() -> dict[str, Any]:
-            with self._lock:
+            with self._lock, reaching(self._sign_in_url):
                 return self._backend.redeem_auth_code(flow._flow, params)
 
         result = await anyio.to_thread.run_sync(redeem)

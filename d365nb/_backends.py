@@ -94,12 +94,6 @@ class MsalBackend:
                     f"service: {first_line(str(exc))}",
                     hint="Check the tenant and the Auth/Token URIs.",
                 ) from None
-            except httpx.HTTPError as exc:
-                raise AuthError(
-                    f"Could not reach the identity service at {self.settings.authority}: "
-                    f"{type(exc).__name__}.",
-                    hint="Check the network, the Token URI and verify= (CA certificates).",
-                ) from exc
         return self._app
 
     def _saved(self, result: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
-from ._exceptions import AuthError
+import httpx
+
+from ._exceptions import AuthError, TransportError
 
 __all__ = [
     "REFRESH_MARGIN",
@@ -24,6 +30,8 @@ __all__ = [
     "first_line",
     "jwt_claims",
     "raise_for_result",
+    "reaching",
+    "transport_error",
 ]
 
 # Refresh this long before expiry, so a request never leaves with a token about to die.
@@ -156,3 +164,70 @@ def jwt_claims(token: str) -> dict[str, Any]:
 def first_line(text: str) -> str:
     """The first line of `text` (Entra and msal append trace ids on further lines)."""
     return text.strip().splitlines()[0] if text.strip() else text
+
+
+# -- the identity service out of reach ---------------------------------------------------
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def transport_error(exc: BaseException, url: str) -> TransportError:
+    """The sign-in service at `url` could not be reached: the cause in one sentence, the fix.
+
+    DNS failures, refused connections, untrusted certificates, time-outs and proxy
+    failures each get their own sentence; anything else names the error's type.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    where = f"{host}:{parts.port}" if parts.port else host
+    chain = list(_chain(exc))
+    text = " ".join(str(e) for e in chain)
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or (
+        "CERTIFICATE_VERIFY_FAILED" in text
+    ):
+        return TransportError(
+            f"The sign-in service {where} has a TLS certificate that could not be verified.",
+            hint="If you trust it (a corporate proxy, the sandbox), pass verify='path/to/ca.pem' "
+            "(CLI: --ca-cert) with its CA certificate; never verify=False.",
+        )
+    if any(isinstance(e, socket.gaierror) for e in chain) or "Name or service not known" in text:
+        return TransportError(
+            f"The sign-in service's host name {host} could not be found (DNS).",
+            hint="Check the host in the Token URI (and the tenant), and the network connection.",
+        )
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return TransportError(
+            f"Nothing answers at {where}: the connection to the sign-in service was refused.",
+            hint="Check the host and port in the Token URI; for the sandbox, check it is running.",
+        )
+    if isinstance(exc, httpx.ProxyError):
+        return TransportError(
+            f"The proxy refused the connection to the sign-in service {where}.",
+            hint=f"Check the proxy settings (HTTPS_PROXY) and that the proxy lets {host} through.",
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return TransportError(
+            f"The sign-in service {where} did not answer in time ({type(exc).__name__}).",
+            hint="Check the network connection and the Token URI, then run the cell again.",
+        )
+    return TransportError(
+        f"Could not reach the sign-in service {where}: {type(exc).__name__}: "
+        f"{first_line(str(exc))}",
+        hint="Check the network connection and the Token URI, then run the cell again.",
+    )
+
+
+@contextmanager
+def reaching(url: str) -> Iterator[None]:
+    """Turn network errors while talking to the sign-in service into `TransportError`."""
+    try:
+        yield
+    except (httpx.TransportError, ssl.SSLError, ConnectionError, socket.gaierror) as exc:
+        raise transport_error(exc, url) from exc
