@@ -934,7 +934,7 @@ def connect(
     resolved = Settings.resolve(connection_string, profile=profile, **settings)
     return Connection(
         resolved,
-        verify=verify,
+        verify=resolved.ca_cert if verify is True and resolved.ca_cert else verify,
         credential=credential,
         token_cache=token_cache,
         timeout=timeout,

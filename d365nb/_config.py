@@ -20,9 +20,12 @@ from ._analysis import Analysis, Derived
 from ._connstr import format_connection_string, parse_connection_string
 from ._exceptions import ConfigError
 from ._fields import ENV_PREFIX, ENV_PROFILE, FIELDS, SECRET_FIELDS, check_names
-from ._profile import default_profile_path, load_profile, write_profile
+from ._profile import default_profile_path, list_profiles, load_profile, write_profile
 
-__all__ = ["Settings"]
+__all__ = ["DEFAULT_PROFILE", "Settings"]
+
+#: The profile used when nothing else is given (`d365nb login` saves it).
+DEFAULT_PROFILE = "default"
 
 
 def _env_values(environ: Mapping[str, str]) -> dict[str, str]:
@@ -71,6 +74,9 @@ class Settings:
     * **grant** - one of `device_code`, `auth_code`, `client_credentials`,
       `refresh_token`, `access_token`.
     * **api_version** - `9.0`, `9.1` or `9.2` (default), for an environment URL.
+    * **ca_cert** - a CA certificate file (PEM) to trust for the service and the sign-in
+      service, when their certificates are not publicly trusted (a corporate proxy, the
+      sandbox); `connect(verify=...)` wins over it.
     """
 
     service_url: str | None = None
@@ -85,6 +91,7 @@ class Settings:
     redirect_uri: str | None = None
     grant: str | None = None
     api_version: str | None = None
+    ca_cert: str | None = None
     _given: frozenset[str] = field(init=False, compare=False, default=frozenset())
     _derived: Derived = field(init=False, compare=False)
 
@@ -165,7 +172,9 @@ class Settings:
         """Settings from every source, field by field: the normal way in.
 
         Precedence: explicit `fields` > `connection_string` > profile > environment
-        variables.  The profile is `profile`, else the one `D365NB_PROFILE` names.
+        variables.  The profile is `profile`, else the one `D365NB_PROFILE` names, else,
+        when nothing at all is given, the profile named `default` if it exists (the one
+        `d365nb login` saves).
 
         **Parameters:**
 
@@ -178,6 +187,11 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, str | None] = dict(_env_values(env))
         profile_name = profile or (env.get(ENV_PROFILE) or "").strip() or None
+        given = values or connection_string or any(v is not None for v in fields.values())
+        if profile_name is None and not given:
+            # Nothing given at all: the profile `d365nb login` saves by default, if any.
+            if DEFAULT_PROFILE in list_profiles(path=default_profile_path(env)):
+                profile_name = DEFAULT_PROFILE
         if profile_name:
             values.update(load_profile(profile_name, path=default_profile_path(env)))
         if connection_string:
@@ -234,7 +248,11 @@ class Settings:
         * **name** - the profile's name; an existing profile of that name is replaced.
         * **path** - the profile file; `D365NB_CONFIG` or the per-user default when omitted.
         """
-        return write_profile(name, self._given_values(include_secrets=False), path=path)
+        values = self._given_values(include_secrets=False)
+        if "ca_cert" in values:
+            # The profile is read from anywhere: a relative path would break.
+            values["ca_cert"] = os.path.abspath(os.path.expanduser(values["ca_cert"]))
+        return write_profile(name, values, path=path)
 
     def secrets(self) -> tuple[str, ...]:
         """The secret values present (client secret, tokens), for `redact`."""

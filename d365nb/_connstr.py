@@ -33,6 +33,7 @@ _KEY_SPELLINGS: Final[dict[str, tuple[str, ...]]] = {
     "redirect_uri": ("RedirectURI", "RedirectURL", "CallbackURL"),
     "grant": ("Grant", "GrantType", "OAuthGrantType"),
     "api_version": ("APIVersion",),
+    "ca_cert": ("CACert", "CAFile", "CABundle"),
 }
 # Accepted for compatibility with the vendor driver; only OAuth 2.0 is supported.
 _AUTH_METHOD_KEY = "authenticationmethod"

@@ -43,6 +43,7 @@ FIELDS: Final[tuple[str, ...]] = (
     "redirect_uri",
     "grant",
     "api_version",
+    "ca_cert",
 )
 #: Fields whose values are credentials: never shown, never saved in a profile.
 SECRET_FIELDS: Final[tuple[str, ...]] = ("client_secret", "access_token", "refresh_token")

@@ -322,9 +322,12 @@ def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
         }
         if confidential:
             base["client_secret"] = info["client_secret"]
+        base["ca_cert"] = info["ca_cert"]
         fields = {**base, **fields}
+    if args.ca_cert:
+        fields["ca_cert"] = args.ca_cert  # kept in the settings, so a saved profile has it
     settings = Settings.resolve(args.connection_string, profile=args.profile, **fields)
-    verify: Any = args.ca_cert or os.environ.get(_CA_ENV) or None
+    verify: Any = settings.ca_cert or os.environ.get(_CA_ENV) or None
     if verify is None:
         # A sandbox's address: trust its CA (from --sandbox, or D365NB_SANDBOX).
         known = info

@@ -296,3 +296,25 @@ def test_whoami_with_client_credentials_from_the_environment(
     assert "confidential client" in out  # the application user's name
     assert not (cli_env / "tokens").exists()
     _no_secrets(out, err)
+
+
+@pytest.mark.sandbox
+def test_login_then_whoami_uses_the_saved_ca_and_the_default_profile(
+    approving_sandbox: Sandbox, cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sb = approving_sandbox
+    info = cli_env / "sandbox.json"
+    info.write_text(json.dumps(sb.info()) + "\n", "utf-8")
+    assert main(["login", "--sandbox", str(info)]) == 0
+    _, err = capsys.readouterr()
+    assert "Saved profile 'default'" in err and "whoami -p default" in err
+    profile = (cli_env / "profiles.toml").read_text()
+    assert f'ca_cert = "{sb.ca_cert}"' in profile
+    # No D365NB_SANDBOX: the CA comes from the profile alone.
+    assert "D365NB_SANDBOX" not in os.environ
+    for argv in (["whoami", "-p", "default", "--json"], ["whoami", "--json"]):
+        assert main(argv) == 0, capsys.readouterr().err
+        out, err = capsys.readouterr()
+        who = json.loads(out)
+        assert who["name"] == "Alex Wilber" and who["environment"] == sb.base_url
+        assert "enter the code" not in err

@@ -591,7 +591,8 @@ def test_from_env_reads_one_variable_per_field():
 @pytest.mark.parametrize(
     "name",
     ["service_url", "auth_uri", "token_uri", "client_id", "client_secret", "scope",
-     "access_token", "refresh_token", "tenant", "redirect_uri", "grant", "api_version"],
+     "access_token", "refresh_token", "tenant", "redirect_uri", "grant", "api_version",
+     "ca_cert"],
 )  # fmt: skip
 def test_every_field_has_an_environment_variable(name: str):
     values = {
@@ -607,6 +608,7 @@ def test_every_field_has_an_environment_variable(name: str):
         "redirect_uri": "http://localhost",
         "grant": "auth_code",
         "api_version": "9.2",
+        "ca_cert": "/etc/ssl/corporate-ca.pem",
     }
     environ = {"D365NB_SERVICE_URL": API, "D365NB_CLIENT_ID": PUBLIC, "D365NB_GRANT": "device_code"}
     environ["D365NB_" + name.upper()] = values[name]
@@ -652,6 +654,30 @@ def test_resolve_precedence(tmp_path):
     assert merged.grant == "client_credentials"
     # D365NB_PROFILE names the profile when none is passed.
     assert Settings.from_env({**environ, "D365NB_PROFILE": "p"}).client_id == ids["profile"]
+
+
+def test_resolve_uses_the_default_profile_only_when_nothing_is_given(tmp_path):
+    profiles = tmp_path / "profiles.toml"
+    environ = {"D365NB_CONFIG": str(profiles)}
+    with pytest.raises(ConfigError):
+        Settings.resolve(environ=environ)  # no profile file yet: nothing to fall back on
+    Settings(service_url=ORG, client_id=PUBLIC).save_profile("default", path=profiles)
+    assert Settings.resolve(environ=environ).client_id == PUBLIC
+    # Something given (a field, an environment variable): the default profile stays out.
+    with pytest.raises(ConfigError, match="client_id"):
+        Settings.resolve(environ=environ, service_url=API)
+    with pytest.raises(ConfigError, match="client_id"):
+        Settings.resolve(environ={**environ, "D365NB_SERVICE_URL": API})
+    assert Settings.resolve(environ=environ, profile="default").client_id == PUBLIC
+
+
+def test_profile_keeps_the_ca_certificate_as_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    profiles = tmp_path / "profiles.toml"
+    Settings(service_url=ORG, client_id=PUBLIC, ca_cert="ca.pem").save_profile("p", path=profiles)
+    loaded = Settings.from_profile("p", path=profiles)
+    assert loaded.ca_cert == str(tmp_path / "ca.pem")
+    assert "ca_cert" in profiles.read_text()
 
 
 def test_resolve_rejects_unknown_fields():
