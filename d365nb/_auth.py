@@ -390,6 +390,12 @@ class Authenticator:
         self._current = token
         return token
 
+    def refresh_token(self) -> str | None:
+        """The refresh token held for this connection (cache, else the given one), if any."""
+        with self._lock:
+            held = self._backend.refresh_token() if self.credential is None else None
+        return held or self.settings.refresh_token
+
     def sign_out(self) -> None:
         """Forget every token: in memory and in the cache file."""
         with self._lock:

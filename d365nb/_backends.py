@@ -43,6 +43,7 @@ class Backend(Protocol):
     def initiate_auth_code(self, redirect_uri: str, *, form_post: bool) -> dict[str, Any]: ...
     def redeem_auth_code(self, flow: dict[str, Any], params: dict[str, str]) -> dict[str, Any]: ...
     def account(self) -> dict[str, Any] | None: ...
+    def refresh_token(self) -> str | None: ...
     def close(self) -> None: ...
 
 
@@ -155,6 +156,15 @@ class MsalBackend:
             return None
         accounts = self._app.get_accounts()
         return dict(accounts[0]) if accounts else None
+
+    def refresh_token(self) -> str | None:
+        found = list(  # a generator holding the cache's lock: run it to the end
+            self.cache.cache.search(
+                msal.TokenCache.CredentialType.REFRESH_TOKEN,
+                query={"client_id": self.settings.client_id},
+            )
+        )
+        return str(found[0]["secret"]) if found else None
 
     def close(self) -> None:
         self.http.close()
@@ -298,6 +308,11 @@ class V1Backend:
             return None
         claims = jwt_claims(str(entry.get("access_token", "")))
         return {"username": claims.get("upn") or claims.get("unique_name") or claims.get("oid")}
+
+    def refresh_token(self) -> str | None:
+        entry = self.cache.get_extra("v1") or {}
+        token = entry.get("refresh_token")
+        return str(token) if token else None
 
     def close(self) -> None:
         self.http.close()

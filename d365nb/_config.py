@@ -222,7 +222,13 @@ class Settings:
             values = {name: values[name] for name in FIELDS if name in values}
         return values
 
-    def to_connection_string(self, *, include_secrets: bool = False) -> str:
+    def to_connection_string(
+        self,
+        *,
+        include_secrets: bool = False,
+        access_token: str | None = None,
+        refresh_token: str | None = None,
+    ) -> str:
         """The given settings as a vendor-driver connection string.
 
         `Settings.from_connection_string` reads it back.  Secrets are left out unless
@@ -231,8 +237,17 @@ class Settings:
         **Parameters:**
 
         * **include_secrets** - also write client_secret, access_token and refresh_token.
+        * **access_token**, **refresh_token** - tokens from a sign-in to write as
+          `AccessToken=` / `RefreshToken=` (the driver's access-token flow); unless the
+          grant was given, it is then left for the tokens to decide.
         """
         values = self._given_values(include_secrets=include_secrets)
+        tokens = {"access_token": access_token, "refresh_token": refresh_token}
+        if any(tokens.values()):
+            if "grant" not in self._given:
+                values.pop("grant", None)
+            values.update({name: value for name, value in tokens.items() if value})
+            values = {name: values[name] for name in FIELDS if name in values}
         if "token_uri" in values:
             values["token_uri"] = "POST " + values["token_uri"]
         return format_connection_string(values)

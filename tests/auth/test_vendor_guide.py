@@ -174,3 +174,41 @@ def test_confidential_auth_code_loopback_receives_the_form_post(
     conn.prompt = lambda flow: threading.Thread(target=browser, args=(flow,)).start()
     conn.sign_in(loopback=True, open_browser=False, timeout=30)
     assert conn.whoami().user_id == ALEX.systemuserid
+
+
+# -- the way back: conn.connection_string() --------------------------------------------------
+
+
+def test_connection_string_round_trip_through_connect(sandbox: Sandbox) -> None:
+    conn = connect(sandbox, guide_string(sandbox, scope=None))
+    text = conn.connection_string()
+    assert text.startswith("ServiceURL=") and "TokenURI=POST https://" in text
+    assert sandbox.client_secret not in text and "AccessToken" not in text
+    again = d365nb.connect(text, client_secret=sandbox.client_secret, verify=sandbox.ca_cert,
+                           token_cache=False)  # fmt: skip
+    assert again.settings == conn.settings
+    assert again.settings.grant == "client_credentials"
+    assert again.whoami().user_id == APP_USER
+
+
+@pytest.mark.parametrize("version", ["v2", "v1"])
+def test_connection_string_with_tokens_is_the_access_token_flow(
+    sandbox: Sandbox, version: str
+) -> None:
+    conn = connect(sandbox, guide_string(sandbox, version=version))
+    paste_mode_sign_in(conn, sandbox)
+    with pytest.warns(UserWarning, match="treat it as a password"):
+        text = conn.connection_string(tokens=True)
+    assert conn.auth.current is not None
+    parsed = d365nb.Settings.from_connection_string(text)
+    assert parsed.access_token == conn.auth.current.token
+    assert parsed.refresh_token and sandbox.client_secret not in text
+    # The driver's access-token flow, read back by d365nb (the secret from elsewhere).
+    again = d365nb.connect(text, client_secret=sandbox.client_secret, verify=sandbox.ca_cert,
+                           token_cache=False)  # fmt: skip
+    assert again.settings.grant == "access_token"
+    assert again.whoami().user_id == ALEX.systemuserid
+    # The refresh token in it works too.
+    rt_only = connect(sandbox, guide_string(sandbox, version=version,
+                                            RefreshToken=parsed.refresh_token))  # fmt: skip
+    assert rt_only.whoami().user_id == ALEX.systemuserid

@@ -554,6 +554,20 @@ def test_to_connection_string_round_trip_and_secrets():
     assert again == settings
 
 
+def test_to_connection_string_with_tokens_from_a_sign_in():
+    settings = user(client_secret=SECRET, scope=f"{ORG}/user_impersonation")
+    assert settings.grant == "auth_code"
+    plain = settings.to_connection_string()
+    assert "Grant=auth_code" in plain and SECRET not in plain
+    text = settings.to_connection_string(access_token=ACCESS, refresh_token=REFRESH)
+    assert f"AccessToken={ACCESS};RefreshToken={REFRESH};" in text
+    assert SECRET not in text and "Grant=" not in text
+    back = Settings.from_connection_string(text, client_secret=SECRET)
+    assert back.grant == "access_token" and back.refresh_token == REFRESH
+    chosen = user(grant="device_code").to_connection_string(access_token=ACCESS)
+    assert "Grant=device_code" in chosen  # a grant the user chose is kept
+
+
 def test_to_connection_string_writes_only_what_was_given():
     text = user().to_connection_string()
     assert text == f"ServiceURL={API};ClientID={PUBLIC};"
