@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -438,6 +440,57 @@ def _run_whoami(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- token --------------------------------------------------------------------------------------
+
+
+def _add_token_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_connection_arguments(parser)
+    parser.add_argument(
+        "--resource",
+        metavar="URL",
+        help="the resource the token is for (default: the environment of the Service URL); "
+        "v2 endpoints only",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: accessToken, expiresOn (UTC), expires_on (seconds since "
+        "the epoch), tokenType, resource, tenant",
+    )
+
+
+def _run_token(args: argparse.Namespace) -> int:
+    from ._exceptions import ConfigError
+    from ._sync import run_sync
+
+    if args.resource:
+        args.scope = f"{args.resource.rstrip('/')}/.default"
+    with _connect(args, default_grant="client_credentials") as conn:
+        if args.resource and conn.settings.version == "v1":
+            raise ConfigError(
+                "--resource needs v2 endpoints: a v1 token URI always asks for the "
+                f"environment's resource, {conn.settings.resource}.",
+                field="resource",
+                hint="Leave --resource out, or use the v2 token URI (.../oauth2/v2.0/token).",
+            )
+        token = run_sync(conn._token())
+        if args.json:
+            payload = {
+                "accessToken": token.token,
+                "expiresOn": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(token.expires_on))
+                if math.isfinite(token.expires_on)
+                else None,
+                "expires_on": int(token.expires_on) if math.isfinite(token.expires_on) else None,
+                "tokenType": "Bearer",
+                "resource": (args.resource or conn.settings.resource).rstrip("/"),
+                "tenant": conn.settings.tenant_id,
+            }
+            sys.stdout.write(json.dumps(payload) + "\n")
+        else:
+            sys.stdout.write(token.token + "\n")
+    return 0
+
+
 # -- export -------------------------------------------------------------------------------------
 
 _FORMATS = ("csv", "parquet")
@@ -587,6 +640,12 @@ _COMMANDS: dict[
         "who the service thinks you are: user (or application user), business unit, organization",
         _add_whoami_arguments,
         _run_whoami,
+    ),
+    "token": (
+        "print a current access token for the connection (like `az account get-access-token`), "
+        "for curl, Postman or a JDBC/ODBC driver's access-token flow; it is a credential",
+        _add_token_arguments,
+        _run_token,
     ),
     "export": (
         "read a table (or a query: --select, --filter, ...) with a progress bar and write it "
