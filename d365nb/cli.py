@@ -296,6 +296,26 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
+def _chosen_grant(args: argparse.Namespace) -> str | None:
+    """The grant the user chose in --connection-string, --profile or D365NB_GRANT, if any."""
+    import os
+
+    from ._connstr import parse_connection_string
+    from ._fields import ENV_PREFIX, ENV_PROFILE
+    from ._profile import load_profile
+
+    if args.connection_string:
+        grant = parse_connection_string(args.connection_string).get("grant")
+        if grant:
+            return grant
+    profile = args.profile or os.environ.get(ENV_PROFILE, "").strip()
+    if profile:
+        grant = load_profile(profile).get("grant")
+        if grant:
+            return grant
+    return os.environ.get(ENV_PREFIX + "GRANT", "").strip() or None
+
+
 def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
     """A `Connection` from the shared connection options (no network I/O yet)."""
     import os
@@ -312,7 +332,7 @@ def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
         fields["grant"] = args.grant
     info = _sandbox_info(args)
     if info is not None:
-        grant = fields.get("grant") or default_grant
+        grant = fields.get("grant") or _chosen_grant(args) or default_grant
         confidential = grant == "client_credentials"
         base = {
             "service_url": info["service_url"],

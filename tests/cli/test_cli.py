@@ -375,3 +375,20 @@ def test_token_resource_on_v1_is_explained(
             v1.replace("/token", "/authorize"), "--resource", "https://other.example"]  # fmt: skip
     assert main(argv) == 2
     assert "--resource needs v2" in capsys.readouterr().err
+
+
+@pytest.mark.sandbox
+def test_sandbox_option_keeps_the_grant_of_the_profile(
+    approving_sandbox: Sandbox, cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sb = approving_sandbox
+    info = cli_env / "sandbox.json"
+    info.write_text(json.dumps(sb.info()) + "\n", "utf-8")
+    assert main(["login", "--sandbox", str(info), "--save-as", "me"]) == 0
+    capsys.readouterr()
+    # whoami's own default is client credentials; the profile says device_code.
+    assert main(["whoami", "--sandbox", str(info), "-p", "me", "--json"]) == 0
+    who = json.loads(capsys.readouterr().out)
+    assert who["grant"] == "device_code" and who["name"] == "Alex Wilber"
+    assert main(["whoami", "--sandbox", str(info), "--json"]) == 0  # nothing chosen
+    assert json.loads(capsys.readouterr().out)["grant"] == "client_credentials"
