@@ -22,7 +22,7 @@ from ._exceptions import ConfigError
 from ._fields import ENV_PREFIX, ENV_PROFILE, FIELDS, SECRET_FIELDS, check_names
 from ._profile import default_profile_path, list_profiles, load_profile, write_profile
 
-__all__ = ["DEFAULT_PROFILE", "Settings"]
+__all__ = ["DEFAULT_PROFILE", "Settings", "chosen_grant"]
 
 #: The profile used when nothing else is given (`d365nb login` saves it).
 DEFAULT_PROFILE = "default"
@@ -35,6 +35,30 @@ def _env_values(environ: Mapping[str, str]) -> dict[str, str]:
         if value is not None and value.strip():
             out[name] = value
     return out
+
+
+def chosen_grant(
+    connection_string: str | None = None,
+    *,
+    profile: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str | None:
+    """The grant the user chose in a connection string, a profile or `D365NB_GRANT`, if any.
+
+    For callers that fill in settings of their own (the CLI's `--sandbox`) and must not
+    override the user's choice of grant.  The raw value, as written.
+    """
+    env = os.environ if environ is None else environ
+    if connection_string:
+        grant = parse_connection_string(connection_string).get("grant")
+        if grant:
+            return grant
+    profile = profile or (env.get(ENV_PROFILE) or "").strip() or None
+    if profile:
+        grant = load_profile(profile, path=default_profile_path(env)).get("grant")
+        if grant:
+            return grant
+    return (env.get(ENV_PREFIX + "GRANT") or "").strip() or None
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)

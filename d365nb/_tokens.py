@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import socket
 import ssl
 import time
@@ -48,6 +49,20 @@ class AccessToken:
     def expires_within(self, seconds: float) -> bool:
         """True when the token has less than `seconds` to live."""
         return self.expires_on - time.time() < seconds
+
+    def as_json(self, *, resource: str, tenant: str) -> dict[str, Any]:
+        """The token as `az account get-access-token` prints it (times in UTC)."""
+        known = math.isfinite(self.expires_on)
+        return {
+            "accessToken": self.token,
+            "expiresOn": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.expires_on))
+            if known
+            else None,
+            "expires_on": int(self.expires_on) if known else None,
+            "tokenType": "Bearer",
+            "resource": resource,
+            "tenant": tenant,
+        }
 
 
 # AADSTS code -> the fix, in one sentence a user can act on.

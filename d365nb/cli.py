@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -296,32 +294,12 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-def _chosen_grant(args: argparse.Namespace) -> str | None:
-    """The grant the user chose in --connection-string, --profile or D365NB_GRANT, if any."""
-    import os
-
-    from ._connstr import parse_connection_string
-    from ._fields import ENV_PREFIX, ENV_PROFILE
-    from ._profile import load_profile
-
-    if args.connection_string:
-        grant = parse_connection_string(args.connection_string).get("grant")
-        if grant:
-            return grant
-    profile = args.profile or os.environ.get(ENV_PROFILE, "").strip()
-    if profile:
-        grant = load_profile(profile).get("grant")
-        if grant:
-            return grant
-    return os.environ.get(ENV_PREFIX + "GRANT", "").strip() or None
-
-
 def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
     """A `Connection` from the shared connection options (no network I/O yet)."""
     import os
 
     from ._client import Connection
-    from ._config import Settings
+    from ._config import Settings, chosen_grant
     from ._demo import read_sandbox_info
     from ._exceptions import ConfigError
 
@@ -332,7 +310,8 @@ def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
         fields["grant"] = args.grant
     info = _sandbox_info(args)
     if info is not None:
-        grant = fields.get("grant") or _chosen_grant(args) or default_grant
+        chosen = chosen_grant(args.connection_string, profile=args.profile)
+        grant = fields.get("grant") or chosen or default_grant
         confidential = grant == "client_credentials"
         base = {
             "service_url": info["service_url"],
@@ -495,16 +474,8 @@ def _run_token(args: argparse.Namespace) -> int:
             )
         token = run_sync(conn._token())
         if args.json:
-            payload = {
-                "accessToken": token.token,
-                "expiresOn": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(token.expires_on))
-                if math.isfinite(token.expires_on)
-                else None,
-                "expires_on": int(token.expires_on) if math.isfinite(token.expires_on) else None,
-                "tokenType": "Bearer",
-                "resource": (args.resource or conn.settings.resource).rstrip("/"),
-                "tenant": conn.settings.tenant_id,
-            }
+            resource = (args.resource or conn.settings.resource).rstrip("/")
+            payload = token.as_json(resource=resource, tenant=conn.settings.tenant_id)
             sys.stdout.write(json.dumps(payload) + "\n")
         else:
             sys.stdout.write(token.token + "\n")

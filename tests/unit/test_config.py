@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from d365nb._analysis import check_fields
-from d365nb._config import Settings
+from d365nb._config import Settings, chosen_grant
 from d365nb._exceptions import ConfigError
 from d365nb._fields import FIELDS, SECRET_FIELDS, redact
 
@@ -692,6 +692,17 @@ def test_profile_keeps_the_ca_certificate_as_an_absolute_path(tmp_path, monkeypa
     loaded = Settings.from_profile("p", path=profiles)
     assert loaded.ca_cert == str(tmp_path / "ca.pem")
     assert "ca_cert" in profiles.read_text()
+
+
+def test_chosen_grant_reads_what_the_user_wrote(tmp_path):
+    profiles = tmp_path / "profiles.toml"
+    Settings(service_url=ORG, client_id=PUBLIC, grant="auth_code").save_profile("p", path=profiles)
+    environ = {"D365NB_CONFIG": str(profiles)}
+    assert chosen_grant(environ=environ) is None
+    assert chosen_grant("Grant=device_code;", profile="p", environ=environ) == "device_code"
+    assert chosen_grant(profile="p", environ=environ) == "auth_code"
+    assert chosen_grant(environ={**environ, "D365NB_PROFILE": "p"}) == "auth_code"
+    assert chosen_grant(environ={**environ, "D365NB_GRANT": "refresh_token"}) == "refresh_token"
 
 
 def test_resolve_rejects_unknown_fields():
