@@ -11,6 +11,7 @@ panel uses too, so the two never disagree.
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -306,6 +307,23 @@ class Settings:
         return f"{type(self).__name__}({', '.join(parts)})"
 
     __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td><code>{name}</code></td><td>"
+            + ("&lt;set&gt;" if name in SECRET_FIELDS else html.escape(str(value)))
+            + "</td></tr>"
+            for name in FIELDS
+            if (value := getattr(self, name)) is not None
+        )
+        notes = "".join(f"<li>{html.escape(note)}</li>" for note in self.notes)
+        return (
+            f"<div class='d365nb-settings'><table>{rows}</table>"
+            f"<p>grant <code>{html.escape(str(self.grant))}</code>: "
+            f"{html.escape(self.grant_reason)}</p>"
+            + (f"<ul>{notes}</ul>" if notes else "")
+            + "</div>"
+        )
 
     # -- derived
     @property

@@ -333,6 +333,13 @@ def test_scope_on_v1_is_ignored_with_a_note():
     assert user(token_uri=V2_TOKEN).notes == ()
 
 
+def test_notebook_display_says_the_grant_why_and_the_notes():
+    settings = user(token_uri=V1_TOKEN, client_secret=SECRET, scope=f"{ORG}/user_impersonation")
+    shown = settings._repr_html_()
+    assert "auth_code" in shown and "confidential app" in shown and "scope is not used" in shown
+    assert SECRET not in shown and "&lt;set&gt;" in shown
+
+
 def test_grant_reason_says_when_the_grant_was_chosen():
     assert "choose grant auth_code" in user(grant="auth_code").grant_reason
     assert "device code" in user().grant_reason
