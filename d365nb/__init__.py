@@ -16,13 +16,14 @@ from . import _accessor  # noqa: E402, F401
 from ._analysis import Analysis
 from ._client import Connection, WhoAmI, connect
 from ._config import Settings
-from ._convert import ColumnTypeWarning, InvalidFrameError
 from ._exceptions import (
     AuthError,
+    ColumnTypeWarning,
     ConfigError,
     D365Error,
     D365Warning,
     InsecureTransportWarning,
+    InvalidFrameError,
     ODataError,
     PartialReadError,
     PushError,
@@ -30,8 +31,10 @@ from ._exceptions import (
     TransportError,
 )
 from ._odata import F, Query, literal, where
+from ._options import PushOptions
 from ._report import PushPlan, PushReport
 from ._setup import connection, setup
+from ._transport import RetryPolicy
 from ._version import __version__
 
 __all__ = [
@@ -48,9 +51,11 @@ __all__ = [
     "ODataError",
     "PartialReadError",
     "PushError",
+    "PushOptions",
     "PushPlan",
     "PushReport",
     "Query",
+    "RetryPolicy",
     "Settings",
     "ThrottledError",
     "TransportError",

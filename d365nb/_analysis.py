@@ -351,7 +351,7 @@ class Analysis:
                 self.missing(
                     "client_secret",
                     "the client_credentials grant needs client_secret.",
-                    "Set D365NB_CLIENT_SECRET in the environment (or pass it as client_secret); "
+                    "Set D365NB_CLIENT_SECRET in the environment (or pass client_secret=); "
                     "for a signed-in user choose grant device_code instead.",
                 )
             if tenant.lower() in TENANTLESS:
@@ -376,13 +376,13 @@ class Analysis:
             self.missing(
                 "access_token",
                 "the access_token grant needs access_token.",
-                "Set D365NB_ACCESS_TOKEN (or pass it as access_token), or choose another grant.",
+                "Set D365NB_ACCESS_TOKEN (or pass access_token=), or choose another grant.",
             )
         elif grant == "refresh_token" and v["refresh_token"] is None:
             self.missing(
                 "refresh_token",
                 "the refresh_token grant needs refresh_token.",
-                "Set D365NB_REFRESH_TOKEN (or pass it as refresh_token), or choose another grant.",
+                "Set D365NB_REFRESH_TOKEN (or pass refresh_token=), or choose another grant.",
             )
         if grant not in ("access_token", "credential") and v["client_id"] is None:
             self.missing(

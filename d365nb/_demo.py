@@ -1,22 +1,17 @@
-"""The tour behind ``d365nb demo``, and how notebooks find (or start) a sandbox.
+"""The tour behind ``d365nb demo``.
 
 `run_demo()` starts an embedded sandbox, signs in with the device-code grant (the sandbox
 approves the code itself), reads accounts and opportunities as typed DataFrames, fixes a
 data-quality problem, pushes the fix back (dry run first) and reads it again to check.
 It returns a `DemoResult` and writes a short report; nothing is left behind.
 
-`notebook_sandbox()` is the first cell of the notebooks: the sandbox that
-`D365NB_SANDBOX` describes (Binder's `start` script, CI) or, when there is none, a new one
-in the kernel.
-
-The sandbox-detection contract (shared with `d365nb.setup()`): `D365NB_SANDBOX` holds
-either the JSON object that ``d365nb sandbox`` prints on its first stdout line
-(`Sandbox.info()`), or the path of a file whose first line is that JSON object.
+Notebooks find (or start) their sandbox with `d365nb.sandbox.notebook()` and sign in with
+`d365nb.sandbox.connect()`; the sandbox contract (`D365NB_SANDBOX`, the JSON line) is
+`d365nb.sandbox.SandboxInfo`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -25,134 +20,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ._client import Connection
-    from .sandbox import Sandbox
-
-__all__ = [
-    "SANDBOX_ENV",
-    "DemoResult",
-    "attach_sandbox",
-    "fill_missing_emails",
-    "notebook_sandbox",
-    "read_sandbox_info",
-    "run_demo",
-    "sandbox_connection",
-]
-
-#: Environment variable describing a running sandbox: its JSON info line, or a file holding it.
-SANDBOX_ENV = "D365NB_SANDBOX"
-_REQUIRED = ("base_url", "service_url", "tenant", "ca_cert", "public_client_id")
-
-
-def read_sandbox_info(value: str | None = None) -> dict[str, str] | None:
-    """The sandbox described by `value` (default: `$D365NB_SANDBOX`), or `None`.
-
-    `value` is the JSON object ``d365nb sandbox`` prints, or a path to a file whose first
-    line is that object.  A description that cannot be read raises `ConfigError`.
-
-    **Parameters:**
-
-    * **value** - the description; `os.environ["D365NB_SANDBOX"]` when omitted.
-    """
-    from ._exceptions import ConfigError
-
-    raw = (os.environ.get(SANDBOX_ENV, "") if value is None else value).strip()
-    if not raw:
-        return None
-    try:
-        text = raw if raw.startswith("{") else Path(raw).expanduser().read_text("utf-8")
-        lines = text.strip().splitlines()
-        info = json.loads(lines[0]) if lines else None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"{SANDBOX_ENV} cannot be read: {type(exc).__name__}: {exc}",
-            field=SANDBOX_ENV,
-            hint="Set it to the JSON line `d365nb sandbox` prints, or to a file holding it.",
-        ) from exc
-    missing = [k for k in _REQUIRED if not (isinstance(info, dict) and info.get(k))]
-    if missing:
-        raise ConfigError(
-            f"The sandbox description in {SANDBOX_ENV} lacks {', '.join(missing)}.",
-            field=SANDBOX_ENV,
-            hint="Set it to the JSON line `d365nb sandbox` prints, or to a file holding it.",
-        )
-    assert isinstance(info, dict)
-    return {str(k): str(v) for k, v in info.items()}
-
-
-def attach_sandbox(info: Mapping[str, str]) -> Sandbox:
-    """A `Sandbox` handle for a sandbox running elsewhere (another process, Binder).
-
-    Its controls (`reset()`, `approve()`) work over HTTPS; `stop()` leaves the other
-    process running.
-    """
-    from .sandbox import Sandbox, SandboxOptions
-
-    return Sandbox(info, options=SandboxOptions(data_dir=Path(info["ca_cert"]).parent))
-
-
-def notebook_sandbox(rows: int = 500, **knobs: Any) -> Sandbox:
-    """The sandbox a notebook should use: `$D365NB_SANDBOX`'s, else a new one in this kernel.
-
-    A new one keeps its data in memory, approves device codes itself and stops with the
-    kernel.  `rows` and `knobs` (`SandboxOptions` fields) apply only to a new one.
-
-    **Parameters:**
-
-    * **rows** - accounts to seed in a new sandbox (contacts, opportunities and leads
-      scale with it).
-    * **knobs** - other `SandboxOptions` fields, e.g. `latency_ms=20`.
-    """
-    info = read_sandbox_info()
-    if info is not None:
-        return attach_sandbox(info)
-    from .sandbox import start
-
-    knobs.setdefault("database", ":memory:")
-    knobs.setdefault("auto_approve", True)
-    return start(rows=rows, **knobs)
-
-
-def sandbox_connection(
-    sandbox: Sandbox | Mapping[str, str],
-    *,
-    grant: str = "device_code",
-    **options: Any,
-) -> Connection:
-    """A `Connection` to `sandbox` with its seeded app registrations (tokens in memory).
-
-    `device_code` and `auth_code` use the public client (a user signs in);
-    `client_credentials` the confidential client and its sandbox-only secret (the
-    application user).
-
-    **Parameters:**
-
-    * **sandbox** - a `Sandbox` or its `info()` dict.
-    * **grant** - the grant type.
-    * **options** - more `d365nb.connect` arguments (`max_concurrency=`, `retry=`, ...).
-    """
-    from ._client import connect
-
-    info = sandbox if isinstance(sandbox, Mapping) else sandbox.info()
-    confidential = grant == "client_credentials"
-    values: dict[str, Any] = {
-        "service_url": info["service_url"],
-        "tenant": info["tenant"],
-        "client_id": info["confidential_client_id" if confidential else "public_client_id"],
-        "grant": grant,
-        "verify": info["ca_cert"],
-        "token_cache": False,
-    }
-    if confidential:
-        values["client_secret"] = info["client_secret"]
-    values.update(options)
-    return connect(**values)
-
+__all__ = ["DemoResult", "fill_missing_emails", "run_demo"]
 
 # -- the demo ------------------------------------------------------------------------------
 
@@ -221,7 +94,7 @@ def run_demo(
     """
     from . import _accessor  # noqa: F401  (registers df.d365, as `import d365nb` does)
     from ._report import PushReport
-    from .sandbox import start
+    from .sandbox import connect, start
 
     out = sys.stdout if out is None else out
     result = DemoResult()
@@ -237,7 +110,7 @@ def run_demo(
             latency_ms=latency_ms,
         ) as sb:
             _line(out, f"  sandbox: {sb.service_url} (Entra ID + Dataverse Web API, HTTPS)")
-            with sandbox_connection(sb, grant="device_code") as conn:
+            with connect(sb, grant="device_code") as conn:
                 _line(out, "1. Sign in (device code; the sandbox approves it for you)")
                 conn.prompt = lambda code: _line(out, f"   {getattr(code, 'message', code)}")
                 conn.sign_in()

@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._client import Connection, WhoAmI
+    from .sandbox import SandboxInfo
 
 __all__ = ["build_parser", "main", "sandbox_main"]
 
-_SANDBOX_ENV = "D365NB_SANDBOX"
+_SANDBOX_ENV = "D365NB_SANDBOX"  # the name `d365nb.sandbox.SandboxInfo.from_env` reads
 _CA_ENV = "D365NB_CA_CERT"
 
 
@@ -64,6 +65,8 @@ def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
     data.add_argument("--rows", type=int, help=f"number of accounts to seed (default {d.rows})")
     data.add_argument("--seed", type=int, help=f"random seed of the data (default {d.seed})")
+    data.add_argument("--fno", action="store_true", default=None, help="also serve F&O at /fno")
+    data.add_argument("--fno-rows", type=int, help=f"F&O customers (default {d.fno_rows})")
     identity = parser.add_argument_group("sign-in")
     identity.add_argument(
         "--auto-approve",
@@ -129,6 +132,8 @@ _FLAG_TO_OPTION = {
     "reset": "reset",
     "rows": "rows",
     "seed": "seed",
+    "fno": "fno",
+    "fno_rows": "fno_rows",
     "auto_approve": "auto_approve",
     "token_lifetime": "access_token_lifetime",
     "latency_ms": "latency_ms",
@@ -195,7 +200,7 @@ def _run_sandbox(args: argparse.Namespace) -> int:
         sandbox = start(**_sandbox_knobs(args))
         try:
             info = sandbox.info()
-            sys.stdout.write(json.dumps(info) + "\n")
+            sys.stdout.write(sandbox.describe().to_json() + "\n")
             sys.stdout.flush()
             sys.stderr.write(_instructions(info, auto_approve=sandbox.options.auto_approve))
             sys.stderr.flush()
@@ -270,13 +275,13 @@ def _add_connection_arguments(parser: argparse.ArgumentParser, *, login: bool = 
     )
 
 
-def _sandbox_info(args: argparse.Namespace) -> dict[str, str] | None:
-    from ._demo import read_sandbox_info
+def _sandbox_info(args: argparse.Namespace) -> SandboxInfo | None:
     from ._exceptions import ConfigError
+    from .sandbox import SandboxInfo
 
     if args.sandbox is None:
         return None
-    info = read_sandbox_info(args.sandbox or None)
+    info = SandboxInfo.from_text(args.sandbox) if args.sandbox else SandboxInfo.from_env()
     if info is None:
         raise ConfigError(
             f"--sandbox was given but no sandbox is described (${_SANDBOX_ENV} is empty).",
@@ -300,8 +305,8 @@ def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
 
     from ._client import Connection
     from ._config import Settings, chosen_grant
-    from ._demo import read_sandbox_info
     from ._exceptions import ConfigError
+    from .sandbox import SandboxInfo
 
     fields: dict[str, Any] = {
         name: getattr(args, name) for name, _, _ in _FIELD_FLAGS if getattr(args, name)
@@ -314,16 +319,16 @@ def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
         grant = fields.get("grant") or chosen or default_grant
         confidential = grant == "client_credentials"
         base = {
-            "service_url": info["service_url"],
-            "tenant": info["tenant"],
-            "token_uri": info.get("token_uri"),
-            "auth_uri": info.get("auth_uri"),
-            "client_id": info["confidential_client_id" if confidential else "public_client_id"],
+            "service_url": info.service_url,
+            "tenant": info.tenant,
+            "token_uri": info.token_uri,
+            "auth_uri": info.auth_uri,
+            "client_id": info.confidential_client_id if confidential else info.public_client_id,
             "grant": grant,
         }
         if confidential:
-            base["client_secret"] = info["client_secret"]
-        base["ca_cert"] = info["ca_cert"]
+            base["client_secret"] = info.client_secret
+        base["ca_cert"] = info.ca_cert
         fields = {**base, **fields}
     if args.ca_cert:
         fields["ca_cert"] = args.ca_cert  # kept in the settings, so a saved profile has it
@@ -334,11 +339,11 @@ def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
         known = info
         if known is None:
             try:
-                known = read_sandbox_info()
+                known = SandboxInfo.from_env()
             except ConfigError:
                 known = None
-        if known is not None and _origin(settings.api_root) == _origin(known["service_url"]):
-            verify = known["ca_cert"]
+        if known is not None and _origin(settings.api_root) == known.origin:
+            verify = known.ca_cert
     return Connection(
         settings, verify=True if verify is None else verify, token_cache=args.token_cache
     )
@@ -447,14 +452,13 @@ def _add_token_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resource",
         metavar="URL",
-        help="the resource the token is for (default: the environment of the Service URL); "
-        "v2 endpoints only",
+        help="the resource the token is for (default: the Service URL's); v2 endpoints only",
     )
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print one JSON object: accessToken, expiresOn (UTC), expires_on (seconds since "
-        "the epoch), tokenType, resource, tenant",
+        help="one JSON object: accessToken, expiresOn (UTC), expires_on (epoch seconds), "
+        "tokenType, resource, tenant",
     )
 
 
@@ -467,18 +471,14 @@ def _run_token(args: argparse.Namespace) -> int:
     with _connect(args, default_grant="client_credentials") as conn:
         if args.resource and conn.settings.version == "v1":
             raise ConfigError(
-                "--resource needs v2 endpoints: a v1 token URI always asks for the "
-                f"environment's resource, {conn.settings.resource}.",
+                f"--resource needs v2 endpoints: v1 always asks for {conn.settings.resource}.",
                 field="resource",
                 hint="Leave --resource out, or use the v2 token URI (.../oauth2/v2.0/token).",
             )
         token = run_sync(conn._token())
-        if args.json:
-            resource = (args.resource or conn.settings.resource).rstrip("/")
-            payload = token.as_json(resource=resource, tenant=conn.settings.tenant_id)
-            sys.stdout.write(json.dumps(payload) + "\n")
-        else:
-            sys.stdout.write(token.token + "\n")
+        resource = (args.resource or conn.settings.resource).rstrip("/")
+        payload = token.as_json(resource=resource, tenant=conn.settings.tenant_id)
+        sys.stdout.write((json.dumps(payload) if args.json else token.token) + "\n")
     return 0
 
 

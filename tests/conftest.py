@@ -125,7 +125,7 @@ def sign_in() -> Callable[..., httpx.Response]:
 @pytest.fixture(autouse=True)
 def close_connections() -> Iterator[None]:
     """Close every connection a test opened (their sockets would leak into the next test)."""
-    from d365nb._client import _CONNECTIONS
+    from d365nb._session import _SESSIONS as _CONNECTIONS
 
     before = set(_CONNECTIONS)
     yield

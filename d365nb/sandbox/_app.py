@@ -1,5 +1,9 @@
 """The sandbox's top-level ASGI app: `/api/...` to the Web API, the rest to identity.
 
+`create_identity_app` puts the identity half together from its parts: the core
+(`_identity`), metadata (`_discovery`), `/token` and `/devicecode` (`_token_endpoint`),
+the sign-in pages (`_signin`) and the sandbox-only controls (`_control`).
+
 `/_sandbox/knobs` (the Web API's run-time knobs) also goes to the Web API.
 
 Dispatch is plain ASGI (the request's path is not rewritten), so each half sees the full
@@ -10,17 +14,23 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ._identity import create_identity_app
+from ._control import Control
+from ._discovery import Discovery
+from ._identity import IdentityService
 from ._options import SandboxOptions
+from ._signin import SignInPages
+from ._token_endpoint import TokenEndpoint
 from ._tokens import TokenService
 
-__all__ = ["SandboxApp", "create_app"]
+__all__ = ["SandboxApp", "create_app", "create_identity_app"]
 
 # Paths served by the Web API half: the API itself and its run-time knobs (`_limits.py`).
 _WEBAPI_PREFIXES = ("/api/", "/_sandbox/knobs")
@@ -29,15 +39,21 @@ _WEBAPI_PREFIXES = ("/api/", "/_sandbox/knobs")
 class SandboxApp:
     """ASGI app routing `/api/` to `webapi` and everything else to `identity`."""
 
-    def __init__(self, *, identity: Starlette, webapi: Starlette | None) -> None:
+    def __init__(
+        self, *, identity: Starlette, webapi: Starlette | None, fno: Starlette | None = None
+    ) -> None:
         self.identity = identity
         self.webapi = webapi
+        self.fno = fno  # the F&O environment under /fno (`_fno_app.py`), when on
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
         path: str = scope.get("path", "")
+        if self.fno is not None and (path == "/fno" or path.startswith("/fno/")):
+            await self.fno(scope, receive, send)
+            return
         if path.startswith(_WEBAPI_PREFIXES) or path == "/api":
             if self.webapi is None:
                 response = JSONResponse(
@@ -66,6 +82,55 @@ class SandboxApp:
         await send({"type": "lifespan.shutdown.complete"})
 
 
+def create_identity_app(
+    options: SandboxOptions,
+    *,
+    base_url: str,
+    tokens: TokenService,
+    reset_data: Callable[[], bool] = lambda: False,
+) -> Starlette:
+    """The identity half of the sandbox as a Starlette app (`app.state.identity`).
+
+    **Parameters:**
+
+    * **options** - the sandbox's knobs.
+    * **base_url** - the sandbox's origin (the Web API resource).
+    * **tokens** - the token service that signs the tokens.
+    * **reset_data** - re-seeds the Web API's data (for ``POST /_sandbox/reset``).
+    """
+    service = IdentityService(options, base_url=base_url, tokens=tokens, reset_data=reset_data)
+    pages = SignInPages(service)
+    discovery = Discovery(service)
+    endpoint = TokenEndpoint(service)
+    control = Control(service)
+    routes = [
+        Route("/", pages.home),
+        Route("/error", pages.error),
+        Route("/devicelogin", pages.device_login, methods=["GET", "POST"]),
+        Route("/devicelogin/confirm", pages.device_confirm, methods=["POST"]),
+        Route("/_sandbox/devicecode/approve", control.approve, methods=["POST"]),
+        Route("/_sandbox/devicecode/decline", control.decline, methods=["POST"]),
+        Route("/_sandbox/refresh-tokens/revoke", control.revoke, methods=["POST"]),
+        Route("/_sandbox/reset", control.reset, methods=["POST"]),
+        Route("/common/discovery/instance", discovery.instance_discovery),
+        Route("/{tenant}/v2.0/.well-known/openid-configuration", discovery.openid_configuration),
+        Route("/{tenant}/.well-known/openid-configuration", discovery.openid_configuration),
+        Route("/{tenant}/discovery/v2.0/keys", discovery.keys),
+        Route("/{tenant}/discovery/keys", discovery.keys),
+        Route("/{tenant}/oauth2/v2.0/authorize", pages.authorize, methods=["GET", "POST"]),
+        Route("/{tenant}/oauth2/authorize", pages.authorize, methods=["GET", "POST"]),
+        Route("/{tenant}/oauth2/v2.0/logout", pages.logout, methods=["GET", "POST"]),
+        Route("/{tenant}/oauth2/logout", pages.logout, methods=["GET", "POST"]),
+        Route("/{tenant}/oauth2/v2.0/devicecode", endpoint.devicecode, methods=["POST"]),
+        Route("/{tenant}/oauth2/devicecode", endpoint.devicecode, methods=["POST"]),
+        Route("/{tenant}/oauth2/v2.0/token", endpoint.token, methods=["POST"]),
+        Route("/{tenant}/oauth2/token", endpoint.token, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.identity = service
+    return app
+
+
 def _create_webapi(options: SandboxOptions, *, base_url: str, tokens: TokenService) -> Any:
     try:
         _webapi = importlib.import_module(f"{__package__}._webapi")
@@ -90,12 +155,21 @@ def create_app(options: SandboxOptions, *, base_url: str, tokens: TokenService) 
     * **tokens** - the token service that signs and verifies tokens.
     """
     webapi = _create_webapi(options, base_url=base_url, tokens=tokens)
+    fno = None
+    if options.fno:
+        from ._fno_app import create_fno_app
+
+        fno = create_fno_app(
+            options, base_url=base_url, verify_token=lambda t, aud: tokens.verify(t, audience=aud)
+        )
 
     def reset() -> bool:
+        if fno is not None:
+            fno.state.store.reset()
         if webapi is None:
-            return False
+            return fno is not None
         webapi.state.store.reset()
         return True
 
     identity = create_identity_app(options, base_url=base_url, tokens=tokens, reset_data=reset)
-    return SandboxApp(identity=identity, webapi=webapi)
+    return SandboxApp(identity=identity, webapi=webapi, fno=fno)

@@ -24,7 +24,6 @@ import subprocess as _subprocess
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -37,39 +36,20 @@ if TYPE_CHECKING:
 
 from .._exceptions import ConfigError
 from ._certs import CertificatePaths, ensure_certificates, ensure_private_dir
-from ._directory import (
-    CONFIDENTIAL_CLIENT_ID,
-    CONFIDENTIAL_CLIENT_SECRET,
-    PUBLIC_CLIENT_ID,
-    TENANT_ID,
-)
+from ._connect import connect
+from ._info import SandboxInfo, register, running, sandbox_info
 from ._options import SandboxOptions
 
 __all__ = [
     "Sandbox",
     "make_options",
     "running_sandboxes",
-    "sandbox_info",
     "start",
     "wait_for_signal",
 ]
 
 # Seeding 1,000,000 accounts in a fresh child takes about a minute on 2 cores.
 _START_TIMEOUT = 300.0
-_INFO_KEYS = (
-    "base_url",
-    "service_url",
-    "authority",
-    "token_uri",
-    "auth_uri",
-    "tenant",
-    "ca_cert",
-    "public_client_id",
-    "confidential_client_id",
-    "client_secret",
-    "approve_url",
-    "device_login_url",
-)
 
 
 def make_options(options: SandboxOptions | None = None, **knobs: Any) -> SandboxOptions:
@@ -101,31 +81,6 @@ def _display_host(host: str) -> str:
     except ValueError:
         pass
     return host
-
-
-def sandbox_info(base_url: str, ca_cert: str) -> dict[str, str]:
-    """What clients need to reach a sandbox at `base_url` (the JSON line it prints).
-
-    **Parameters:**
-
-    * **base_url** - the sandbox's origin, ``https://127.0.0.1:PORT``.
-    * **ca_cert** - the path of the CA certificate clients must trust.
-    """
-    authority = f"{base_url}/{TENANT_ID}"
-    return {
-        "base_url": base_url,
-        "service_url": f"{base_url}/api/data/v9.2/",
-        "authority": authority,
-        "token_uri": f"{authority}/oauth2/v2.0/token",
-        "auth_uri": f"{authority}/oauth2/v2.0/authorize",
-        "tenant": TENANT_ID,
-        "ca_cert": ca_cert,
-        "public_client_id": PUBLIC_CLIENT_ID,
-        "confidential_client_id": CONFIDENTIAL_CLIENT_ID,
-        "client_secret": CONFIDENTIAL_CLIENT_SECRET,
-        "approve_url": f"{base_url}/_sandbox/devicecode/approve",
-        "device_login_url": f"{base_url}/devicelogin",
-    }
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -219,7 +174,8 @@ class Sandbox:
     Attributes hold what clients need: `base_url`, `service_url` (the Web API root),
     `authority`, `token_uri`, `auth_uri`, `tenant`, `ca_cert` (path of the CA certificate
     to trust), `public_client_id`, `confidential_client_id`, `client_secret` (a
-    sandbox-only credential), `approve_url`, `device_login_url` and `options`.
+    sandbox-only credential), `approve_url`, `device_login_url`, `fno_service_url` (the
+    finance and operations environment, served when started with ``fno=True``) and `options`.
     Use it as a context manager, or call `stop()`.
     """
 
@@ -235,17 +191,20 @@ class Sandbox:
     client_secret: str
     approve_url: str
     device_login_url: str
+    fno_service_url: str  # finance and operations `/data/` root (served with fno=True)
 
     def __init__(
         self,
-        info: Mapping[str, str],
+        info: SandboxInfo | Mapping[str, str],
         *,
         options: SandboxOptions,
         server: _ServerThread | None = None,
         process: _subprocess.Popen[bytes] | None = None,
     ) -> None:
-        for key in _INFO_KEYS:
-            setattr(self, key, info[key])
+        described = info if isinstance(info, SandboxInfo) else SandboxInfo.from_mapping(info)
+        self._info = described
+        for item in dataclasses.fields(described):
+            setattr(self, item.name, getattr(described, item.name))
         self.options = options
         self._server = server
         self._process = process
@@ -275,8 +234,15 @@ class Sandbox:
         return self._process is None or self._process.poll() is None
 
     def info(self) -> dict[str, str]:
-        """The connection values as a dict (the JSON line `d365nb sandbox` prints)."""
-        return {key: getattr(self, key) for key in _INFO_KEYS}
+        """The connection values as a dict (the JSON line `d365nb sandbox` prints).
+
+        `SandboxInfo.from_mapping(sb.info())` (or `sb.describe()`) gives the typed value.
+        """
+        return self._info.to_dict()
+
+    def describe(self) -> SandboxInfo:
+        """The connection values as a `SandboxInfo`."""
+        return self._info
 
     def stop(self) -> None:
         """Stop the server (idempotent); a child process gets SIGTERM, then SIGKILL."""
@@ -333,16 +299,14 @@ class Sandbox:
         self._control("/_sandbox/reset", {})
 
     def connect(self, *, grant: str = "client_credentials", **settings: Any) -> Connection:
-        """A `Connection` to this sandbox, configured for `grant` (see `connect_to`).
+        """A `Connection` to this sandbox, configured for `grant` (see `d365nb.sandbox.connect`).
 
         ```python
         conn = sb.connect()                     # client credentials (application user)
         conn = sb.connect(grant="device_code")  # approve with sb.approve(code)
         ```
         """
-        from ._connect import connect_to
-
-        return connect_to(self, grant=grant, **settings)
+        return connect(self._info, grant=grant, **settings)
 
     def revoke_refresh_tokens(self, user: str | None = None) -> int:
         """Revoke every refresh token (or only `user`'s); returns how many were revoked.
@@ -356,12 +320,9 @@ class Sandbox:
         return revoked
 
 
-_RUNNING: weakref.WeakSet[Sandbox] = weakref.WeakSet()
-
-
 def running_sandboxes() -> list[Sandbox]:
     """Sandboxes started by this process and still running (the setup panel offers them)."""
-    return [sb for sb in list(_RUNNING) if sb.running]
+    return running()
 
 
 def _ssl_context(ca_cert: str) -> Any:
@@ -394,7 +355,7 @@ def start(
     opts = make_options(options, **knobs)
     if subprocess:
         child = _start_subprocess(opts)
-        _RUNNING.add(child)
+        register(child)
         return child
     from ._app import create_app
     from ._tokens import TokenService
@@ -413,7 +374,7 @@ def start(
     server = _ServerThread(app, sock=sock, certs=certs)
     server.start()
     sandbox = Sandbox(sandbox_info(base_url, str(certs.ca_cert)), options=opts, server=server)
-    _RUNNING.add(sandbox)
+    register(sandbox)
     return sandbox
 
 

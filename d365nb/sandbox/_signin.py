@@ -12,7 +12,6 @@ import secrets
 import time
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from starlette.requests import Request
@@ -26,12 +25,12 @@ from ._grants import (
     AuthCode,
     Grant,
     SignIn,
+    origin_of,
     redirect_uri_matches,
     resource_on_v2,
 )
-
-if TYPE_CHECKING:
-    from ._identity import IdentityService
+from ._identity import IdentityService
+from ._info import sandbox_info
 
 __all__ = ["SignInPages"]
 
@@ -281,3 +280,15 @@ class SignInPages:
     async def logout(self, request: Request) -> Response:
         """The end-session endpoint: the sandbox keeps no browser session, so just say so."""
         return HTMLResponse(_pages.signed_out_page())
+
+    # -- the home and error pages
+
+    async def home(self, request: Request) -> Response:
+        info = sandbox_info(origin_of(request), "(see the sandbox's start-up output)").to_dict()
+        info.pop("client_secret")
+        return HTMLResponse(_pages.home_page(info))
+
+    async def error(self, request: Request) -> Response:
+        code = request.query_params.get("code", "")
+        text = "See reference/identity-protocol.md for what this code means."
+        return HTMLResponse(_pages.error_page(int(code) if code.isdigit() else 0, text))

@@ -2,7 +2,7 @@
 
 The sandbox runs in a thread of the test process; its description (the JSON line
 `d365nb sandbox` prints) is written to a file and handed to each kernel as
-`D365NB_SANDBOX`, the contract the notebooks (`d365nb._demo.notebook_sandbox`) and the
+`D365NB_SANDBOX`, the contract the notebooks (`d365nb.sandbox.notebook()`) and the
 setup panel read.  nbclient executes with `store_widget_state=False`, as CI must (it would
 otherwise save widget state, secrets included, into the notebook).
 
@@ -165,12 +165,12 @@ def _check_plot(nb: Any) -> None:
 BINDER = ROOT / "binder"
 _PROBE = """
 import json
-from d365nb._demo import notebook_sandbox, sandbox_connection
-from d365nb.widgets._controller import find_sandbox
+import d365nb.sandbox
+from d365nb.sandbox._info import find_sandbox
 
-sb = notebook_sandbox()                  # must attach to Binder's sandbox, not start one
+sb = d365nb.sandbox.notebook()           # must attach to Binder's sandbox, not start one
 preset = find_sandbox()                  # what d365nb.setup() offers
-with sandbox_connection(sb) as conn:
+with d365nb.sandbox.connect(sb, grant="device_code") as conn:
     conn.sign_in()                       # device code, approved by --auto-approve
     who = conn.whoami()
     rows = len(conn.read("accounts", select=["name"], progress=False))

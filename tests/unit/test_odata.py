@@ -18,14 +18,13 @@ from odata_query import ast
 from odata_query.grammar import ODataLexer, ODataParser
 
 from d365nb import ConfigError, TransportError
+from d365nb._fetchxml import fetchxml_with_page, paging_cookie_from_annotation
 from d365nb._odata import (
     F,
     Query,
     check_name,
-    fetchxml_with_page,
     in_,
     literal,
-    paging_cookie_from_annotation,
     where,
 )
 

@@ -1,0 +1,171 @@
+"""The sandbox's metadata model as classes: tables, columns, relationships, nav properties.
+
+`_schema.py` defines the sandbox's tables with them; everything else reads those.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+__all__ = ["Attribute", "NavProperty", "Relationship", "Table", "metadata_id"]
+
+_NS = uuid.UUID("d3650000-0000-4000-8000-00000000d365")
+
+
+def metadata_id(*parts: str) -> str:
+    """A stable MetadataId for a table, column, key or option set."""
+    return str(uuid.uuid5(_NS, "/".join(parts)))
+
+
+# Dataverse AttributeType -> (Edm type, SQLite type, AttributeTypeName, metadata @odata.type)
+_KINDS: dict[str, tuple[str, str, str, str]] = {
+    "Uniqueidentifier": ("Edm.Guid", "TEXT", "UniqueidentifierType", "AttributeMetadata"),
+    "String": ("Edm.String", "TEXT COLLATE NOCASE", "StringType", "StringAttributeMetadata"),
+    "Memo": ("Edm.String", "TEXT COLLATE NOCASE", "MemoType", "MemoAttributeMetadata"),
+    "Integer": ("Edm.Int32", "INTEGER", "IntegerType", "IntegerAttributeMetadata"),
+    "BigInt": ("Edm.Int64", "INTEGER", "BigIntType", "BigIntAttributeMetadata"),
+    "Decimal": ("Edm.Decimal", "REAL", "DecimalType", "DecimalAttributeMetadata"),
+    "Money": ("Edm.Decimal", "REAL", "MoneyType", "MoneyAttributeMetadata"),
+    "Double": ("Edm.Double", "REAL", "DoubleType", "DoubleAttributeMetadata"),
+    "Boolean": ("Edm.Boolean", "INTEGER", "BooleanType", "BooleanAttributeMetadata"),
+    "DateTime": ("Edm.DateTimeOffset", "TEXT", "DateTimeType", "DateTimeAttributeMetadata"),
+    "Picklist": ("Edm.Int32", "INTEGER", "PicklistType", "PicklistAttributeMetadata"),
+    "Virtual": (
+        "Edm.String",
+        "TEXT",
+        "MultiSelectPicklistType",
+        "MultiSelectPicklistAttributeMetadata",
+    ),
+    "State": ("Edm.Int32", "INTEGER", "StateType", "StateAttributeMetadata"),
+    "Status": ("Edm.Int32", "INTEGER", "StatusType", "StatusAttributeMetadata"),
+    "Lookup": ("Edm.Guid", "TEXT", "LookupType", "LookupAttributeMetadata"),
+    "Customer": ("Edm.Guid", "TEXT", "CustomerType", "LookupAttributeMetadata"),
+    "Owner": ("Edm.Guid", "TEXT", "OwnerType", "LookupAttributeMetadata"),
+}
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One column (`AttributeMetadata`)."""
+
+    name: str  # logical name; lookups: "parentaccountid"
+    kind: str  # AttributeType (multi-select choices are "Virtual")
+    label: str
+    max_length: int | None = None
+    options: tuple[tuple[int, str], ...] = ()
+    targets: tuple[str, ...] = ()  # lookups: target logical names
+    date_only: bool = False
+    creatable: bool = True
+    updatable: bool = True
+    required: bool = False
+    # Status options carry their state: (value, label, state)
+    status_states: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def column(self) -> str:
+        """The Web API property (and SQLite column) holding the value."""
+        return f"_{self.name}_value" if self.is_lookup else self.name
+
+    @property
+    def is_lookup(self) -> bool:
+        return self.kind in ("Lookup", "Customer", "Owner")
+
+    @property
+    def polymorphic(self) -> bool:
+        return len(self.targets) > 1
+
+    @property
+    def type_column(self) -> str:
+        return f"_{self.name}_type"
+
+    @property
+    def edm(self) -> str:
+        return "Edm.Date" if self.date_only else _KINDS[self.kind][0]
+
+    @property
+    def sql_type(self) -> str:
+        return _KINDS[self.kind][1]
+
+    @property
+    def type_name(self) -> str:
+        return _KINDS[self.kind][2]
+
+    @property
+    def metadata_type(self) -> str:
+        return _KINDS[self.kind][3]
+
+    @property
+    def is_text(self) -> bool:
+        return self.kind in ("String", "Memo")
+
+    def label_of(self, value: int) -> str | None:
+        for v, text in self.options:
+            if v == value:
+                return text
+        return None
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table (`EntityMetadata`)."""
+
+    logical: str
+    entity_set: str
+    display: str
+    display_plural: str
+    primary_id: str
+    primary_name: str
+    object_type_code: int
+    attributes: tuple[Attribute, ...]
+    # alternate keys: (schema name, key attribute logical names)
+    keys: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    _by_name: dict[str, Attribute] = field(default_factory=dict, compare=False, repr=False)
+    _by_column: dict[str, Attribute] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for attr in self.attributes:
+            self._by_name[attr.name] = attr
+            self._by_column[attr.column] = attr
+
+    def attribute(self, name: str) -> Attribute | None:
+        """The attribute with this logical name."""
+        return self._by_name.get(name)
+
+    def by_column(self, column: str) -> Attribute | None:
+        """The attribute behind this Web API property (`_x_value` for lookups)."""
+        return self._by_column.get(column)
+
+    @property
+    def metadata_id(self) -> str:
+        return metadata_id(self.logical)
+
+    @property
+    def money(self) -> bool:
+        return any(a.kind == "Money" for a in self.attributes)
+
+
+@dataclass(frozen=True)
+class Relationship:
+    """A one-to-many relationship: `referencing.attribute` points at `referenced`."""
+
+    schema_name: str
+    referenced: str  # the "one" side (logical name)
+    referencing: str  # the "many" side
+    attribute: str  # lookup logical name on the referencing table
+    referencing_nav: str  # single-valued nav on the referencing table
+    referenced_nav: str  # collection-valued nav on the referenced table
+
+
+@dataclass(frozen=True)
+class NavProperty:
+    """A navigation property seen from one table."""
+
+    name: str
+    relationship: Relationship
+    collection: bool
+
+    @property
+    def target(self) -> str:
+        rel = self.relationship
+        return rel.referencing if self.collection else rel.referenced

@@ -1,0 +1,55 @@
+"""The one way in from a notebook: `notebook()` finds (or starts) a sandbox, `connect()`
+signs in to it.
+
+```python
+import d365nb.sandbox
+
+sb = d365nb.sandbox.notebook(rows=500)                 # $D365NB_SANDBOX's, else a new one
+conn = d365nb.sandbox.connect(sb, grant="device_code")
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ._connect import connect
+from ._info import SandboxInfo
+from ._options import SandboxOptions
+from ._server import Sandbox, start
+
+__all__ = ["attach", "connect", "notebook"]
+
+
+def attach(info: SandboxInfo) -> Sandbox:
+    """A `Sandbox` handle for a sandbox running elsewhere (another process, Binder).
+
+    Its controls (`reset()`, `approve()`) work over HTTPS; `stop()` leaves the other
+    process running.
+
+    **Parameters:**
+
+    * **info** - the sandbox's description.
+    """
+    return Sandbox(info, options=SandboxOptions(data_dir=Path(info.ca_cert).parent))
+
+
+def notebook(rows: int = 500, **knobs: Any) -> Sandbox:
+    """The sandbox a notebook should use: `$D365NB_SANDBOX`'s, else a new one in this kernel.
+
+    A new one keeps its data in memory, approves device codes itself and stops with the
+    kernel.  `rows` and `knobs` (`SandboxOptions` fields) apply only to a new one.
+
+    **Parameters:**
+
+    * **rows** - accounts to seed in a new sandbox (contacts, opportunities and leads
+      scale with it).
+    * **knobs** - other `SandboxOptions` fields, e.g. `latency_ms=20`.
+    """
+    info = SandboxInfo.from_env()
+    if info is not None:
+        return attach(info)
+    knobs.setdefault("database", ":memory:")
+    knobs.setdefault("auto_approve", True)
+    return start(rows=rows, **knobs)
