@@ -12,7 +12,7 @@ from d365nb._auth import CLOCK_SKEW, jwt_claims
 from d365nb.sandbox import Sandbox
 from d365nb.sandbox._connect import connect_to
 from d365nb.sandbox._directory import CONFIDENTIAL_CLIENT_ID, app_by_id
-from tests.oauth import client_credentials_token
+from tests._support.oauth import client_credentials_token
 
 pytestmark = pytest.mark.sandbox
 

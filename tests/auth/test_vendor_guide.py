@@ -21,8 +21,8 @@ from d365nb import AuthError
 from d365nb._auth import AuthCodeFlow
 from d365nb.sandbox import Sandbox
 from d365nb.sandbox._directory import CONFIDENTIAL_CLIENT_ID, app_by_id, user_by_name
-from tests.auth.browser import sign_in_on_page
-from tests.oauth import tls
+from tests._support.browser import sign_in_on_page
+from tests._support.oauth import tls
 
 pytestmark = pytest.mark.sandbox
 
@@ -162,7 +162,7 @@ def test_confidential_auth_code_loopback_receives_the_form_post(
 ) -> None:
     import threading
 
-    from tests.auth.browser import submit_form_post
+    from tests._support.browser import submit_form_post
 
     conn = connect(sandbox, guide_string(sandbox, version=version))
 

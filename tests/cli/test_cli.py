@@ -334,7 +334,7 @@ def test_token_prints_a_token_the_web_api_accepts(
 ) -> None:
     import httpx
 
-    from tests.oauth import tls
+    from tests._support.oauth import tls
 
     assert main(["token", "--sandbox", str(sandbox_file), "--no-token-cache"]) == 0
     out, err = capsys.readouterr()
