@@ -106,6 +106,7 @@ def create_identity_app(
         Route("/_sandbox/devicecode/decline", control.decline, methods=["POST"]),
         Route("/_sandbox/refresh-tokens/revoke", control.revoke, methods=["POST"]),
         Route("/_sandbox/reset", control.reset, methods=["POST"]),
+        Route("/_sandbox/clock", control.clock, methods=["GET", "POST"]),
         Route("/common/discovery/instance", discovery.instance_discovery),
         Route("/{tenant}/v2.0/.well-known/openid-configuration", discovery.openid_configuration),
         Route("/{tenant}/.well-known/openid-configuration", discovery.openid_configuration),

@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -171,8 +172,9 @@ class RefreshToken:
 class RefreshTokens:
     """Refresh tokens by hash; each redemption rotates (the old token stops working)."""
 
-    def __init__(self, lifetime: int) -> None:
+    def __init__(self, lifetime: int, *, clock: Callable[[], float] = time.time) -> None:
         self.lifetime = lifetime
+        self.clock = clock
         self._live: dict[str, RefreshToken] = {}
         self._dead: dict[str, str] = {}  # hash -> "used" | "revoked"
 
@@ -183,7 +185,7 @@ class RefreshTokens:
     def issue(self, *, app: App, user: User, grant: Grant) -> str:
         token = "0.SBX." + secrets.token_urlsafe(48)
         self._live[self._hash(token)] = RefreshToken(
-            app=app, user=user, grant=grant, expires_at=time.time() + self.lifetime
+            app=app, user=user, grant=grant, expires_at=self.clock() + self.lifetime
         )
         return token
 
@@ -206,7 +208,7 @@ class RefreshTokens:
                 "and resource.",
             )
         self._dead[key] = "used"
-        if time.time() >= entry.expires_at:
+        if self.clock() >= entry.expires_at:
             raise AADError(
                 "invalid_grant",
                 700082,

@@ -41,6 +41,7 @@ from ._info import SandboxInfo, register, running, sandbox_info
 from ._options import SandboxOptions
 
 __all__ = [
+    "KnobChange",
     "Sandbox",
     "make_options",
     "running_sandboxes",
@@ -50,6 +51,9 @@ __all__ = [
 
 # Seeding 1,000,000 accounts in a fresh child takes about a minute on 2 cores.
 _START_TIMEOUT = 300.0
+# The knob that moves the identity service's clock (`/_sandbox/clock`); the others go to
+# the Web API's `/_sandbox/knobs`.
+_CLOCK_KNOB = "clock_offset"
 
 
 def make_options(options: SandboxOptions | None = None, **knobs: Any) -> SandboxOptions:
@@ -261,18 +265,57 @@ class Sandbox:
 
     # -- sandbox-only controls (over HTTPS, so they work for both thread and subprocess)
 
-    def _control(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def _control(
+        self, path: str, body: Mapping[str, Any] | None, *, method: str = "POST"
+    ) -> dict[str, Any]:
         if not self.running:
             raise RuntimeError("The sandbox is stopped; start a new one with sandbox.start().")
         with httpx.Client(verify=_ssl_context(self.ca_cert), trust_env=False) as client:
-            response = client.post(f"{self.base_url}{path}", json=dict(body), timeout=120)
+            response = client.request(
+                method,
+                f"{self.base_url}{path}",
+                json=None if body is None else dict(body),
+                timeout=120,
+            )
         payload: dict[str, Any] = response.json()
         if response.status_code >= 400:
+            error = payload.get("error")
+            message = error.get("message") if isinstance(error, dict) else None
             raise ConfigError(
-                payload.get("message", f"The sandbox answered HTTP {response.status_code}."),
+                payload.get("message")
+                or message
+                or f"The sandbox answered HTTP {response.status_code}.",
                 hint=payload.get("hint"),
             )
         return payload
+
+    def knobs(self, **changes: Any) -> KnobChange:
+        """Change run-time knobs now; used as a context manager, put them back on exit.
+
+        ```python
+        with sb.knobs(clock_offset=3600):   # an hour later: every token has expired
+            ...
+        sb.knobs(latency_ms=50)              # stays until changed again
+        ```
+
+        **Parameters:**
+
+        * **changes** - `clock_offset` (seconds the identity service's clock runs ahead:
+          token, code and refresh-token expiry, without sleeping), and any Web API knob
+          (`latency_ms`, `fault_503_rate`, the service-protection limits, ...; see
+          ``GET /_sandbox/knobs``).  A bad name or value raises `ConfigError`.
+        """
+        previous: dict[str, Any] = {}
+        webapi = {k: v for k, v in changes.items() if k != _CLOCK_KNOB}
+        if webapi:
+            current = self._control("/_sandbox/knobs/", None, method="GET")
+            previous.update({k: current[k] for k in webapi if k in current})
+            self._control("/_sandbox/knobs/", webapi)
+        if _CLOCK_KNOB in changes:
+            before = self._control("/_sandbox/clock", None, method="GET")["offset"]
+            self._control("/_sandbox/clock", {"offset": changes[_CLOCK_KNOB]})
+            previous[_CLOCK_KNOB] = before
+        return KnobChange(self, previous)
 
     def approve(self, user_code: str, user: str | None = None) -> dict[str, Any]:
         """Approve the pending device code `user_code` as `user` (default: the first user).
@@ -316,6 +359,29 @@ class Sandbox:
         body = {} if user is None else {"user": user}
         revoked: int = self._control("/_sandbox/refresh-tokens/revoke", body)["revoked"]
         return revoked
+
+
+class KnobChange:
+    """What `Sandbox.knobs()` changed; leaving its `with` block puts the old values back."""
+
+    def __init__(self, sandbox: Sandbox, previous: Mapping[str, Any]) -> None:
+        self.sandbox = sandbox
+        self.previous = dict(previous)
+
+    def __repr__(self) -> str:
+        return f"<KnobChange restoring {sorted(self.previous)}>"
+
+    def __enter__(self) -> KnobChange:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.sandbox.running:
+            self.sandbox.knobs(**self.previous)
 
 
 def running_sandboxes() -> list[Sandbox]:
