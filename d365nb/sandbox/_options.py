@@ -47,6 +47,9 @@ class SandboxOptions:
     max_page_size: int = 5000
     latency_ms: float = 0.0  # added to every Web API request
     latency_per_row_ms: float = 0.0  # added per row returned or written
+    # Larger request bodies get 413.  [UNVERIFIED] 128 MiB, the size Dataverse is commonly
+    # reported to refuse above; the service documents 413 but not the number.
+    max_request_bytes: int = 128 * 1024 * 1024
 
     # -- service protection limits (per user, per window); defaults are Dataverse's
     window_seconds: float = 300.0

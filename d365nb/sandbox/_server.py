@@ -142,6 +142,9 @@ class _ServerThread:
             lifespan="on",
             timeout_graceful_shutdown=5,
             server_header=False,
+            # Room for URLs past the Web API's 32 KB limit, so the app (not h11) answers
+            # them with the service's JSON error.
+            h11_max_incomplete_event_size=256 * 1024,
         )
         self._server = _make_server(config)
         self._sock = sock
