@@ -31,6 +31,9 @@ class SandboxOptions:
     # ":memory:" for a throw-away database; None: <data_dir>/dataverse.sqlite
     database: str | None = None
     reset: bool = False  # re-seed the database on start
+    # Control routes (/_sandbox/*) need the admin secret from the JSON line: None means only
+    # when listening on a non-loopback address (a loopback socket is its own boundary).
+    require_admin_secret: bool | None = None
 
     # -- data
     rows: int = 2000  # accounts; the other tables scale with it

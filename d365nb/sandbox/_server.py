@@ -18,12 +18,14 @@ import difflib
 import ipaddress
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess as _subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
 from .._exceptions import ConfigError
 from ._certs import CertificatePaths, ensure_certificates, ensure_private_dir
 from ._connect import connect
-from ._info import SandboxInfo, register, running, sandbox_info
+from ._info import ADMIN_HEADER, SandboxInfo, register, running, sandbox_info
 from ._options import SandboxOptions
 
 __all__ = [
@@ -197,6 +199,7 @@ class Sandbox:
     client_secret: str
     approve_url: str
     device_login_url: str
+    admin_secret: str | None
 
     def __init__(
         self,
@@ -273,11 +276,13 @@ class Sandbox:
     ) -> dict[str, Any]:
         if not self.running:
             raise RuntimeError("The sandbox is stopped; start a new one with sandbox.start().")
+        headers = {ADMIN_HEADER: self.admin_secret} if self.admin_secret else {}
         with httpx.Client(verify=_ssl_context(self.ca_cert), trust_env=False) as client:
             response = client.request(
                 method,
                 f"{self.base_url}{path}",
                 json=None if body is None else dict(body),
+                headers=headers,
                 timeout=120,
             )
         payload: dict[str, Any] = response.json()
@@ -424,8 +429,17 @@ def start(
         child = _start_subprocess(opts)
         register(child)
         return child
-    from ._app import create_app
+    from ._app import create_app, is_loopback
     from ._tokens import TokenService
+
+    if not is_loopback(opts.host):
+        warnings.warn(
+            f"The sandbox listens on {opts.host}, so other machines can reach it: its test "
+            "credentials are published and anyone who can connect can sign in and read its "
+            "data. Its control routes need the admin secret from its JSON line.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     host = opts.host
     certs = ensure_certificates(opts.data_dir, hosts=(_display_host(host).strip("[]"),))
@@ -434,13 +448,15 @@ def start(
         port = sock.getsockname()[1]
         base_url = f"https://{_display_host(host)}:{port}"
         tokens = TokenService.load(opts.data_dir, base_url=base_url)
-        app = create_app(opts, base_url=base_url, tokens=tokens)
+        admin_secret = secrets.token_urlsafe(24)
+        app = create_app(opts, base_url=base_url, tokens=tokens, admin_secret=admin_secret)
     except BaseException:
         sock.close()
         raise
     server = _ServerThread(app, sock=sock, certs=certs)
     server.start()
-    sandbox = Sandbox(sandbox_info(base_url, str(certs.ca_cert)), options=opts, server=server)
+    info = sandbox_info(base_url, str(certs.ca_cert), admin_secret=admin_secret)
+    sandbox = Sandbox(info, options=opts, server=server)
     register(sandbox)
     return sandbox
 
