@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import re
 import secrets
 import time
 import uuid
@@ -169,6 +170,9 @@ class RefreshToken:
     expires_at: float
 
 
+_REFRESH_TOKEN_SHAPE = re.compile(r"^[0-9]\.[A-Za-z0-9_\-.]{16,}$")
+
+
 class RefreshTokens:
     """Refresh tokens by hash; each redemption rotates (the old token stops working)."""
 
@@ -190,6 +194,12 @@ class RefreshTokens:
         return token
 
     def redeem(self, token: str) -> RefreshToken:
+        if not _REFRESH_TOKEN_SHAPE.match(token):
+            # [UNVERIFIED] the shape test: Entra's refresh tokens are `<digit>.<base64url>`;
+            # anything else is malformed (9002313), a well-formed unknown one has expired.
+            raise AADError(
+                "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid."
+            )
         key = self._hash(token)
         entry = self._live.pop(key, None)
         if entry is None:

@@ -67,6 +67,8 @@ class Expand:
     orderby: list[tuple[Attribute, bool]] = field(default_factory=list)
     top: int | None = None
     select_text: str | None = None
+    filter_text: str | None = None
+    orderby_text: str | None = None
 
 
 @dataclass
@@ -172,8 +174,10 @@ def parse_expand(table: Table, text: str) -> list[Expand]:
                     exp.select_text = value
                 elif key == "$filter":
                     exp.filter = parse_filter(target, value)
+                    exp.filter_text = value
                 elif key == "$orderby":
                     exp.orderby = parse_orderby(target, value)
+                    exp.orderby_text = value
                 elif key == "$top":
                     exp.top = _int_option("$top", value)
                 else:
@@ -209,11 +213,15 @@ _PLACEHOLDER = re.compile(r"^_d365fn(\d+)_$")
 
 def _closing(text: str, start: int) -> int:
     """Index of the `)` matching the `(` at `start`, skipping quoted text and brackets."""
-    depth, quote = 0, ""
+    depth, quote, escaped = 0, "", False
     for j in range(start, len(text)):
         ch = text[j]
-        if quote:
-            if ch == quote:
+        if escaped:  # the character after a backslash in a JSON string
+            escaped = False
+        elif quote:
+            if quote == '"' and ch == "\\":
+                escaped = True
+            elif ch == quote:
                 quote = ""
         elif ch in "'\"":
             quote = ch
@@ -228,10 +236,14 @@ def _closing(text: str, start: int) -> int:
 
 def _function_args(text: str) -> dict[str, Any]:
     parts: list[str] = []
-    depth, quote, start = 0, "", 0
+    depth, quote, start, escaped = 0, "", 0, False
     for j, ch in enumerate(text):
-        if quote:
-            if ch == quote:
+        if escaped:  # the character after a backslash in a JSON string
+            escaped = False
+        elif quote:
+            if quote == '"' and ch == "\\":
+                escaped = True
+            elif ch == quote:
                 quote = ""
         elif ch in "'\"":
             quote = ch

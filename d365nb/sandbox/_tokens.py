@@ -197,7 +197,7 @@ class TokenService:
         * **roles** - application permissions for app tokens.
         * **lifetime** - seconds until `exp`.
         * **origin** - the origin the client called (for `iss`).
-        * **authenticated_with_secret** - sets `appidacr` / `azpacr` to ``1``.
+        * **authenticated_with_secret** - sets `appidacr` to ``1``.
         """
         now = int(self.clock())
         exp = now + lifetime
@@ -208,12 +208,10 @@ class TokenService:
             "iat": now,
             "nbf": now,
             "exp": exp,
-            # v1 tokens name the client `appid`; `azp` (its v2 name) is added so that code
-            # written for either version finds it.
+            # v1 tokens (what Dataverse gets, from either endpoint) name the client `appid`;
+            # `azp`/`azpacr` are v2-only claims and are not sent.
             "appid": app.client_id,
             "appidacr": acr,
-            "azp": app.client_id,
-            "azpacr": acr,
             "tid": self.tenant_id,
             "uti": secrets.token_urlsafe(16),
             "ver": "1.0",

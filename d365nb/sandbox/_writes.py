@@ -382,7 +382,12 @@ class Writer:
             self.update(table, found[0], values, caller)
             return found[0], False
         values = self.values(table, body, creating=True)
-        values.update(key)
+        for column, value in key.items():
+            # An alternate key's values become columns of the new row: checked as a body's
+            # are (e.g. a string over the column's maximum length is 0x80044331).
+            attr = table.by_column(column)
+            is_column = attr is not None and attr.name != table.primary_id
+            values[column] = self._convert(table, attr, value) if attr and is_column else value
         return self.create(table, values, caller), True
 
     @staticmethod
