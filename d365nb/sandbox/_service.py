@@ -9,6 +9,7 @@ parentheses with quoted strings, casts, `$count`), so they are parsed here:
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any
 
@@ -134,6 +135,10 @@ class Service:
             if call.method != "GET":
                 raise _method_not_allowed(call)
             return self.metadata.entity_definitions(call, path[len("EntityDefinitions") :])
+        if path.startswith("RetrieveTotalRecordCount("):
+            if call.method != "GET":
+                raise _no_resource(call)
+            return self._total_record_count(call, path)
         if path == "RelationshipDefinitions":
             return self.metadata.relationship_definitions(call)
         if path == "BulkDelete":
@@ -163,6 +168,50 @@ class Service:
         if key is None:
             return self._collection(call, table, rest)
         return self._entity(call, table, key, rest)
+
+    def _total_record_count(self, call: Call, path: str) -> Reply:
+        """`RetrieveTotalRecordCount(EntityNames=[...])` (inline or as a `@p1` alias).
+
+        [MS] the response is an `EntityRecordCountCollection` (Count, IsReadOnly, Keys,
+        Values).  The service counts from a snapshot up to a day old; the sandbox counts now.
+        """
+        inner = path[len("RetrieveTotalRecordCount(") :].rstrip(")")
+        name, _, raw = inner.partition("=")
+        if name.strip() != "EntityNames":
+            raise syntax_error("RetrieveTotalRecordCount takes one parameter, EntityNames.")
+        raw = raw.strip()
+        if raw.startswith("@"):
+            raw = call.params.get(raw, "")
+        try:
+            names = json.loads(raw)
+        except ValueError:
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise syntax_error(f"Invalid array parameter '{raw}' for EntityNames.")
+        counts: list[int] = []
+        for logical in names:
+            table = table_by_logical(logical)
+            if table is None:
+                # [UNVERIFIED] the status, code and text for an unknown table.
+                raise ApiError(
+                    404, "0x80040217", f"Could not find entity with logical name '{logical}'."
+                )
+            self._check_role(call, table)
+            rows = self.store.query(f'SELECT COUNT(*) FROM "{table.entity_set}"', [])
+            counts.append(int(rows[0][0]))
+        return Reply.json(
+            200,
+            {
+                "@odata.context": f"{call.root}$metadata#Microsoft.Dynamics.CRM."
+                "RetrieveTotalRecordCountResponse",
+                "EntityRecordCountCollection": {
+                    "Count": len(names),
+                    "IsReadOnly": False,
+                    "Keys": names,
+                    "Values": counts,
+                },
+            },
+        )
 
     def _check_role(self, call: Call, table: Table) -> None:
         if call.caller.has_role:
@@ -229,14 +278,13 @@ class Service:
         if not isinstance(body, dict):
             raise ApiError(400, "0x80048d19", "The request body must be a JSON object.")
         with self.store.atomic():
-            values = self.writer.values(table, body, creating=True)
-            row_id = self.writer.create(table, values, call.caller)
+            row_id, created = self.writer.deep_create(table, body, call.caller)
             self._detect_duplicates(call, table, row_id)
         url = f"{call.root}{table.entity_set}({row_id})"
         if self._wants_representation(call):
             return self._representation(call, table, row_id, 201)
         # [UNVERIFIED] whether a top-level 204 also sends Location; only $batch parts do here.
-        return Reply(204, [("OData-EntityId", url), (ROWS_HEADER, "1")])
+        return Reply(204, [("OData-EntityId", url), (ROWS_HEADER, str(created))])
 
     def _detect_duplicates(self, call: Call, table: Table, row_id: str) -> None:
         # Duplicate detection is off for the Web API unless the caller turns it on.

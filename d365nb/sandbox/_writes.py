@@ -96,6 +96,20 @@ def parse_entity_ref(text: str) -> tuple[Table, dict[str, Any]]:
     return table, parse_key(table, m.group(2))
 
 
+# Levels of related rows a deep insert may nest.
+_MAX_DEEP_INSERT = 10
+
+
+def _deep_insert_error(table: Table, name: str) -> ApiError:
+    return ApiError(
+        400,
+        "0x80048d19",
+        f"Error identified in Payload provided by the user for Entity :'{table.entity_set}'  "
+        f"---->  InnerException : Microsoft.OData.ODataException: The navigation property "
+        f"'{name}' must hold an object (single-valued) or an array of objects (collection).",
+    )
+
+
 class Writer:
     """Row writes against the store; callers wrap calls in `store.atomic()`."""
 
@@ -310,6 +324,52 @@ class Writer:
         except sqlite3.IntegrityError as exc:
             raise self._integrity(table, exc) from None
         return str(row_id)
+
+    def deep_create(
+        self, table: Table, body: dict[str, Any], caller: Caller, *, depth: int = 0
+    ) -> tuple[str, int]:
+        """Create a row and the related rows nested in `body` (deep insert); returns the
+        row's id and how many rows were created.
+
+        [MS] WA/create-entity-web-api ("Create related table rows in one operation"): a
+        single-valued navigation property holds an object (created first, then bound), a
+        collection-valued one a list of objects (created after, pointing at the new row).
+        Call it inside `store.atomic()`: all rows or none.
+        """
+        if depth > _MAX_DEEP_INSERT:
+            # [UNVERIFIED] the service's nesting limit and its error for deeper bodies.
+            raise ApiError(
+                400, "0x80048d19", f"Deep insert nests more than {_MAX_DEEP_INSERT} levels."
+            )
+        navs = nav_properties(table)
+        own: dict[str, Any] = {}
+        children: list[tuple[Table, str, list[dict[str, Any]]]] = []
+        created = 0
+        for name, value in body.items():
+            nav = navs.get(name)
+            if nav is None or value is None:
+                own[name] = value
+                continue
+            target = table_by_logical(nav.target)
+            assert target is not None
+            if nav.collection:
+                if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                    raise _deep_insert_error(table, name)
+                # the child's single-valued nav back to this table (its own per target)
+                children.append((target, nav.relationship.referencing_nav, value))
+                continue
+            if not isinstance(value, dict):
+                raise _deep_insert_error(table, name)
+            child_id, count = self.deep_create(target, value, caller, depth=depth + 1)
+            created += count
+            own[f"{name}@odata.bind"] = f"{target.entity_set}({child_id})"
+        row_id = self.create(table, self.values(table, own, creating=True), caller)
+        created += 1
+        for target, back, items in children:
+            for item in items:
+                bound = {**item, f"{back}@odata.bind": f"{table.entity_set}({row_id})"}
+                created += self.deep_create(target, bound, caller, depth=depth + 1)[1]
+        return row_id, created
 
     def update(self, table: Table, row_id: str, values: dict[str, Any], caller: Caller) -> None:
         """Update the row `row_id` (which must exist)."""
