@@ -13,10 +13,10 @@ from ._errors import ApiError, syntax_error
 from ._exchange import Call, Reply
 from ._schema import (
     RELATIONSHIPS,
-    TABLES,
     Attribute,
     Relationship,
     Table,
+    all_tables,
     metadata_id,
     nav_properties,
     table_by_logical,
@@ -283,7 +283,7 @@ class Metadata:
         params = call.params
         m = re.match(r"^\((?:LogicalName='([^']+)'|([0-9a-fA-F-]{36}))\)(.*)$", rest)
         if not rest:
-            items = [entity_json(t) for t in TABLES]
+            items = [entity_json(t) for t in all_tables()]
             items = _filter(items, params.get("$filter"))
             out = []
             for item in items:
@@ -302,7 +302,7 @@ class Metadata:
         table = (
             table_by_logical(logical)
             if logical
-            else next((t for t in TABLES if t.metadata_id == (mid or "").lower()), None)
+            else next((t for t in all_tables() if t.metadata_id == (mid or "").lower()), None)
         )
         if table is None:
             raise ApiError(
@@ -397,7 +397,7 @@ def csdl(*, annotations: bool = False) -> str:
         'xmlns="http://docs.oasis-open.org/odata/ns/edm">',
         '<EntityType Name="crmbaseentity" Abstract="true"/>',
     ]
-    for table in TABLES:
+    for table in all_tables():
         out.append(f'<EntityType Name="{table.logical}" BaseType="mscrm.crmbaseentity">')
         out.append(f'<Key><PropertyRef Name="{table.primary_id}"/></Key>')
         for attr in table.attributes:
@@ -453,7 +453,7 @@ def csdl(*, annotations: bool = False) -> str:
             f'Nullable="false"/>{ret}</Action>'
         )
     out.append('<EntityContainer Name="System">')
-    for table in TABLES:
+    for table in all_tables():
         out.append(
             f'<EntitySet Name="{table.entity_set}" '
             f'EntityType="Microsoft.Dynamics.CRM.{table.logical}">'

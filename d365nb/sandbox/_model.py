@@ -6,9 +6,18 @@
 from __future__ import annotations
 
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-__all__ = ["Attribute", "NavProperty", "Relationship", "Table", "metadata_id"]
+__all__ = [
+    "CURRENT_CATALOG",
+    "Attribute",
+    "Catalog",
+    "NavProperty",
+    "Relationship",
+    "Table",
+    "metadata_id",
+]
 
 _NS = uuid.UUID("d3650000-0000-4000-8000-00000000d365")
 
@@ -169,3 +178,19 @@ class NavProperty:
     def target(self) -> str:
         rel = self.relationship
         return rel.referencing if self.collection else rel.referenced
+
+
+@dataclass
+class Catalog:
+    """Tables created at run time through the metadata API, for one sandbox.
+
+    The Web API sets `CURRENT_CATALOG` to its sandbox's catalog while it answers a request,
+    so the lookups in `_schema` (`table_by_set`, `all_tables`, ...) see them too.
+    """
+
+    tables: dict[str, Table] = field(default_factory=dict)  # by logical name
+    next_type_code: int = 10000
+
+
+#: The catalog of the sandbox answering the current request (None outside a request).
+CURRENT_CATALOG: ContextVar[Catalog | None] = ContextVar("d365nb_sandbox_catalog", default=None)

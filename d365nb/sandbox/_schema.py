@@ -9,12 +9,14 @@ hidden `_<name>_type` column.
 
 from __future__ import annotations
 
-from ._model import Attribute, NavProperty, Relationship, Table, metadata_id
+from ._model import CURRENT_CATALOG, Attribute, NavProperty, Relationship, Table, metadata_id
 
 __all__ = [
     "INDUSTRIES",
     "RELATIONSHIPS",
     "TABLES",
+    "all_tables",
+    "custom_table",
     "Attribute",
     "NavProperty",
     "Relationship",
@@ -531,14 +533,61 @@ _BY_LOGICAL = {t.logical: t for t in TABLES}
 _BY_SET = {t.entity_set: t for t in TABLES}
 
 
+def all_tables() -> tuple[Table, ...]:
+    """The seeded tables, then those created at run time (this request's sandbox)."""
+    catalog = CURRENT_CATALOG.get()
+    return TABLES + tuple(catalog.tables.values()) if catalog else TABLES
+
+
 def table_by_logical(logical: str) -> Table | None:
     """The table with this logical name."""
-    return _BY_LOGICAL.get(logical)
+    found = _BY_LOGICAL.get(logical)
+    catalog = CURRENT_CATALOG.get()
+    if found is None and catalog is not None:
+        found = catalog.tables.get(logical)
+    return found
 
 
 def table_by_set(entity_set: str) -> Table | None:
     """The table with this entity set name (case-sensitive, like the service)."""
-    return _BY_SET.get(entity_set)
+    found = _BY_SET.get(entity_set)
+    catalog = CURRENT_CATALOG.get()
+    if found is None and catalog is not None:
+        found = next((t for t in catalog.tables.values() if t.entity_set == entity_set), None)
+    return found
+
+
+def custom_table(
+    *,
+    logical: str,
+    entity_set: str,
+    display: str,
+    display_plural: str,
+    primary_name: Attribute,
+    columns: tuple[Attribute, ...],
+    object_type_code: int,
+    keys: tuple[tuple[str, tuple[str, ...]], ...] = (),
+) -> Table:
+    """A table created through the metadata API: its id, primary name and `columns`, plus
+    the columns every user-owned table has (created/modified on and by, owner, status)."""
+    primary_id = f"{logical}id"
+    return Table(
+        logical=logical,
+        entity_set=entity_set,
+        display=display,
+        display_plural=display_plural,
+        primary_id=primary_id,
+        primary_name=primary_name.name,
+        object_type_code=object_type_code,
+        keys=keys,
+        attributes=(
+            Attribute(primary_id, "Uniqueidentifier", display, updatable=False),
+            primary_name,
+            *columns,
+            *_common(),
+            *_ACTIVE_STATE,
+        ),
+    )
 
 
 def nav_properties(table: Table) -> dict[str, NavProperty]:

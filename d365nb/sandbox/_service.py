@@ -18,8 +18,9 @@ from ._exchange import Call, Reply
 from ._fetchxml import FetchXml
 from ._limits import ROWS_HEADER
 from ._metadata import Metadata, csdl
+from ._metadata_writes import MetadataWriter
 from ._reads import Reader, metadata_context
-from ._schema import TABLES, Table, nav_properties, table_by_logical, table_by_set
+from ._schema import Table, all_tables, nav_properties, table_by_logical, table_by_set
 from ._store import Store
 from ._writes import Writer, parse_key
 
@@ -83,6 +84,7 @@ class Service:
         self.reader = Reader(store, max_page_size=max_page_size)
         self.writer = Writer(store)
         self.metadata = Metadata()
+        self.schema_writer = MetadataWriter(store)
         self.fetchxml = FetchXml(store, max_page_size=max_page_size)
 
     def handle(self, call: Call) -> Reply:
@@ -110,7 +112,7 @@ class Service:
                     "@odata.context": f"{call.root}$metadata",
                     "value": [
                         {"name": t.entity_set, "kind": "EntitySet", "url": t.entity_set}
-                        for t in TABLES
+                        for t in all_tables()
                     ],
                 },
             )
@@ -132,9 +134,15 @@ class Service:
                 },
             )
         if path.startswith("EntityDefinitions"):
+            if call.method in ("POST", "DELETE"):
+                return self.schema_writer.entity_definitions(call, path[len("EntityDefinitions") :])
             if call.method != "GET":
                 raise _method_not_allowed(call)
             return self.metadata.entity_definitions(call, path[len("EntityDefinitions") :])
+        if path == "CreateEntities":
+            if call.method != "POST":
+                raise _no_resource(call)
+            return self.schema_writer.create_entities(call)
         if path.startswith("RetrieveTotalRecordCount("):
             if call.method != "GET":
                 raise _no_resource(call)

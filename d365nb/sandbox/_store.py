@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ._model import Attribute, Catalog
 from ._options import SandboxOptions
 from ._schema import RELATIONSHIPS, TABLES, Table
 from ._seed import generate
@@ -45,6 +46,8 @@ class Store:
             target = str(path)
         self.path = target
         self.lock = threading.RLock()
+        #: Tables created at run time (the metadata API); `reset()` forgets them.
+        self.catalog = Catalog()
         self.conn = self._connect()
         self._version = 0
         self._savepoints = 0
@@ -96,6 +99,7 @@ class Store:
             ]
             for name in names:
                 conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+            self.catalog.tables.clear()
             conn.execute("CREATE TABLE _meta (key TEXT PRIMARY KEY, value TEXT)")
             conn.execute(
                 "CREATE TABLE _deleted (version INTEGER PRIMARY KEY, entity TEXT, id TEXT)"
@@ -126,14 +130,48 @@ class Store:
             self._version = self._max_version()
         self.seed_seconds = time.perf_counter() - started
 
+    # -- tables created at run time
+    def create_table(self, table: Table) -> None:
+        """Create `table` (a custom table) and its alternate-key indexes."""
+        with self.lock:
+            self.conn.execute(f'DROP TABLE IF EXISTS "{table.entity_set}"')
+            self.conn.execute(_ddl(table))
+            self.catalog.tables[table.logical] = table
+            for key_name, attrs in table.keys:
+                self.add_key(table, key_name, attrs)
+
+    def drop_table(self, table: Table) -> None:
+        """Delete a custom table and its rows."""
+        with self.lock:
+            self.conn.execute(f'DROP TABLE IF EXISTS "{table.entity_set}"')
+            self.catalog.tables.pop(table.logical, None)
+
+    def replace_table(self, table: Table, *, added: Attribute | None = None) -> None:
+        """Swap in a changed definition of a custom table (a column or key added)."""
+        with self.lock:
+            if added is not None:
+                self.conn.execute(
+                    f'ALTER TABLE "{table.entity_set}" ADD COLUMN "{added.column}" {added.sql_type}'
+                )
+            self.catalog.tables[table.logical] = table
+
+    def add_key(self, table: Table, key_name: str, attrs: Sequence[str]) -> None:
+        """A unique index for an alternate key (fails on existing duplicates)."""
+        cols = ", ".join(f'"{a.column}"' for a in table.attributes if a.name in attrs)
+        with self.lock:
+            self.conn.execute(
+                f'CREATE UNIQUE INDEX "ix_{key_name}" ON "{table.entity_set}" ({cols})'
+            )
+
     def close(self) -> None:
         """Close the connection."""
         with self.lock:
             self.conn.close()
 
     def _max_version(self) -> int:
+        tables = (*TABLES, *self.catalog.tables.values())
         parts = " UNION ALL ".join(
-            f'SELECT MAX(versionnumber) AS v FROM "{t.entity_set}"' for t in TABLES
+            f'SELECT MAX(versionnumber) AS v FROM "{t.entity_set}"' for t in tables
         )
         row = self.conn.execute(
             f"SELECT MAX(v) FROM ({parts} UNION ALL SELECT MAX(version) FROM _deleted)"

@@ -24,6 +24,7 @@ from ._batch import run_batch
 from ._errors import MAX_URL, ApiError, too_large, url_too_long
 from ._exchange import Call, Caller, Reply, parse_prefer
 from ._limits import ServiceProtection
+from ._model import CURRENT_CATALOG
 from ._options import SandboxOptions
 from ._service import ENTITY_HEADER, Service
 from ._store import Store
@@ -71,9 +72,13 @@ def create_webapi(
     )
 
     def dispatch(call: Call) -> Reply:
-        if call.path == "$batch" and call.method == "POST":
-            return run_batch(call, store, service.handle)
-        return service.handle(call)
+        token = CURRENT_CATALOG.set(store.catalog)  # this sandbox's custom tables
+        try:
+            if call.path == "$batch" and call.method == "POST":
+                return run_batch(call, store, service.handle)
+            return service.handle(call)
+        finally:
+            CURRENT_CATALOG.reset(token)
 
     async def endpoint(request: Request) -> Response:
         req_id = str(uuid.uuid4())

@@ -1,0 +1,188 @@
+"""Custom tables through Microsoft's official SDK, unchanged (issue 20, item 5).
+
+`client.tables.create` posts `CreateEntities`, reads `EntityDefinitions` back, and the new
+table then takes records, queries, new columns and an alternate key like a seeded one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from enum import IntEnum
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from azure.identity import ClientSecretCredential
+from PowerPlatform.Dataverse.client import DataverseClient
+from PowerPlatform.Dataverse.core.errors import HttpError, MetadataError
+from PowerPlatform.Dataverse.models import UpsertItem
+
+from d365nb.sandbox import Sandbox, start
+
+from .conftest import app_token, tls
+
+pytestmark = pytest.mark.sandbox
+
+
+class Size(IntEnum):
+    SMALL = 1
+    LARGE = 2
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A sandbox of its own: these tests create tables."""
+    with start(data_dir=tmp_path_factory.mktemp("tables"), database=":memory:", rows=5) as sb:
+        yield sb
+
+
+@pytest.fixture
+def client(own: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[DataverseClient]:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", own.ca_cert)
+    credential = ClientSecretCredential(
+        own.tenant,
+        own.confidential_client_id,
+        own.client_secret,
+        authority=urlsplit(own.base_url).netloc,
+        connection_verify=own.ca_cert,
+        disable_instance_discovery=True,
+    )
+    with DataverseClient(own.base_url, credential) as dv:
+        yield dv
+    credential.close()
+
+
+def test_create_use_extend_and_delete_a_custom_table(client: DataverseClient) -> None:
+    name = f"new_Gadget{uuid.uuid4().hex[:6]}"
+    info = client.tables.create(
+        name,
+        {
+            "new_Code": "string",
+            "new_Count": "int",
+            "new_Price": "decimal",
+            "new_Weight": "float",
+            "new_Active": "bool",
+            "new_Since": "datetime",
+            "new_Size": Size,
+        },
+        display_name="Gadget",
+    )
+    logical = name.lower()
+    assert info["table_logical_name"] == logical
+    assert info["entity_set_name"] == f"{logical}s"
+    assert info["primary_id_attribute"] == f"{logical}id"
+
+    got = client.tables.get(name)
+    assert got is not None and got["entity_set_name"] == f"{logical}s"
+
+    first = client.records.create(
+        logical,
+        {
+            "new_name": "first",
+            "new_code": "G-1",
+            "new_count": 3,
+            "new_price": 9.5,
+            "new_weight": 0.25,
+            "new_active": True,
+            "new_since": "2026-01-02",
+            "new_size": Size.LARGE.value,
+        },
+    )
+    row = client.records.retrieve(logical, first, select=["new_name", "new_count", "new_size"])
+    assert row is not None and row["new_name"] == "first" and row["new_count"] == 3
+    assert row["new_size"] == Size.LARGE.value
+    ids = client.records.create(logical, [{"new_name": f"bulk {i}"} for i in range(3)])
+    assert len(ids) == 3
+    rows = list(client.records.list(logical, select=["new_name"], filter="new_count eq 3"))
+    assert [r["new_name"] for r in rows] == ["first"]
+
+    client.tables.add_columns(name, {"new_Notes": "memo"})
+    client.records.update(logical, first, {"new_notes": "added later"})
+    again = client.records.retrieve(logical, first, select=["new_notes"])
+    assert again is not None and again["new_notes"] == "added later"
+
+    key = client.tables.create_alternate_key(name, "new_code_key", ["new_code"])
+    assert key.schema_name == "new_code_key"
+    assert [list(k.key_attributes) for k in client.tables.get_alternate_keys(name)] == [
+        ["new_code"]
+    ]
+    client.records.upsert(
+        logical,
+        [UpsertItem(alternate_key={"new_code": "G-1"}, record={"new_count": 4})],
+    )
+    updated = client.records.retrieve(logical, first, select=["new_count"])
+    assert updated is not None and updated["new_count"] == 4
+
+    client.tables.delete(name)
+    assert client.tables.get(name) is None
+    try:
+        gone = client.records.retrieve(logical, first)
+    except (HttpError, MetadataError):
+        gone = None
+    assert gone is None
+
+
+def test_a_duplicate_table_is_refused(client: DataverseClient) -> None:
+    name = f"new_Twice{uuid.uuid4().hex[:6]}"
+    client.tables.create(name, {"new_Code": "string"})
+    with pytest.raises(MetadataError):
+        client.tables.create(name, {"new_Code": "string"})
+    client.tables.delete(name)
+
+
+def test_entity_definitions_post_and_the_service_document(own: Sandbox) -> None:
+    headers = {"Authorization": f"Bearer {app_token(own)}"}
+    label = {"LocalizedLabels": [{"Label": "Widget", "LanguageCode": 1033}]}
+    body = {
+        "@odata.type": "Microsoft.Dynamics.CRM.EntityMetadata",
+        "SchemaName": "new_Widget",
+        "DisplayName": label,
+        "DisplayCollectionName": label,
+        "OwnershipType": "UserOwned",
+        "HasActivities": False,
+        "Attributes": [
+            {
+                "@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata",
+                "SchemaName": "new_Name",
+                "IsPrimaryName": True,
+                "MaxLength": 10,
+                "DisplayName": label,
+            }
+        ],
+    }
+    with httpx.Client(base_url=own.service_url, verify=tls(own), headers=headers) as api:
+        r = api.post("EntityDefinitions", json=body)
+        assert r.status_code == 204, r.text
+        assert "EntityDefinitions(" in r.headers["odata-entityid"]
+        names = {s["name"] for s in api.get("").json()["value"]}
+        assert "new_widgets" in names
+        assert 'Name="new_widget"' in api.get("$metadata").text
+        too_long = api.post("new_widgets", json={"new_name": "x" * 11})
+        assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "0x80044331"
+        assert api.post("new_widgets", json={"new_name": "ok"}).status_code == 204
+        no_prefix = api.post("EntityDefinitions", json={**body, "SchemaName": "Widget"})
+        assert no_prefix.status_code == 400
+        system = api.delete("EntityDefinitions(LogicalName='account')")
+        assert system.status_code == 400
+        assert api.delete("EntityDefinitions(LogicalName='new_widget')").status_code == 204
+        assert api.get("new_widgets").status_code == 404
+
+
+def test_reset_forgets_custom_tables(tmp_path: Path) -> None:
+    with start(data_dir=tmp_path, database=":memory:", rows=5) as sb:
+        headers = {"Authorization": f"Bearer {app_token(sb)}"}
+        with httpx.Client(base_url=sb.service_url, verify=tls(sb), headers=headers) as api:
+            attrs = [
+                {
+                    "@odata.type": "Microsoft.Dynamics.CRM.StringAttributeMetadata",
+                    "SchemaName": "new_Name",
+                    "IsPrimaryName": True,
+                }
+            ]
+            r = api.post("EntityDefinitions", json={"SchemaName": "new_Thing", "Attributes": attrs})
+            assert r.status_code == 204, r.text
+            assert api.get("new_things").status_code == 200
+            sb.reset()
+            assert api.get("new_things").status_code == 404
