@@ -12,10 +12,10 @@ from odata_query.grammar import ODataLexer, ODataParser
 from ._errors import ApiError, syntax_error
 from ._exchange import Call, Reply
 from ._schema import (
-    RELATIONSHIPS,
     Attribute,
     Relationship,
     Table,
+    all_relationships,
     all_tables,
     metadata_id,
     nav_properties,
@@ -321,7 +321,7 @@ class Metadata:
         if sub in ("/OneToManyRelationships", "/ManyToOneRelationships"):
             rels = [
                 relationship_json(r)
-                for r in RELATIONSHIPS
+                for r in all_relationships()
                 if (r.referenced if sub[1] == "O" else r.referencing) == table.logical
             ]
             return Reply.json(200, {"@odata.context": base + sub, "value": rels})
@@ -380,7 +380,9 @@ class Metadata:
         return item
 
     def relationship_definitions(self, call: Call) -> Reply:
-        items = _filter([relationship_json(r) for r in RELATIONSHIPS], call.params.get("$filter"))
+        items = _filter(
+            [relationship_json(r) for r in all_relationships()], call.params.get("$filter")
+        )
         items = [_select(i, call.params.get("$select")) for i in items]
         return Reply.json(
             200, {"@odata.context": f"{call.root}$metadata#RelationshipDefinitions", "value": items}

@@ -7,6 +7,8 @@ POST   EntityDefinitions(<id>|LogicalName='x')/Attributes  one column
 DELETE EntityDefinitions(<id>|LogicalName='x')             the table and its rows
 POST   EntityDefinitions(...)/Keys                         an alternate key (EntityKeyMetadata)
 DELETE EntityDefinitions(...)/Keys(<id>)                   an alternate key
+POST   RelationshipDefinitions                             a one-to-many relationship + lookup
+DELETE RelationshipDefinitions(<id>)                       a relationship and its lookup
 ```
 
 A custom table is a real SQLite table of this sandbox (`Store.catalog`): every read and
@@ -23,7 +25,7 @@ from typing import Any
 
 from ._errors import ApiError
 from ._exchange import Call, Reply
-from ._model import Attribute, Table, metadata_id
+from ._model import Attribute, Relationship, Table, metadata_id
 from ._schema import all_tables, custom_table, table_by_logical
 from ._store import Store
 
@@ -266,6 +268,79 @@ class MetadataWriter:
                 f"'{table.logical}' is a system table.",
             )
         return table
+
+    # -- relationships
+    def relationship_definitions(self, call: Call, rest: str) -> Reply:
+        """POST/DELETE on `RelationshipDefinitions...`."""
+        if not rest and call.method == "POST":
+            rel_id = self.create_relationship(call.json())
+            return Reply(204, [("OData-EntityId", f"{call.root}RelationshipDefinitions({rel_id})")])
+        m = re.match(r"^\(([0-9a-fA-F-]{36})\)$", rest)
+        if m and call.method == "DELETE":
+            self.delete_relationship(m.group(1).lower())
+            return Reply(204, [])
+        raise _method(call)
+
+    def create_relationship(self, body: Any) -> str:
+        """A one-to-many relationship and its lookup column on the (custom) many side."""
+        if not isinstance(body, dict):
+            raise _bad("The request body must be a RelationshipMetadata JSON object.")
+        kind = str(body.get("@odata.type", "")).rpartition(".")[2]
+        if kind != "OneToManyRelationshipMetadata":
+            raise ApiError(
+                400,
+                "0x80048d19",
+                f"The sandbox creates one-to-many relationships only, not '{kind}'.",
+            )
+        schema = body.get("SchemaName")
+        if not isinstance(schema, str) or not schema:
+            raise _bad("The relationship needs a SchemaName.")
+        if any(r.schema_name == schema for r in self._relationships()):
+            raise ApiError(400, "0x80047013", f"The relationship {schema} already exists.")
+        referenced = table_by_logical(str(body.get("ReferencedEntity", "")))
+        if referenced is None:
+            raise ApiError(
+                404, "0x80040217", f"Could not find entity '{body.get('ReferencedEntity')}'."
+            )
+        referencing = self._custom(str(body.get("ReferencingEntity", "")), None)
+        lookup = body.get("Lookup")
+        if not isinstance(lookup, dict):
+            raise _bad("A one-to-many relationship needs its Lookup attribute.")
+        nav = _schema_name(lookup, "lookup")
+        attr = Attribute(
+            nav.lower(),
+            "Lookup",
+            _label(lookup.get("DisplayName"), nav),
+            targets=(referenced.logical,),
+            required=(lookup.get("RequiredLevel") or {}).get("Value") == "ApplicationRequired",
+        )
+        if referencing.attribute(attr.name) is not None:
+            raise ApiError(400, "0x80047013", f"The attribute {attr.name} already exists.")
+        changed = _rebuilt(referencing, attributes=(*referencing.attributes, attr))
+        self.store.replace_table(changed, added=attr)
+        # [MS] the navigation property names default to the lookup's SchemaName (many side)
+        # and the relationship's SchemaName (one side).
+        self.store.catalog.relationships.append(
+            Relationship(schema, referenced.logical, referencing.logical, attr.name, nav, schema)
+        )
+        return metadata_id("rel", schema)
+
+    def delete_relationship(self, rel_id: str) -> None:
+        """Remove a relationship created here, and its lookup column."""
+        for rel in self._relationships():
+            if metadata_id("rel", rel.schema_name) != rel_id:
+                continue
+            self.store.catalog.relationships.remove(rel)
+            table = self.store.catalog.tables.get(rel.referencing)
+            attr = table.attribute(rel.attribute) if table else None
+            if table is not None and attr is not None:
+                kept = tuple(a for a in table.attributes if a is not attr)
+                self.store.drop_column(_rebuilt(table, attributes=kept), attr)
+            return
+        raise ApiError(404, "0x80040217", f"Could not find relationship '{rel_id}'.")
+
+    def _relationships(self) -> list[Relationship]:
+        return self.store.catalog.relationships
 
     # -- columns and keys
     def add_column(self, table: Table, body: Any) -> Attribute:

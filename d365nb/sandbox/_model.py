@@ -189,6 +189,7 @@ class Catalog:
     """
 
     tables: dict[str, Table] = field(default_factory=dict)  # by logical name
+    relationships: list[Relationship] = field(default_factory=list)
     next_type_code: int = 10000
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "INDUSTRIES",
     "RELATIONSHIPS",
     "TABLES",
+    "all_relationships",
     "all_tables",
     "custom_table",
     "Attribute",
@@ -539,6 +540,12 @@ def all_tables() -> tuple[Table, ...]:
     return TABLES + tuple(catalog.tables.values()) if catalog else TABLES
 
 
+def all_relationships() -> tuple[Relationship, ...]:
+    """The seeded relationships, then those created at run time."""
+    catalog = CURRENT_CATALOG.get()
+    return RELATIONSHIPS + tuple(catalog.relationships) if catalog else RELATIONSHIPS
+
+
 def table_by_logical(logical: str) -> Table | None:
     """The table with this logical name."""
     found = _BY_LOGICAL.get(logical)
@@ -593,7 +600,7 @@ def custom_table(
 def nav_properties(table: Table) -> dict[str, NavProperty]:
     """Every navigation property of `table`, by name."""
     navs: dict[str, NavProperty] = {}
-    for rel in RELATIONSHIPS:
+    for rel in all_relationships():
         if rel.referencing == table.logical:
             navs[rel.referencing_nav] = NavProperty(rel.referencing_nav, rel, False)
         if rel.referenced == table.logical:

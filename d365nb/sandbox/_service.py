@@ -147,6 +147,9 @@ class Service:
             if call.method != "GET":
                 raise _no_resource(call)
             return self._total_record_count(call, path)
+        if path.startswith("RelationshipDefinitions") and call.method in ("POST", "DELETE"):
+            rest = path[len("RelationshipDefinitions") :]
+            return self.schema_writer.relationship_definitions(call, rest)
         if path == "RelationshipDefinitions":
             return self.metadata.relationship_definitions(call)
         if path == "BulkDelete":

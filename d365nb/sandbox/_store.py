@@ -100,6 +100,7 @@ class Store:
             for name in names:
                 conn.execute(f'DROP TABLE IF EXISTS "{name}"')
             self.catalog.tables.clear()
+            self.catalog.relationships.clear()
             conn.execute("CREATE TABLE _meta (key TEXT PRIMARY KEY, value TEXT)")
             conn.execute(
                 "CREATE TABLE _deleted (version INTEGER PRIMARY KEY, entity TEXT, id TEXT)"
@@ -141,10 +142,15 @@ class Store:
                 self.add_key(table, key_name, attrs)
 
     def drop_table(self, table: Table) -> None:
-        """Delete a custom table and its rows."""
+        """Delete a custom table, its rows and its relationships."""
         with self.lock:
             self.conn.execute(f'DROP TABLE IF EXISTS "{table.entity_set}"')
             self.catalog.tables.pop(table.logical, None)
+            self.catalog.relationships[:] = [
+                r
+                for r in self.catalog.relationships
+                if table.logical not in (r.referenced, r.referencing)
+            ]
 
     def replace_table(self, table: Table, *, added: Attribute | None = None) -> None:
         """Swap in a changed definition of a custom table (a column or key added)."""
@@ -153,6 +159,12 @@ class Store:
                 self.conn.execute(
                     f'ALTER TABLE "{table.entity_set}" ADD COLUMN "{added.column}" {added.sql_type}'
                 )
+            self.catalog.tables[table.logical] = table
+
+    def drop_column(self, table: Table, attr: Attribute) -> None:
+        """Remove a column of a custom table (its definition is `table`, without it)."""
+        with self.lock:
+            self.conn.execute(f'ALTER TABLE "{table.entity_set}" DROP COLUMN "{attr.column}"')
             self.catalog.tables[table.logical] = table
 
     def add_key(self, table: Table, key_name: str, attrs: Sequence[str]) -> None:

@@ -18,6 +18,7 @@ from azure.identity import ClientSecretCredential
 from PowerPlatform.Dataverse.client import DataverseClient
 from PowerPlatform.Dataverse.core.errors import HttpError, MetadataError
 from PowerPlatform.Dataverse.models import UpsertItem
+from PowerPlatform.Dataverse.models.filters import col
 
 from d365nb.sandbox import Sandbox, start
 
@@ -186,3 +187,40 @@ def test_reset_forgets_custom_tables(tmp_path: Path) -> None:
             assert api.get("new_things").status_code == 200
             sb.reset()
             assert api.get("new_things").status_code == 404
+
+
+def test_one_to_many_relationship_lookup_bind_and_expand(client: DataverseClient) -> None:
+    tag = uuid.uuid4().hex[:6]
+    name = f"new_Order{tag}"
+    logical = name.lower()
+    client.tables.create(name, {"new_Total": "decimal"})
+    lookup = f"new_Account{tag}"
+    rel = client.tables.create_lookup_field(logical, lookup, "account", display_name="Account")
+    assert rel.relationship_schema_name == f"account_{logical}_{lookup}"
+    found = client.tables.get_relationship(rel.relationship_schema_name)
+    assert found is not None and found.referencing_entity == logical
+
+    account = client.records.create("account", {"name": f"Buyer {tag}"})
+    order = client.records.create(
+        logical, {"new_name": f"Order {tag}", f"{lookup}@odata.bind": f"/accounts({account})"}
+    )
+    row = client.records.retrieve(logical, order, select=[f"_{lookup.lower()}_value"])
+    assert row is not None and row[f"_{lookup.lower()}_value"] == account
+    # the one side sees its orders through the relationship's collection navigation property
+    with_orders = list(
+        client.query.builder("account")
+        .select("name")
+        .where(col("accountid") == account)
+        .expand(rel.relationship_schema_name)
+        .execute()
+    )
+    assert [o[f"{logical}id"] for o in with_orders[0][rel.relationship_schema_name]] == [order]
+    # disassociate: bind null
+    client.records.update(logical, order, {f"{lookup}@odata.bind": None})
+    cleared = client.records.retrieve(logical, order, select=[f"_{lookup.lower()}_value"])
+    assert cleared is not None and cleared[f"_{lookup.lower()}_value"] is None
+
+    assert rel.relationship_id
+    client.tables.delete_relationship(rel.relationship_id)
+    assert client.tables.get_relationship(rel.relationship_schema_name) is None
+    client.tables.delete(name)
