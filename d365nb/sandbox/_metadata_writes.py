@@ -48,6 +48,7 @@ _KINDS = {
     "BooleanAttributeMetadata": "Boolean",
     "DateTimeAttributeMetadata": "DateTime",
     "PicklistAttributeMetadata": "Picklist",
+    "FileAttributeMetadata": "File",
 }
 
 
@@ -130,6 +131,9 @@ def attribute_from(body: Any) -> Attribute:
         options=options,
         date_only=kind == "DateTime" and body.get("Format") == "DateOnly",
         required=bool(required),
+        # file columns are written by their own upload requests, never in a JSON body
+        creatable=kind != "File",
+        updatable=kind != "File",
     )
 
 

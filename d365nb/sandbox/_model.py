@@ -51,6 +51,8 @@ _KINDS: dict[str, tuple[str, str, str, str]] = {
     "Lookup": ("Edm.Guid", "TEXT", "LookupType", "LookupAttributeMetadata"),
     "Customer": ("Edm.Guid", "TEXT", "CustomerType", "LookupAttributeMetadata"),
     "Owner": ("Edm.Guid", "TEXT", "OwnerType", "LookupAttributeMetadata"),
+    # A file column holds the file's id; the bytes live beside the row (`_files.py`).
+    "File": ("Edm.Guid", "TEXT", "FileType", "FileAttributeMetadata"),
 }
 
 

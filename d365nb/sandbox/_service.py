@@ -16,6 +16,7 @@ from typing import Any
 from ._errors import ApiError, not_found, syntax_error
 from ._exchange import Call, Reply
 from ._fetchxml import FetchXml
+from ._files import FileColumns
 from ._limits import ROWS_HEADER
 from ._metadata import Metadata, csdl
 from ._metadata_writes import MetadataWriter
@@ -85,6 +86,7 @@ class Service:
         self.writer = Writer(store)
         self.metadata = Metadata()
         self.schema_writer = MetadataWriter(store)
+        self.files = FileColumns(store)
         self.fetchxml = FetchXml(store, max_page_size=max_page_size)
 
     def handle(self, call: Call) -> Reply:
@@ -415,6 +417,10 @@ class Service:
                 rows[0][0],
                 target.entity_set,
             )
+        column, _, sub = rest.partition("/")
+        file_attr = table.by_column(column)
+        if file_attr is not None and file_attr.kind == "File":
+            return self.files.handle(call, table, row_id, file_attr, sub)
         attr = table.by_column(rest)
         if attr is None:
             raise ApiError(404, "0x8006088a", f"Resource not found for the segment '{rest}'.")

@@ -24,7 +24,7 @@ from ._seed import generate
 
 __all__ = ["Store"]
 
-_SCHEMA_VERSION = "1"
+_SCHEMA_VERSION = "2"  # 2: the _files table
 
 
 class Store:
@@ -104,6 +104,10 @@ class Store:
             conn.execute("CREATE TABLE _meta (key TEXT PRIMARY KEY, value TEXT)")
             conn.execute(
                 "CREATE TABLE _deleted (version INTEGER PRIMARY KEY, entity TEXT, id TEXT)"
+            )
+            conn.execute(
+                "CREATE TABLE _files (entity TEXT, id TEXT, col TEXT, name TEXT, data BLOB, "
+                "PRIMARY KEY (entity, id, col))"
             )
             for table in TABLES:
                 conn.execute(_ddl(table))

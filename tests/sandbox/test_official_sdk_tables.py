@@ -224,3 +224,44 @@ def test_one_to_many_relationship_lookup_bind_and_expand(client: DataverseClient
     client.tables.delete_relationship(rel.relationship_id)
     assert client.tables.get_relationship(rel.relationship_schema_name) is None
     client.tables.delete(name)
+
+
+def test_file_upload_small_and_chunked_then_download(
+    client: DataverseClient, own: Sandbox, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    name = f"new_Doc{tag}"
+    logical = name.lower()
+    client.tables.create(name, {"new_Title": "string"})
+    row = client.records.create(logical, {"new_name": "with files"})
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"hello file column")
+    # the SDK adds the file column (FileAttributeMetadata) when it is missing
+    client.files.upload(logical, row, "new_Small", str(small), mode="small")
+    big = tmp_path / "big.bin"
+    payload = bytes(range(256)) * (4096 * 9)  # 9 MiB: three chunks of the advertised 4 MB
+    big.write_bytes(payload)
+    client.files.upload(logical, row, "new_Big", str(big), mode="chunk")
+
+    headers = {"Authorization": f"Bearer {app_token(own)}"}
+    with httpx.Client(base_url=own.service_url, verify=tls(own), headers=headers) as api:
+        record = api.get(f"{logical}s({row})?$select=new_small,new_big").json()
+        uuid.UUID(record["new_small"])  # a file column holds the file's id
+        uuid.UUID(record["new_big"])
+        r = api.get(f"{logical}s({row})/new_small/$value")
+        assert r.status_code == 200 and r.content == b"hello file column"
+        assert r.headers["x-ms-file-name"] == "small.txt"
+        r = api.get(f"{logical}s({row})/new_big/$value")
+        assert r.content == payload and r.headers["x-ms-file-size"] == str(len(payload))
+        part = api.get(f"{logical}s({row})/new_big/$value", headers={"Range": "bytes=0-9"})
+        assert part.status_code == 206 and part.content == payload[:10]
+        # If-None-Match: null refuses to replace an existing file
+        again = api.patch(
+            f"{logical}s({row})/new_small",
+            content=b"x",
+            headers={"If-None-Match": "null", "Content-Type": "application/octet-stream"},
+        )
+        assert again.status_code == 412
+        assert api.delete(f"{logical}s({row})/new_small").status_code == 204
+        assert api.get(f"{logical}s({row})/new_small/$value").status_code == 404
+    client.tables.delete(name)
