@@ -11,6 +11,7 @@ from odata_query.grammar import ODataLexer, ODataParser
 
 from ._errors import ApiError, syntax_error
 from ._exchange import Call, Reply
+from ._model import CURRENT_CATALOG, ManyToMany
 from ._schema import (
     Attribute,
     Relationship,
@@ -217,6 +218,24 @@ def relationship_json(rel: Relationship) -> dict[str, Any]:
     }
 
 
+def many_to_many_json(rel: ManyToMany) -> dict[str, Any]:
+    """`ManyToManyRelationshipMetadata`."""
+    return {
+        "@odata.type": "#Microsoft.Dynamics.CRM.ManyToManyRelationshipMetadata",
+        "MetadataId": metadata_id("rel", rel.schema_name),
+        "SchemaName": rel.schema_name,
+        "RelationshipType": "ManyToManyRelationship",
+        "Entity1LogicalName": rel.entity1,
+        "Entity2LogicalName": rel.entity2,
+        "IntersectEntityName": rel.intersect,
+        "Entity1IntersectAttribute": rel.column1,
+        "Entity2IntersectAttribute": rel.column2,
+        "Entity1NavigationPropertyName": rel.nav1,
+        "Entity2NavigationPropertyName": rel.nav2,
+        "IsCustomRelationship": True,
+    }
+
+
 def _evaluate(node: Any, item: dict[str, Any]) -> Any:
     if isinstance(node, ast.BoolOp):
         left = _evaluate(node.left, item)
@@ -380,9 +399,10 @@ class Metadata:
         return item
 
     def relationship_definitions(self, call: Call) -> Reply:
-        items = _filter(
-            [relationship_json(r) for r in all_relationships()], call.params.get("$filter")
-        )
+        everything = [relationship_json(r) for r in all_relationships()]
+        catalog = CURRENT_CATALOG.get()
+        everything += [many_to_many_json(r) for r in (catalog.many_to_many if catalog else ())]
+        items = _filter(everything, call.params.get("$filter"))
         items = [_select(i, call.params.get("$select")) for i in items]
         return Reply.json(
             200, {"@odata.context": f"{call.root}$metadata#RelationshipDefinitions", "value": items}

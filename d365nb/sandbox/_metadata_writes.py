@@ -25,7 +25,7 @@ from typing import Any
 
 from ._errors import ApiError
 from ._exchange import Call, Reply
-from ._model import Attribute, Relationship, Table, metadata_id
+from ._model import Attribute, ManyToMany, Relationship, Table, metadata_id
 from ._schema import all_tables, custom_table, table_by_logical
 from ._store import Store
 
@@ -290,17 +290,17 @@ class MetadataWriter:
         if not isinstance(body, dict):
             raise _bad("The request body must be a RelationshipMetadata JSON object.")
         kind = str(body.get("@odata.type", "")).rpartition(".")[2]
-        if kind != "OneToManyRelationshipMetadata":
-            raise ApiError(
-                400,
-                "0x80048d19",
-                f"The sandbox creates one-to-many relationships only, not '{kind}'.",
-            )
         schema = body.get("SchemaName")
         if not isinstance(schema, str) or not schema:
             raise _bad("The relationship needs a SchemaName.")
-        if any(r.schema_name == schema for r in self._relationships()):
+        taken = [r.schema_name for r in self._relationships()]
+        taken += [r.schema_name for r in self.store.catalog.many_to_many]
+        if schema in taken:
             raise ApiError(400, "0x80047013", f"The relationship {schema} already exists.")
+        if kind == "ManyToManyRelationshipMetadata":
+            return self._create_many_to_many(body, schema)
+        if kind != "OneToManyRelationshipMetadata":
+            raise _bad(f"'{kind}' is not a relationship type the Web API creates.")
         referenced = table_by_logical(str(body.get("ReferencedEntity", "")))
         if referenced is None:
             raise ApiError(
@@ -329,8 +329,30 @@ class MetadataWriter:
         )
         return metadata_id("rel", schema)
 
+    def _create_many_to_many(self, body: dict[str, Any], schema: str) -> str:
+        names = (str(body.get("Entity1LogicalName", "")), str(body.get("Entity2LogicalName", "")))
+        for logical in names:
+            if table_by_logical(logical) is None:
+                raise ApiError(404, "0x80040217", f"Could not find entity '{logical}'.")
+        intersect = str(body.get("IntersectEntityName") or schema).lower()
+        # [MS] both navigation property names default to the relationship's SchemaName.
+        rel = ManyToMany(
+            schema,
+            names[0],
+            names[1],
+            intersect,
+            str(body.get("Entity1NavigationPropertyName") or schema),
+            str(body.get("Entity2NavigationPropertyName") or schema),
+        )
+        self.store.create_intersect(rel)
+        return metadata_id("rel", schema)
+
     def delete_relationship(self, rel_id: str) -> None:
-        """Remove a relationship created here, and its lookup column."""
+        """Remove a relationship created here, and its lookup column or intersect table."""
+        for pair in self.store.catalog.many_to_many:
+            if metadata_id("rel", pair.schema_name) == rel_id:
+                self.store.drop_intersect(pair)
+                return
         for rel in self._relationships():
             if metadata_id("rel", rel.schema_name) != rel_id:
                 continue

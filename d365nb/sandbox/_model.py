@@ -13,6 +13,7 @@ __all__ = [
     "CURRENT_CATALOG",
     "Attribute",
     "Catalog",
+    "ManyToMany",
     "NavProperty",
     "Relationship",
     "Table",
@@ -182,6 +183,27 @@ class NavProperty:
         return rel.referencing if self.collection else rel.referenced
 
 
+@dataclass(frozen=True)
+class ManyToMany:
+    """A many-to-many relationship: rows of `entity1` and `entity2` paired in `intersect`."""
+
+    schema_name: str
+    entity1: str
+    entity2: str
+    intersect: str
+    nav1: str  # the collection of entity2 rows, seen from entity1
+    nav2: str  # the collection of entity1 rows, seen from entity2
+
+    @property
+    def column1(self) -> str:
+        return f"{self.entity1}id"
+
+    @property
+    def column2(self) -> str:
+        # a table paired with itself needs two column names
+        return f"{self.entity2}id" if self.entity2 != self.entity1 else f"{self.entity2}idtwo"
+
+
 @dataclass
 class Catalog:
     """Tables created at run time through the metadata API, for one sandbox.
@@ -192,6 +214,7 @@ class Catalog:
 
     tables: dict[str, Table] = field(default_factory=dict)  # by logical name
     relationships: list[Relationship] = field(default_factory=list)
+    many_to_many: list[ManyToMany] = field(default_factory=list)
     next_type_code: int = 10000
 
 

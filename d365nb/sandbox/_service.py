@@ -13,6 +13,7 @@ import json
 import sqlite3
 from typing import Any
 
+from ._associations import Associations
 from ._errors import ApiError, not_found, syntax_error
 from ._exchange import Call, Reply
 from ._fetchxml import FetchXml
@@ -87,6 +88,7 @@ class Service:
         self.metadata = Metadata()
         self.schema_writer = MetadataWriter(store)
         self.files = FileColumns(store)
+        self.associations = Associations(store, self.reader, self.writer)
         self.fetchxml = FetchXml(store, max_page_size=max_page_size)
 
     def handle(self, call: Call) -> Reply:
@@ -383,6 +385,9 @@ class Service:
         if found is None:
             raise not_found(table.logical, key_text)
         row_id = found[0]
+        associated = self.associations.handle(call, table, row_id, rest)
+        if associated is not None:
+            return associated
         if rest in navs:
             nav = navs[rest]
             target = table_by_logical(nav.target)

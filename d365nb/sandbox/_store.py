@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ._model import Attribute, Catalog
+from ._model import Attribute, Catalog, ManyToMany
 from ._options import SandboxOptions
 from ._schema import RELATIONSHIPS, TABLES, Table
 from ._seed import generate
@@ -101,6 +101,7 @@ class Store:
                 conn.execute(f'DROP TABLE IF EXISTS "{name}"')
             self.catalog.tables.clear()
             self.catalog.relationships.clear()
+            self.catalog.many_to_many.clear()
             conn.execute("CREATE TABLE _meta (key TEXT PRIMARY KEY, value TEXT)")
             conn.execute(
                 "CREATE TABLE _deleted (version INTEGER PRIMARY KEY, entity TEXT, id TEXT)"
@@ -155,6 +156,9 @@ class Store:
                 for r in self.catalog.relationships
                 if table.logical not in (r.referenced, r.referencing)
             ]
+            for pair in list(self.catalog.many_to_many):
+                if table.logical in (pair.entity1, pair.entity2):
+                    self.drop_intersect(pair)
 
     def replace_table(self, table: Table, *, added: Attribute | None = None) -> None:
         """Swap in a changed definition of a custom table (a column or key added)."""
@@ -164,6 +168,22 @@ class Store:
                     f'ALTER TABLE "{table.entity_set}" ADD COLUMN "{added.column}" {added.sql_type}'
                 )
             self.catalog.tables[table.logical] = table
+
+    def create_intersect(self, rel: ManyToMany) -> None:
+        """The intersect table of a many-to-many relationship."""
+        with self.lock:
+            self.conn.execute(f'DROP TABLE IF EXISTS "{rel.intersect}"')
+            self.conn.execute(
+                f'CREATE TABLE "{rel.intersect}" ("{rel.column1}" TEXT, "{rel.column2}" TEXT, '
+                f'PRIMARY KEY ("{rel.column1}", "{rel.column2}"))'
+            )
+            self.catalog.many_to_many.append(rel)
+
+    def drop_intersect(self, rel: ManyToMany) -> None:
+        """Forget a many-to-many relationship and its pairs."""
+        with self.lock:
+            self.conn.execute(f'DROP TABLE IF EXISTS "{rel.intersect}"')
+            self.catalog.many_to_many.remove(rel)
 
     def drop_column(self, table: Table, attr: Attribute) -> None:
         """Remove a column of a custom table (its definition is `table`, without it)."""

@@ -265,3 +265,74 @@ def test_file_upload_small_and_chunked_then_download(
         assert api.delete(f"{logical}s({row})/new_small").status_code == 204
         assert api.get(f"{logical}s({row})/new_small/$value").status_code == 404
     client.tables.delete(name)
+
+
+def test_many_to_many_relationship_associate_and_disassociate(
+    client: DataverseClient, own: Sandbox
+) -> None:
+    from PowerPlatform.Dataverse.models.relationship import ManyToManyRelationshipMetadata
+
+    tag = uuid.uuid4().hex[:6]
+    project = f"new_Project{tag}"
+    client.tables.create(project, {"new_Code": "string"})
+    schema = f"new_contact_project{tag}"
+    rel = client.tables.create_many_to_many_relationship(
+        ManyToManyRelationshipMetadata(
+            schema_name=schema,
+            entity1_logical_name="contact",
+            entity2_logical_name=project.lower(),
+        )
+    )
+    assert rel.relationship_schema_name == schema
+    found = client.tables.get_relationship(schema)
+    assert found is not None and found.relationship_type == "many_to_many"
+
+    projects = project.lower() + "s"
+    p1 = client.records.create(project.lower(), {"new_name": "P1"})
+    p2 = client.records.create(project.lower(), {"new_name": "P2"})
+    contact = client.records.create("contact", {"lastname": f"Member {tag}"})
+    headers = {"Authorization": f"Bearer {app_token(own)}"}
+    with httpx.Client(base_url=own.service_url, verify=tls(own), headers=headers) as api:
+        for pid in (p1, p2):
+            ref = {"@odata.id": f"{own.service_url}{projects}({pid})"}
+            r = api.post(f"contacts({contact})/{schema}/$ref", json=ref)
+            assert r.status_code == 204, r.text
+        twice = api.post(
+            f"contacts({contact})/{schema}/$ref",
+            json={"@odata.id": f"{own.service_url}{projects}({p1})"},
+        )
+        assert twice.status_code == 400
+        linked = api.get(f"contacts({contact})/{schema}?$select=new_name").json()["value"]
+        assert sorted(p["new_name"] for p in linked) == ["P1", "P2"]
+        back = api.get(f"{projects}({p1})/{schema}?$select=lastname").json()["value"]
+        assert [c["lastname"] for c in back] == [f"Member {tag}"]
+        assert api.delete(f"contacts({contact})/{schema}({p1})/$ref").status_code == 204
+        left = api.get(f"contacts({contact})/{schema}?$select=new_name").json()["value"]
+        assert [p["new_name"] for p in left] == ["P2"]
+
+        # one-to-many associate / disassociate through $ref, on seeded tables
+        account = client.records.create("account", {"name": f"Ref {tag}"})
+        r = api.post(
+            f"accounts({account})/contact_customer_accounts/$ref",
+            json={"@odata.id": f"{own.service_url}contacts({contact})"},
+        )
+        assert r.status_code == 204, r.text
+        kids = api.get(f"accounts({account})/contact_customer_accounts?$select=lastname")
+        assert [c["lastname"] for c in kids.json()["value"]] == [f"Member {tag}"]
+        gone = api.delete(f"accounts({account})/contact_customer_accounts({contact})/$ref")
+        assert gone.status_code == 204
+        kids = api.get(f"accounts({account})/contact_customer_accounts?$select=lastname")
+        assert kids.json()["value"] == []
+        put = api.put(
+            f"contacts({contact})/parentcustomerid_account/$ref",
+            json={"@odata.id": f"{own.service_url}accounts({account})"},
+        )
+        assert put.status_code == 204
+        row = api.get(f"contacts({contact})?$select=_parentcustomerid_value").json()
+        assert row["_parentcustomerid_value"] == account
+        assert api.delete(f"contacts({contact})/parentcustomerid_account/$ref").status_code == 204
+
+    assert rel.relationship_id
+    client.tables.delete_relationship(rel.relationship_id)
+    assert client.tables.get_relationship(schema) is None
+    client.tables.delete(project)
