@@ -234,9 +234,14 @@ class MetadataWriter:
                 "A new table needs exactly one String attribute with IsPrimaryName true "
                 "(its primary name column)."
             )
-        names = [a.name for a in columns]
-        if len(set(names)) != len(names):
-            raise _bad("Two attributes of the new table have the same SchemaName.")
+        # [UNVERIFIED] a column repeating the primary name column's SchemaName (as the SDK
+        # sends for {"new_Name": "string"}) is taken as that column, not refused.
+        kept: dict[str, Attribute] = {}
+        for attr in columns:
+            if attr.name in kept and kept[attr.name].kind != attr.kind:
+                raise _bad(f"Two attributes of the new table are named {attr.name}.")
+            kept.setdefault(attr.name, attr)
+        columns = [a for a in columns if kept[a.name] is a]
         display = _label(body.get("DisplayName"), schema)
         catalog = self.store.catalog
         table = custom_table(
@@ -324,8 +329,19 @@ class MetadataWriter:
         self.store.replace_table(changed, added=attr)
         # [MS] the navigation property names default to the lookup's SchemaName (many side)
         # and the relationship's SchemaName (one side).
+        cascade = (body.get("CascadeConfiguration") or {}).get("Delete") or "RemoveLink"
+        if cascade not in ("RemoveLink", "Cascade", "Restrict"):
+            raise _bad(f"The cascade delete behaviour '{cascade}' is not valid here.")
         self.store.catalog.relationships.append(
-            Relationship(schema, referenced.logical, referencing.logical, attr.name, nav, schema)
+            Relationship(
+                schema,
+                referenced.logical,
+                referencing.logical,
+                attr.name,
+                nav,
+                schema,
+                cascade_delete=cascade,
+            )
         )
         return metadata_id("rel", schema)
 

@@ -167,6 +167,9 @@ class Relationship:
     attribute: str  # lookup logical name on the referencing table
     referencing_nav: str  # single-valued nav on the referencing table
     referenced_nav: str  # collection-valued nav on the referenced table
+    # What deleting the referenced row does to the referencing rows (CascadeConfiguration
+    # .Delete): RemoveLink clears their lookup, Cascade deletes them, Restrict refuses.
+    cascade_delete: str = "RemoveLink"
 
 
 @dataclass(frozen=True)

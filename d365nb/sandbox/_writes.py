@@ -11,6 +11,7 @@ from typing import Any
 
 from ._errors import ApiError, not_found
 from ._exchange import Caller
+from ._model import CURRENT_CATALOG
 from ._query import sql_value
 from ._schema import Attribute, Table, nav_properties, table_by_logical, table_by_set
 from ._seed import CURRENCIES
@@ -403,7 +404,41 @@ class Writer:
             )
 
     def delete(self, table: Table, row_id: str) -> None:
-        """Delete a row and log the deletion for change tracking."""
+        """Delete a row and log the deletion for change tracking.
+
+        Relationships created through the metadata API apply their cascade: Restrict
+        refuses while related rows exist, Cascade deletes them, RemoveLink clears their
+        lookup.  (Call inside `store.atomic()`.)
+        """
+        catalog = CURRENT_CATALOG.get()
+        for rel in catalog.relationships if catalog else ():
+            if rel.referenced != table.logical:
+                continue
+            child = table_by_logical(rel.referencing)
+            attr = child.attribute(rel.attribute) if child else None
+            if child is None or attr is None:
+                continue
+            rows = self.store.query(
+                f'SELECT "{child.primary_id}" FROM "{child.entity_set}" WHERE "{attr.column}" = ?',
+                [row_id],
+            )
+            if rows and rel.cascade_delete == "Restrict":
+                # [MS] 405 CannotDeleteDueToAssociation; [UNVERIFIED] the empty code.
+                raise ApiError(
+                    405,
+                    "",
+                    "The object you tried to delete is associated with another object and "
+                    f"cannot be deleted (relationship {rel.schema_name}).",
+                )
+            for (child_id,) in rows:
+                if rel.cascade_delete == "Cascade":
+                    self.delete(child, child_id)
+                else:
+                    self.store.execute(
+                        f'UPDATE "{child.entity_set}" SET "{attr.column}" = NULL '
+                        f'WHERE "{child.primary_id}" = ?',
+                        [child_id],
+                    )
         self.store.execute(
             f'DELETE FROM "{table.entity_set}" WHERE "{table.primary_id}" = ?', [row_id]
         )

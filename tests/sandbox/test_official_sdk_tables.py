@@ -336,3 +336,48 @@ def test_many_to_many_relationship_associate_and_disassociate(
     client.tables.delete_relationship(rel.relationship_id)
     assert client.tables.get_relationship(schema) is None
     client.tables.delete(project)
+
+
+@pytest.mark.parametrize("cascade", ["Restrict", "Cascade", "RemoveLink"])
+def test_cascade_delete_of_a_custom_relationship(client: DataverseClient, cascade: str) -> None:
+    from PowerPlatform.Dataverse.models.labels import Label, LocalizedLabel
+    from PowerPlatform.Dataverse.models.relationship import (
+        CascadeConfiguration,
+        LookupAttributeMetadata,
+        OneToManyRelationshipMetadata,
+    )
+
+    tag = uuid.uuid4().hex[:6]
+    parent, child = f"new_Par{tag}", f"new_Chi{tag}"
+    # {"new_Name": "string"} repeats the primary name column the SDK adds: taken as it
+    client.tables.create(parent, {"new_Name": "string"})
+    client.tables.create(child, {"new_Info": "string"})
+    lookup = f"new_Ref{tag}"
+    client.tables.create_one_to_many_relationship(
+        lookup=LookupAttributeMetadata(
+            schema_name=lookup,
+            display_name=Label(localized_labels=[LocalizedLabel(label="Ref", language_code=1033)]),
+        ),
+        relationship=OneToManyRelationshipMetadata(
+            schema_name=f"{parent}_{child}",
+            referenced_entity=parent.lower(),
+            referencing_entity=child.lower(),
+            referenced_attribute=f"{parent.lower()}id",
+            cascade_configuration=CascadeConfiguration(delete=cascade),
+        ),
+    )
+    p_id = client.records.create(parent, {"new_name": "parent"})
+    bind = {f"{lookup}@odata.bind": f"/{parent.lower()}s({p_id})"}
+    c_id = client.records.create(child, {"new_info": "child", **bind})
+    if cascade == "Restrict":
+        with pytest.raises(HttpError) as refused:
+            client.records.delete(parent, p_id)
+        assert refused.value.status_code == 405
+        assert client.records.retrieve(child, c_id) is not None
+        return
+    client.records.delete(parent, p_id)
+    left = client.records.retrieve(child, c_id, select=[f"_{lookup.lower()}_value"])
+    if cascade == "Cascade":
+        assert left is None
+    else:
+        assert left is not None and left[f"_{lookup.lower()}_value"] is None
