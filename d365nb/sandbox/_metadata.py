@@ -189,7 +189,7 @@ def keys_json(table: Table) -> list[dict[str, Any]]:
     return [
         {
             "MetadataId": metadata_id(table.logical, "key", name),
-            "LogicalName": name,
+            "LogicalName": name.lower(),
             "SchemaName": name,
             "EntityLogicalName": table.logical,
             "KeyAttributes": list(attrs),
@@ -337,6 +337,14 @@ class Metadata:
             return Reply.json(200, body)
         if sub == "/Keys":
             return Reply.json(200, {"@odata.context": f"{base}/Keys", "value": keys_json(table)})
+        if sub == "/ManyToManyRelationships":
+            catalog = CURRENT_CATALOG.get()
+            pairs = [
+                many_to_many_json(r)
+                for r in (catalog.many_to_many if catalog else ())
+                if table.logical in (r.entity1, r.entity2)
+            ]
+            return Reply.json(200, {"@odata.context": base + sub, "value": pairs})
         if sub in ("/OneToManyRelationships", "/ManyToOneRelationships"):
             rels = [
                 relationship_json(r)

@@ -34,6 +34,17 @@ __all__ = ["MetadataWriter"]
 _TARGET = re.compile(r"^\((?:LogicalName='([^']+)'|([0-9a-fA-F-]{36}))\)(.*)$")
 _KEY_ID = re.compile(r"^/Keys\(([0-9a-fA-F-]{36})\)$")
 _PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{1,7}_[A-Za-z0-9_]+$")
+# Columns every custom table has; they go only with the table.
+_SYSTEM_COLUMNS = (
+    "createdon",
+    "modifiedon",
+    "createdby",
+    "modifiedby",
+    "versionnumber",
+    "ownerid",
+    "statecode",
+    "statuscode",
+)
 # Column types an alternate key may use.
 _KEY_KINDS = ("String", "Integer", "BigInt", "Decimal", "DateTime", "Picklist", "Lookup")
 # @odata.type (without "Microsoft.Dynamics.CRM." and "Complex") -> AttributeType
@@ -164,6 +175,10 @@ class MetadataWriter:
         if not sub and call.method == "DELETE":
             self.store.drop_table(table)
             return Reply(204, [])
+        col_m = re.match(r"^/Attributes\((?:LogicalName='([^']+)'|([0-9a-fA-F-]{36}))\)$", sub)
+        if col_m and call.method == "DELETE":
+            self.drop_column(table, col_m.group(1), (col_m.group(2) or "").lower())
+            return Reply(204, [])
         if sub == "/Attributes" and call.method == "POST":
             attr = self.add_column(table, call.json())
             url = f"{call.root}EntityDefinitions({table.metadata_id})/Attributes"
@@ -267,7 +282,8 @@ class MetadataWriter:
             raise ApiError(
                 404, "0x80040217", f"Could not find entity with name '{logical or mid}'."
             )
-        if table.logical not in self.store.catalog.tables:
+        catalog = self.store.catalog
+        if table.logical not in catalog.tables or table.logical in catalog.system:
             # [UNVERIFIED] the service lets customizers add columns to system tables; the
             # sandbox's system tables are shared by every sandbox in the process.
             raise ApiError(
@@ -398,11 +414,30 @@ class MetadataWriter:
         self.store.replace_table(changed, added=attr)
         return attr
 
+    def drop_column(self, table: Table, name: str | None, attr_id: str) -> None:
+        """Delete a column added to a custom table (not its id, name or system columns)."""
+        found = [
+            a
+            for a in table.attributes
+            if a.name == name or metadata_id(table.logical, a.name) == attr_id
+        ]
+        if not found:
+            raise ApiError(404, "0x80040217", f"Could not find attribute '{name or attr_id}'.")
+        attr = found[0]
+        fixed = {table.primary_id, table.primary_name, *_SYSTEM_COLUMNS}
+        if attr.name in fixed or attr.is_lookup:
+            # [UNVERIFIED] the code; system and lookup columns go with their table or relationship.
+            raise ApiError(400, "0x80048d19", f"The column '{attr.name}' cannot be deleted.")
+        if any(attr.name in attrs for _, attrs in table.keys):
+            raise ApiError(400, "0x80048d19", f"The column '{attr.name}' is part of a key.")
+        kept = tuple(a for a in table.attributes if a is not attr)
+        self.store.drop_column(_rebuilt(table, attributes=kept), attr)
+
     def add_key(self, table: Table, body: Any) -> str:
         """Add the alternate key an `EntityKeyMetadata` body describes."""
         if not isinstance(body, dict):
             raise _bad("The request body must be an EntityKeyMetadata JSON object.")
-        name = _schema_name(body, "key").lower()
+        name = _schema_name(body, "key")  # SchemaName keeps its case; LogicalName is lower
         attrs = body.get("KeyAttributes")
         if not isinstance(attrs, list) or not attrs:
             raise _bad("An alternate key needs KeyAttributes.")
@@ -410,7 +445,7 @@ class MetadataWriter:
             attr = table.attribute(str(attr_name))
             if attr is None or attr.kind not in _KEY_KINDS:
                 raise _bad(f"'{attr_name}' cannot be part of an alternate key of {table.logical}.")
-        if any(existing == name for existing, _ in table.keys):
+        if any(existing.lower() == name.lower() for existing, _ in table.keys):
             raise ApiError(400, "0x80047013", f"The key {name} already exists.")
         try:
             self.store.add_key(table, name, [str(a) for a in attrs])

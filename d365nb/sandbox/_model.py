@@ -218,6 +218,8 @@ class Catalog:
     tables: dict[str, Table] = field(default_factory=dict)  # by logical name
     relationships: list[Relationship] = field(default_factory=list)
     many_to_many: list[ManyToMany] = field(default_factory=list)
+    # optional system tables (e.g. incident): served like seeded ones, not customizable
+    system: set[str] = field(default_factory=set)
     next_type_code: int = 10000
 
 

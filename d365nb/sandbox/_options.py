@@ -38,6 +38,7 @@ class SandboxOptions:
     # -- data
     rows: int = 2000  # accounts; the other tables scale with it
     seed: int = 42
+    customer_service: bool = True  # the optional `incident` (Case) table, rows // 5 cases
 
     # -- identity
     auto_approve: bool = False  # device codes approve themselves (demo, Binder)

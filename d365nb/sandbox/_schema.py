@@ -12,7 +12,9 @@ from __future__ import annotations
 from ._model import CURRENT_CATALOG, Attribute, NavProperty, Relationship, Table, metadata_id
 
 __all__ = [
+    "INCIDENT",
     "INDUSTRIES",
+    "OPTIONAL_RELATIONSHIPS",
     "RELATIONSHIPS",
     "TABLES",
     "all_relationships",
@@ -401,6 +403,69 @@ TRANSACTIONCURRENCY = Table(
         *_common(owner=False),
     ),
 )
+
+# -- optional tables (SandboxOptions): in a sandbox's catalog, not in TABLES
+
+INCIDENT = Table(
+    logical="incident",
+    entity_set="incidents",
+    display="Case",
+    display_plural="Cases",
+    primary_id="incidentid",
+    primary_name="title",
+    object_type_code=112,
+    attributes=(
+        Attribute("incidentid", "Uniqueidentifier", "Case", updatable=False),
+        Attribute("title", "String", "Case Title", max_length=200, required=True),
+        Attribute("ticketnumber", "String", "Case Number", max_length=100),
+        Attribute("description", "Memo", "Description", max_length=2000),
+        Attribute(
+            "customerid", "Customer", "Customer", targets=("account", "contact"), required=True
+        ),
+        Attribute("prioritycode", "Picklist", "Priority", options=_opts("High", "Normal", "Low")),
+        Attribute("severitycode", "Picklist", "Severity", options=_opts("Default Value")),
+        Attribute(
+            "caseorigincode",
+            "Picklist",
+            "Origin",
+            options=_opts("Phone", "Email", "Web", start=1) + ((2483, "Facebook"),),
+        ),
+        *_common(),
+        *_state(
+            ("Active", "Resolved", "Cancelled"),
+            (
+                (1, "In Progress", 0),
+                (2, "On Hold", 0),
+                (3, "Waiting for Details", 0),
+                (4, "Researching", 0),
+                (5, "Problem Solved", 1),
+                (6, "Cancelled", 2),
+            ),
+        ),
+    ),
+)
+
+#: The relationships of the optional tables, by table.
+OPTIONAL_RELATIONSHIPS: dict[str, tuple[Relationship, ...]] = {
+    "incident": (
+        Relationship(
+            "incident_customer_accounts",
+            "account",
+            "incident",
+            "customerid",
+            "customerid_account",
+            "incident_customer_accounts",
+        ),
+        Relationship(
+            "incident_customer_contacts",
+            "contact",
+            "incident",
+            "customerid",
+            "customerid_contact",
+            "incident_customer_contacts",
+        ),
+    ),
+}
 
 TABLES: tuple[Table, ...] = (
     ACCOUNT,

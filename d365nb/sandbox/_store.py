@@ -19,8 +19,8 @@ from typing import Any
 
 from ._model import Attribute, Catalog, ManyToMany
 from ._options import SandboxOptions
-from ._schema import RELATIONSHIPS, TABLES, Table
-from ._seed import generate
+from ._schema import INCIDENT, OPTIONAL_RELATIONSHIPS, RELATIONSHIPS, TABLES, Table
+from ._seed import generate, incidents
 
 __all__ = ["Store"]
 
@@ -55,6 +55,7 @@ class Store:
         if options.reset or self._fingerprint() != self._stored_fingerprint():
             self.reset()
         else:
+            self._register_optional()
             self._version = self._max_version()
 
     # -- lifecycle
@@ -66,7 +67,8 @@ class Store:
         return conn
 
     def _fingerprint(self) -> str:
-        return f"{_SCHEMA_VERSION}:{self.options.seed}:{self.options.rows}"
+        optional = "cs" if self.options.customer_service else ""
+        return f"{_SCHEMA_VERSION}:{self.options.seed}:{self.options.rows}:{optional}"
 
     def _stored_fingerprint(self) -> str | None:
         try:
@@ -102,6 +104,7 @@ class Store:
             self.catalog.tables.clear()
             self.catalog.relationships.clear()
             self.catalog.many_to_many.clear()
+            self.catalog.system.clear()
             conn.execute("CREATE TABLE _meta (key TEXT PRIMARY KEY, value TEXT)")
             conn.execute(
                 "CREATE TABLE _deleted (version INTEGER PRIMARY KEY, entity TEXT, id TEXT)"
@@ -122,6 +125,19 @@ class Store:
                     conn.executemany(f'INSERT INTO "{entity_set}" ({cols}) VALUES ({marks})', rows)
                 for sql in _indexes():
                     conn.execute(sql)
+                self._register_optional()
+                for table in self.catalog.tables.values():
+                    conn.execute(_ddl(table))
+                if self.options.customer_service:
+                    entity_set, columns, rows = incidents(
+                        rows=self.options.rows, seed=self.options.seed
+                    )
+                    cols = ", ".join(f'"{c}"' for c in columns)
+                    marks = ", ".join("?" * len(columns))
+                    conn.executemany(f'INSERT INTO "{entity_set}" ({cols}) VALUES ({marks})', rows)
+                    conn.execute(
+                        'CREATE INDEX "ix_incident_customerid" ON "incidents" ("_customerid_value")'
+                    )
                 conn.execute("INSERT INTO _meta VALUES ('fingerprint', ?)", (self._fingerprint(),))
                 conn.execute("COMMIT")
             except BaseException:
@@ -135,6 +151,13 @@ class Store:
                 conn.execute("PRAGMA synchronous=NORMAL")
             self._version = self._max_version()
         self.seed_seconds = time.perf_counter() - started
+
+    def _register_optional(self) -> None:
+        """Put the optional system tables the options ask for into the catalog."""
+        if self.options.customer_service:
+            self.catalog.tables[INCIDENT.logical] = INCIDENT
+            self.catalog.system.add(INCIDENT.logical)
+            self.catalog.relationships.extend(OPTIONAL_RELATIONSHIPS[INCIDENT.logical])
 
     # -- tables created at run time
     def create_table(self, table: Table) -> None:

@@ -381,3 +381,30 @@ def test_cascade_delete_of_a_custom_relationship(client: DataverseClient, cascad
         assert left is None
     else:
         assert left is not None and left[f"_{lookup.lower()}_value"] is None
+
+
+def test_remove_columns_and_list_many_to_many(client: DataverseClient, own: Sandbox) -> None:
+    from PowerPlatform.Dataverse.models.relationship import ManyToManyRelationshipMetadata
+
+    tag = uuid.uuid4().hex[:6]
+    name = f"new_Cols{tag}"
+    client.tables.create(name, {"new_Keep": "string"})
+    client.tables.add_columns(name, {"new_Tags": "string"})
+    client.tables.remove_columns(name, ["new_Tags"])
+    columns = {c["LogicalName"] for c in client.tables.list_columns(name)}
+    assert "new_keep" in columns and "new_tags" not in columns
+    schema = f"new_cols_contacts{tag}"
+    client.tables.create_many_to_many_relationship(
+        ManyToManyRelationshipMetadata(
+            schema_name=schema, entity1_logical_name=name.lower(), entity2_logical_name="contact"
+        )
+    )
+    headers = {"Authorization": f"Bearer {app_token(own)}"}
+    with httpx.Client(base_url=own.service_url, verify=tls(own), headers=headers) as api:
+        listed = api.get(f"EntityDefinitions(LogicalName='{name.lower()}')/ManyToManyRelationships")
+        assert [r["SchemaName"] for r in listed.json()["value"]] == [schema]
+        system = api.delete(
+            f"EntityDefinitions(LogicalName='{name.lower()}')/Attributes(LogicalName='createdon')"
+        )
+        assert system.status_code == 400
+    client.tables.delete(name)
