@@ -10,6 +10,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 __all__ = [
+    "ACTIVE_STATE",
     "CURRENT_CATALOG",
     "Attribute",
     "Catalog",
@@ -17,7 +18,10 @@ __all__ = [
     "NavProperty",
     "Relationship",
     "Table",
+    "choices",
+    "common_columns",
     "metadata_id",
+    "state_columns",
 ]
 
 _NS = uuid.UUID("d3650000-0000-4000-8000-00000000d365")
@@ -225,3 +229,58 @@ class Catalog:
 
 #: The catalog of the sandbox answering the current request (None outside a request).
 CURRENT_CATALOG: ContextVar[Catalog | None] = ContextVar("d365nb_sandbox_catalog", default=None)
+
+
+# -- building tables
+
+
+def choices(*labels: str, start: int = 1) -> tuple[tuple[int, str], ...]:
+    """Choice options numbered from `start`."""
+    return tuple((start + i, text) for i, text in enumerate(labels))
+
+
+def common_columns(owner: bool = True) -> tuple[Attribute, ...]:
+    """The columns every table has: created/modified on and by, version, owner."""
+    attrs = [
+        Attribute("createdon", "DateTime", "Created On", creatable=False, updatable=False),
+        Attribute("modifiedon", "DateTime", "Modified On", creatable=False, updatable=False),
+        Attribute(
+            "createdby",
+            "Lookup",
+            "Created By",
+            targets=("systemuser",),
+            creatable=False,
+            updatable=False,
+        ),
+        Attribute(
+            "modifiedby",
+            "Lookup",
+            "Modified By",
+            targets=("systemuser",),
+            creatable=False,
+            updatable=False,
+        ),
+        Attribute("versionnumber", "BigInt", "Version Number", creatable=False, updatable=False),
+    ]
+    if owner:
+        attrs.append(Attribute("ownerid", "Owner", "Owner", targets=("systemuser",)))
+    return tuple(attrs)
+
+
+def state_columns(
+    states: tuple[str, ...], statuses: tuple[tuple[int, str, int], ...]
+) -> tuple[Attribute, ...]:
+    """`statecode` and `statuscode`; each status is (value, label, its state)."""
+    return (
+        Attribute("statecode", "State", "Status", options=choices(*states, start=0)),
+        Attribute(
+            "statuscode",
+            "Status",
+            "Status Reason",
+            options=tuple((v, text) for v, text, _ in statuses),
+            status_states=tuple((v, s) for v, _, s in statuses),
+        ),
+    )
+
+
+ACTIVE_STATE = state_columns(("Active", "Inactive"), ((1, "Active", 0), (2, "Inactive", 1)))

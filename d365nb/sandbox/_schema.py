@@ -9,12 +9,22 @@ hidden `_<name>_type` column.
 
 from __future__ import annotations
 
-from ._model import CURRENT_CATALOG, Attribute, NavProperty, Relationship, Table, metadata_id
+from ._activities import ACTIVITY_RELATIONSHIPS, PHONECALL, TASK
+from ._model import (
+    ACTIVE_STATE as _ACTIVE_STATE,
+    CURRENT_CATALOG,
+    Attribute,
+    NavProperty,
+    Relationship,
+    Table,
+    choices as _opts,
+    common_columns as _common,
+    metadata_id,
+    state_columns as _state,
+)
 
 __all__ = [
-    "INCIDENT",
     "INDUSTRIES",
-    "OPTIONAL_RELATIONSHIPS",
     "RELATIONSHIPS",
     "TABLES",
     "all_relationships",
@@ -30,54 +40,6 @@ __all__ = [
     "table_by_set",
 ]
 
-
-def _opts(*labels: str, start: int = 1) -> tuple[tuple[int, str], ...]:
-    return tuple((start + i, text) for i, text in enumerate(labels))
-
-
-def _common(owner: bool = True) -> tuple[Attribute, ...]:
-    attrs = [
-        Attribute("createdon", "DateTime", "Created On", creatable=False, updatable=False),
-        Attribute("modifiedon", "DateTime", "Modified On", creatable=False, updatable=False),
-        Attribute(
-            "createdby",
-            "Lookup",
-            "Created By",
-            targets=("systemuser",),
-            creatable=False,
-            updatable=False,
-        ),
-        Attribute(
-            "modifiedby",
-            "Lookup",
-            "Modified By",
-            targets=("systemuser",),
-            creatable=False,
-            updatable=False,
-        ),
-        Attribute("versionnumber", "BigInt", "Version Number", creatable=False, updatable=False),
-    ]
-    if owner:
-        attrs.append(Attribute("ownerid", "Owner", "Owner", targets=("systemuser",)))
-    return tuple(attrs)
-
-
-def _state(
-    states: tuple[str, ...], statuses: tuple[tuple[int, str, int], ...]
-) -> tuple[Attribute, ...]:
-    return (
-        Attribute("statecode", "State", "Status", options=_opts(*states, start=0)),
-        Attribute(
-            "statuscode",
-            "Status",
-            "Status Reason",
-            options=tuple((v, text) for v, text, _ in statuses),
-            status_states=tuple((v, s) for v, _, s in statuses),
-        ),
-    )
-
-
-_ACTIVE_STATE = _state(("Active", "Inactive"), ((1, "Active", 0), (2, "Inactive", 1)))
 
 INDUSTRIES = _opts(
     "Accounting",
@@ -128,6 +90,7 @@ ACCOUNT = Table(
         Attribute("accountid", "Uniqueidentifier", "Account", updatable=False),
         Attribute("name", "String", "Account Name", max_length=160, required=True),
         Attribute("accountnumber", "String", "Account Number", max_length=20),
+        Attribute("originatingleadid", "Lookup", "Originating Lead", targets=("lead",)),
         Attribute("telephone1", "String", "Main Phone", max_length=50),
         Attribute("emailaddress1", "String", "Email", max_length=100),
         Attribute("websiteurl", "String", "Website", max_length=200),
@@ -404,69 +367,6 @@ TRANSACTIONCURRENCY = Table(
     ),
 )
 
-# -- optional tables (SandboxOptions): in a sandbox's catalog, not in TABLES
-
-INCIDENT = Table(
-    logical="incident",
-    entity_set="incidents",
-    display="Case",
-    display_plural="Cases",
-    primary_id="incidentid",
-    primary_name="title",
-    object_type_code=112,
-    attributes=(
-        Attribute("incidentid", "Uniqueidentifier", "Case", updatable=False),
-        Attribute("title", "String", "Case Title", max_length=200, required=True),
-        Attribute("ticketnumber", "String", "Case Number", max_length=100),
-        Attribute("description", "Memo", "Description", max_length=2000),
-        Attribute(
-            "customerid", "Customer", "Customer", targets=("account", "contact"), required=True
-        ),
-        Attribute("prioritycode", "Picklist", "Priority", options=_opts("High", "Normal", "Low")),
-        Attribute("severitycode", "Picklist", "Severity", options=_opts("Default Value")),
-        Attribute(
-            "caseorigincode",
-            "Picklist",
-            "Origin",
-            options=_opts("Phone", "Email", "Web", start=1) + ((2483, "Facebook"),),
-        ),
-        *_common(),
-        *_state(
-            ("Active", "Resolved", "Cancelled"),
-            (
-                (1, "In Progress", 0),
-                (2, "On Hold", 0),
-                (3, "Waiting for Details", 0),
-                (4, "Researching", 0),
-                (5, "Problem Solved", 1),
-                (6, "Cancelled", 2),
-            ),
-        ),
-    ),
-)
-
-#: The relationships of the optional tables, by table.
-OPTIONAL_RELATIONSHIPS: dict[str, tuple[Relationship, ...]] = {
-    "incident": (
-        Relationship(
-            "incident_customer_accounts",
-            "account",
-            "incident",
-            "customerid",
-            "customerid_account",
-            "incident_customer_accounts",
-        ),
-        Relationship(
-            "incident_customer_contacts",
-            "contact",
-            "incident",
-            "customerid",
-            "customerid_contact",
-            "incident_customer_contacts",
-        ),
-    ),
-}
-
 TABLES: tuple[Table, ...] = (
     ACCOUNT,
     CONTACT,
@@ -475,9 +375,20 @@ TABLES: tuple[Table, ...] = (
     SYSTEMUSER,
     BUSINESSUNIT,
     TRANSACTIONCURRENCY,
+    TASK,
+    PHONECALL,
 )
 
 RELATIONSHIPS: tuple[Relationship, ...] = (
+    *ACTIVITY_RELATIONSHIPS,
+    Relationship(
+        "account_originating_lead",
+        "lead",
+        "account",
+        "originatingleadid",
+        "originatingleadid",
+        "account_originating_lead",
+    ),
     Relationship(
         "account_parent_account",
         "account",
@@ -568,6 +479,8 @@ RELATIONSHIPS: tuple[Relationship, ...] = (
             SYSTEMUSER,
             BUSINESSUNIT,
             TRANSACTIONCURRENCY,
+            TASK,
+            PHONECALL,
         )
         for a in ("createdby", "modifiedby")
     ),
@@ -580,7 +493,7 @@ RELATIONSHIPS: tuple[Relationship, ...] = (
             "ownerid",
             f"user_{t.entity_set}",
         )
-        for t in (ACCOUNT, CONTACT, OPPORTUNITY, LEAD)
+        for t in (ACCOUNT, CONTACT, OPPORTUNITY, LEAD, TASK, PHONECALL)
     ),
     *(
         Relationship(

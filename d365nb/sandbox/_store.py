@@ -17,9 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ._activities import INCIDENT, OPTIONAL_RELATIONSHIPS
 from ._model import Attribute, Catalog, ManyToMany
 from ._options import SandboxOptions
-from ._schema import INCIDENT, OPTIONAL_RELATIONSHIPS, RELATIONSHIPS, TABLES, Table
+from ._schema import RELATIONSHIPS, TABLES, Table
 from ._seed import generate, incidents
 
 __all__ = ["Store"]

@@ -66,3 +66,47 @@ def test_fetchxml_between_and_not_between(api: httpx.Client) -> None:
         "operator='between'><value>1</value></condition></filter></entity></fetch>"
     )
     assert api.get(f"accounts?fetchXml={quote(one)}").status_code == 400
+
+
+def test_activities_regarding_any_sales_row(api: httpx.Client) -> None:
+    account = api.get("accounts?$select=name&$top=1").json()["value"][0]["accountid"]
+    lead = api.get("leads?$select=fullname&$top=1").json()["value"][0]["leadid"]
+    task = api.post(
+        "tasks",
+        json={
+            "subject": "Call back about renewal",
+            "prioritycode": 2,
+            "regardingobjectid_account_task@odata.bind": f"/accounts({account})",
+        },
+    )
+    assert task.status_code == 204, task.text
+    call = api.post(
+        "phonecalls",
+        json={
+            "subject": "Intro call",
+            "directioncode": True,
+            "regardingobjectid_lead_phonecall@odata.bind": f"/leads({lead})",
+        },
+    )
+    assert call.status_code == 204, call.text
+    expanded = api.get(
+        f"accounts({account})?$select=name&$expand=Account_Tasks($select=subject)"
+    ).json()
+    assert [t["subject"] for t in expanded["Account_Tasks"]] == ["Call back about renewal"]
+    row = api.get(
+        f"{call.headers['odata-entityid']}?$select=_regardingobjectid_value",
+        headers={"Prefer": 'odata.include-annotations="*"'},
+    ).json()
+    assert row["_regardingobjectid_value"] == lead
+    assert row["_regardingobjectid_value@Microsoft.Dynamics.CRM.lookuplogicalname"] == "lead"
+
+
+def test_account_originating_lead(api: httpx.Client) -> None:
+    lead = api.get("leads?$select=fullname&$top=1").json()["value"][0]["leadid"]
+    r = api.post(
+        "accounts",
+        json={"name": "Converted", "originatingleadid@odata.bind": f"/leads({lead})"},
+    )
+    assert r.status_code == 204, r.text
+    row = api.get(f"{r.headers['odata-entityid']}?$select=_originatingleadid_value").json()
+    assert row["_originatingleadid_value"] == lead
