@@ -161,6 +161,7 @@ def _sandbox_knobs(args: argparse.Namespace) -> dict[str, Any]:
 
 def _instructions(info: dict[str, str], *, auto_approve: bool) -> str:
     ca = info["ca_cert"]
+    secret = info.get("admin_secret", "")
     approve = (
         "  Device codes approve themselves (--auto-approve).\n"
         if auto_approve
@@ -168,6 +169,7 @@ def _instructions(info: dict[str, str], *, auto_approve: bool) -> str:
             f"  Approve a device code:  open {info['device_login_url']}\n"
             f"                          or curl --cacert {ca} -H 'Content-Type: "
             "application/json' \\\n"
+            f"                            -H 'X-D365NB-Sandbox-Secret: {secret}' \\\n"
             f'                            -d \'{{"user_code": "CODE", "user": "alex"}}\''
             f" {info['approve_url']}\n"
         )

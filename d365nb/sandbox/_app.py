@@ -13,11 +13,14 @@ URL the client used.  Lifespan events are forwarded to both halves.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import importlib
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -25,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 from ._control import Control
 from ._discovery import Discovery
 from ._identity import IdentityService
+from ._info import ADMIN_HEADER
 from ._options import SandboxOptions
 from ._signin import SignInPages
 from ._token_endpoint import TokenEndpoint
@@ -32,25 +36,52 @@ from ._tokens import TokenService
 
 __all__ = ["SandboxApp", "create_app", "create_identity_app"]
 
+# The sandbox-only control routes (identity's and the Web API's knobs).
+_CONTROL_PREFIX = "/_sandbox/"
 # Paths served by the Web API half: the API itself and its run-time knobs (`_limits.py`).
 _WEBAPI_PREFIXES = ("/api/", "/_sandbox/knobs")
 
 
 class SandboxApp:
-    """ASGI app routing `/api/` to `webapi` and everything else to `identity`."""
+    """ASGI app routing `/api/` to `webapi` and everything else to `identity`.
+
+    With an `admin_secret`, the control routes (`/_sandbox/...`) answer 401 to requests
+    whose `X-D365NB-Sandbox-Secret` header does not carry it.
+    """
 
     def __init__(
-        self, *, identity: Starlette, webapi: Starlette | None, fno: Starlette | None = None
+        self,
+        *,
+        identity: Starlette,
+        webapi: Starlette | None,
+        fno: Starlette | None = None,
+        admin_secret: str | None = None,
     ) -> None:
         self.identity = identity
         self.webapi = webapi
         self.fno = fno  # the F&O environment under /fno (`_fno_app.py`), when on
+        self._admin_secret = admin_secret
+
+    def __repr__(self) -> str:
+        return f"<SandboxApp protected={self._admin_secret is not None}>"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
         path: str = scope.get("path", "")
+        control = path.startswith((_CONTROL_PREFIX, "/fno" + _CONTROL_PREFIX))
+        if control and not self._admitted(scope):
+            response = JSONResponse(
+                {
+                    "message": "The sandbox's control routes need its admin secret.",
+                    "hint": f"Send the header {ADMIN_HEADER} with the admin_secret of the JSON "
+                    "line `d365nb sandbox` printed (Sandbox.knobs()/approve() do).",
+                },
+                status_code=401,
+            )
+            await response(scope, receive, send)
+            return
         if self.fno is not None and (path == "/fno" or path.startswith("/fno/")):
             await self.fno(scope, receive, send)
             return
@@ -65,6 +96,12 @@ class SandboxApp:
             await self.webapi(scope, receive, send)
             return
         await self.identity(scope, receive, send)
+
+    def _admitted(self, scope: Scope) -> bool:
+        if self._admin_secret is None:
+            return True
+        sent = Headers(scope=scope).get(ADMIN_HEADER, "")
+        return hmac.compare_digest(sent.encode(), self._admin_secret.encode())
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -112,6 +149,7 @@ def create_identity_app(
         Route("/_sandbox/devicecode/decline", control.decline, methods=["POST"]),
         Route("/_sandbox/refresh-tokens/revoke", control.revoke, methods=["POST"]),
         Route("/_sandbox/reset", control.reset, methods=["POST"]),
+        Route("/_sandbox/clock", control.clock, methods=["GET", "POST"]),
         Route("/common/discovery/instance", discovery.instance_discovery),
         Route("/{tenant}/v2.0/.well-known/openid-configuration", discovery.openid_configuration),
         Route("/{tenant}/.well-known/openid-configuration", discovery.openid_configuration),
@@ -145,7 +183,23 @@ def _create_webapi(options: SandboxOptions, *, base_url: str, tokens: TokenServi
     )
 
 
-def create_app(options: SandboxOptions, *, base_url: str, tokens: TokenService) -> SandboxApp:
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (``127.0.0.1``, ``::1``, ``localhost``)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def create_app(
+    options: SandboxOptions,
+    *,
+    base_url: str,
+    tokens: TokenService,
+    admin_secret: str | None = None,
+) -> SandboxApp:
     """The whole sandbox as one ASGI app.
 
     **Parameters:**
@@ -153,6 +207,8 @@ def create_app(options: SandboxOptions, *, base_url: str, tokens: TokenService) 
     * **options** - the sandbox's knobs.
     * **base_url** - its origin, ``https://127.0.0.1:PORT`` (the Web API resource).
     * **tokens** - the token service that signs and verifies tokens.
+    * **admin_secret** - what the control routes require (see
+      `SandboxOptions.require_admin_secret`: by default only off loopback).
     """
     webapi = _create_webapi(options, base_url=base_url, tokens=tokens)
     fno = None
@@ -172,4 +228,14 @@ def create_app(options: SandboxOptions, *, base_url: str, tokens: TokenService) 
         return True
 
     identity = create_identity_app(options, base_url=base_url, tokens=tokens, reset_data=reset)
-    return SandboxApp(identity=identity, webapi=webapi, fno=fno)
+    required = options.require_admin_secret
+    if required is None:
+        required = not is_loopback(options.host)
+    if required and not admin_secret:
+        raise ValueError("The sandbox's control routes need an admin secret off loopback.")
+    return SandboxApp(
+        identity=identity,
+        webapi=webapi,
+        fno=fno,
+        admin_secret=admin_secret if required else None,
+    )

@@ -25,6 +25,7 @@ from .._multipart import (
     decode_batch_request,
     encode_batch_response,
 )
+from ._errors import MAX_BATCH_URL, url_too_long
 from ._exchange import JSON_TYPE, Call, Reply, parse_prefer
 from ._limits import ROWS_HEADER
 from ._service import ENTITY_HEADER
@@ -109,6 +110,11 @@ def run_batch(call: Call, store: Store, dispatch: Callable[[Call], Reply]) -> Re
                 },
             )
             return _part_response(reply, request.content_id, req_id)
+        if request.method.upper() == "GET" and len(url) > MAX_BATCH_URL:
+            error = url_too_long(len(url), MAX_BATCH_URL)
+            return _part_response(
+                Reply.json(error.status, error.body()), request.content_id, req_id
+            )
         path_m = _PATH.match(url)
         rel = url[path_m.end() :] if path_m else url.lstrip("/")
         path, _, query = rel.partition("?")

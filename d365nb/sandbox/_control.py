@@ -5,6 +5,8 @@ POST /_sandbox/devicecode/approve    {"user_code": "...", "user": "alex"}
 POST /_sandbox/devicecode/decline    {"user_code": "..."}
 POST /_sandbox/refresh-tokens/revoke {"user": "alex"} or {}
 POST /_sandbox/reset                 re-seed the Web API's data
+GET  /_sandbox/clock                 {"offset": 0.0}: how far ahead the sandbox's clock runs
+POST /_sandbox/clock                 {"offset": 3600} sets it, {"advance": 60} moves it on
 ```
 
 They take JSON bodies only, so a web page cannot call them cross-site.
@@ -38,6 +40,10 @@ class _ControlError(Exception):
         if self.hint:
             body["hint"] = self.hint
         return JSONResponse(body, status_code=self.status)
+
+
+def _seconds(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class Control:
@@ -113,3 +119,25 @@ class Control:
         except _ControlError as exc:
             return exc.response()
         return JSONResponse({"reset": self.service.reset_data()})
+
+    async def clock(self, request: Request) -> Response:
+        clock = self.service.clock
+        if request.method == "POST":
+            try:
+                body = await self._json_body(request)
+                offset = body.get("offset", clock.offset)
+                advance = body.get("advance", 0)
+                numbers = (offset, advance)
+                if not all(
+                    isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers
+                ):
+                    raise _ControlError(
+                        400,
+                        "offset and advance must be numbers of seconds.",
+                        'e.g. {"advance": 3600}',
+                    )
+            except _ControlError as exc:
+                return exc.response()
+            clock.offset = float(offset) + float(advance)
+            logger.info("sandbox clock offset now %+g s", clock.offset)
+        return JSONResponse({"offset": clock.offset})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -61,9 +62,12 @@ class DeviceCodes:
     * **interval** - the polling interval announced to clients (Entra: 5).
     """
 
-    def __init__(self, *, lifetime: int, interval: int) -> None:
+    def __init__(
+        self, *, lifetime: int, interval: int, clock: Callable[[], float] = time.time
+    ) -> None:
         self.lifetime = lifetime
         self.interval = interval
+        self.clock = clock
         self._by_device: dict[str, DeviceCode] = {}
         self._by_user: dict[str, DeviceCode] = {}
 
@@ -85,7 +89,7 @@ class DeviceCodes:
             app=app,
             grant=grant,
             version=version,
-            expires_at=time.time() + self.lifetime,
+            expires_at=self.clock() + self.lifetime,
             interval=self.interval,
         )
         self._by_device[entry.device_code] = entry
@@ -95,7 +99,7 @@ class DeviceCodes:
     def lookup(self, user_code: str, *, now: float | None = None) -> DeviceCode | None:
         """The pending, unexpired code a person typed, or None."""
         entry = self._by_user.get(normalize_user_code(user_code))
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         if entry is None or entry.state != "pending" or now >= entry.expires_at:
             return None
         return entry
@@ -124,7 +128,7 @@ class DeviceCodes:
         ``unknown``).  A poll sooner than `interval` after the previous one answers
         ``slow_down`` and, as RFC 8628 asks, adds 5 seconds to the interval.
         """
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         entry = self._by_device.get(device_code)
         if entry is None:
             return "unknown", None
@@ -146,7 +150,7 @@ class DeviceCodes:
         self._by_user.pop(entry.user_code, None)
 
     def _purge(self) -> None:
-        now = time.time()
+        now = self.clock()
         for entry in list(self._by_device.values()):
             if now >= entry.expires_at + _KEEP_AFTER_EXPIRY:
                 self._forget(entry)

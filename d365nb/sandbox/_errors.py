@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-__all__ = ["ApiError", "no_property", "not_found", "syntax_error"]
+__all__ = [
+    "MAX_BATCH_URL",
+    "MAX_URL",
+    "ApiError",
+    "no_property",
+    "not_found",
+    "syntax_error",
+    "too_large",
+    "url_too_long",
+]
+
+#: The longest URL the Web API reads, and the longest of a GET inside `$batch`.
+#: [MS] WA/query/overview ("URL length limitations").
+MAX_URL = 32_768
+MAX_BATCH_URL = 65_536
 
 
 class ApiError(Exception):
@@ -39,3 +53,35 @@ def no_property(name: str, logical: str) -> ApiError:
 def syntax_error(message: str) -> ApiError:
     """400 for a malformed query option (`0x80060888`)."""
     return ApiError(400, "0x80060888", message)
+
+
+def url_too_long(length: int, limit: int = MAX_URL) -> ApiError:
+    """414 for a URL over the documented limit.
+
+    [UNVERIFIED] the status and code: the limit is documented, the service's answer past it
+    is not; the sandbox answers 414 with the Web API's JSON error shape and an empty code.
+    """
+    batch = (
+        ""
+        if limit > MAX_URL
+        else (" Send a long query as a GET inside $batch (up to 64 KB) or as FetchXML in $batch.")
+    )
+    return ApiError(
+        414,
+        "",
+        f"The request URL is {length:,} characters long; the limit is {limit:,}.{batch}",
+    )
+
+
+def too_large(size: int, limit: int) -> ApiError:
+    """413 for a request body over the sandbox's `max_request_bytes`.
+
+    [UNVERIFIED] the code and message: 413 is the documented status family ("payload too
+    large"); the service's body for it is not documented.
+    """
+    return ApiError(
+        413,
+        "",
+        f"The request body is {size:,} bytes; the limit is {limit:,}. Send fewer rows per "
+        "request (a smaller $batch, or CreateMultiple in chunks).",
+    )

@@ -235,6 +235,13 @@ class FetchXml:
                 raise _bad("The 'in' operator needs at least one value element.")
             neg = "NOT " if op == "not-in" else ""
             return f"({col} {neg}IN ({','.join('?' * len(values))}))", values
+        if op in ("between", "not-between"):
+            # [MS] FetchXML condition operators: two <value> elements, both ends included.
+            bounds = [typed(v.text) for v in el.findall("value")]
+            if len(bounds) != 2:
+                raise _bad(f"The '{op}' operator needs exactly two value elements.")
+            neg = "NOT " if op == "not-between" else ""
+            return f"({col} {neg}BETWEEN ? AND ?)", bounds
         if op in _LIKE:
             before, after, negate = _LIKE[op]
             return f"({col} {'NOT ' if negate else ''}LIKE ?)", [f"{before}{value or ''}{after}"]

@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import re
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -168,11 +170,15 @@ class RefreshToken:
     expires_at: float
 
 
+_REFRESH_TOKEN_SHAPE = re.compile(r"^[0-9]\.[A-Za-z0-9_\-.]{16,}$")
+
+
 class RefreshTokens:
     """Refresh tokens by hash; each redemption rotates (the old token stops working)."""
 
-    def __init__(self, lifetime: int) -> None:
+    def __init__(self, lifetime: int, *, clock: Callable[[], float] = time.time) -> None:
         self.lifetime = lifetime
+        self.clock = clock
         self._live: dict[str, RefreshToken] = {}
         self._dead: dict[str, str] = {}  # hash -> "used" | "revoked"
 
@@ -183,11 +189,17 @@ class RefreshTokens:
     def issue(self, *, app: App, user: User, grant: Grant) -> str:
         token = "0.SBX." + secrets.token_urlsafe(48)
         self._live[self._hash(token)] = RefreshToken(
-            app=app, user=user, grant=grant, expires_at=time.time() + self.lifetime
+            app=app, user=user, grant=grant, expires_at=self.clock() + self.lifetime
         )
         return token
 
     def redeem(self, token: str) -> RefreshToken:
+        if not _REFRESH_TOKEN_SHAPE.match(token):
+            # [UNVERIFIED] the shape test: Entra's refresh tokens are `<digit>.<base64url>`;
+            # anything else is malformed (9002313), a well-formed unknown one has expired.
+            raise AADError(
+                "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid."
+            )
         key = self._hash(token)
         entry = self._live.pop(key, None)
         if entry is None:
@@ -206,7 +218,7 @@ class RefreshTokens:
                 "and resource.",
             )
         self._dead[key] = "used"
-        if time.time() >= entry.expires_at:
+        if self.clock() >= entry.expires_at:
             raise AADError(
                 "invalid_grant",
                 700082,

@@ -78,10 +78,14 @@ class IdentityService:
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
         self.reset_data = reset_data
+        #: The sandbox's clock (shared with the token service; `/_sandbox/clock` moves it).
+        self.clock = tokens.clock
         self.device_codes = DeviceCodes(
-            lifetime=options.device_code_lifetime, interval=options.device_code_interval
+            lifetime=options.device_code_lifetime,
+            interval=options.device_code_interval,
+            clock=self.clock,
         )
-        self.refresh_tokens = RefreshTokens(options.refresh_token_lifetime)
+        self.refresh_tokens = RefreshTokens(options.refresh_token_lifetime, clock=self.clock)
         # Authorization codes handed out by the sign-in page, redeemed at the token endpoint.
         self.codes: dict[str, AuthCode] = {}
 

@@ -32,6 +32,7 @@ from ._directory import (
 )
 
 __all__ = [
+    "ADMIN_HEADER",
     "SANDBOX_ENV",
     "RunningSandbox",
     "SandboxInfo",
@@ -43,6 +44,8 @@ __all__ = [
 
 #: The environment variable that describes a running sandbox: its JSON line, or a file.
 SANDBOX_ENV: Final = "D365NB_SANDBOX"
+#: The request header that carries `SandboxInfo.admin_secret` to the control routes.
+ADMIN_HEADER: Final = "X-D365NB-Sandbox-Secret"
 _REQUIRED: Final = ("service_url", "tenant", "public_client_id", "ca_cert")
 _HINT: Final = (
     "Set D365NB_SANDBOX to the JSON line `d365nb sandbox` prints, or to a file holding it."
@@ -70,6 +73,8 @@ class SandboxInfo:
     approve_url: str | None = None
     device_login_url: str | None = None
     fno_service_url: str | None = None  # the F&O environment (served when started with fno=True)
+    #: Sent as `ADMIN_HEADER` to the control routes (`/_sandbox/*`); per sandbox start.
+    admin_secret: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.base_url:
@@ -158,13 +163,14 @@ class SandboxInfo:
         return json.dumps(self.to_dict())
 
 
-def sandbox_info(base_url: str, ca_cert: str) -> SandboxInfo:
+def sandbox_info(base_url: str, ca_cert: str, *, admin_secret: str | None = None) -> SandboxInfo:
     """What clients need to reach a sandbox serving at `base_url`.
 
     **Parameters:**
 
     * **base_url** - the sandbox's origin, ``https://127.0.0.1:PORT``.
     * **ca_cert** - the path of the CA certificate clients must trust.
+    * **admin_secret** - the secret its control routes take.
     """
     authority = f"{base_url}/{TENANT_ID}"
     return SandboxInfo(
@@ -181,6 +187,7 @@ def sandbox_info(base_url: str, ca_cert: str) -> SandboxInfo:
         approve_url=f"{base_url}/_sandbox/devicecode/approve",
         device_login_url=f"{base_url}/devicelogin",
         fno_service_url=f"{base_url}/fno/data/",
+        admin_secret=admin_secret,
     )
 
 

@@ -40,6 +40,7 @@ import json
 import math
 import random
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -374,10 +375,14 @@ class ServiceProtection:
         if status == 429 and options.retry_after_seconds is not None:
             retry_after = options.retry_after_seconds
         body = _error_body(code, message)
+        # Every Web API answer carries its request id, the refused ones too.
+        req_id = str(uuid.uuid4()).encode()
         headers = [
             (b"retry-after", str(max(0, math.ceil(retry_after))).encode()),
             (b"content-type", _JSON),
             (b"odata-version", b"4.0"),
+            (b"req_id", req_id),
+            (b"x-ms-service-request-id", req_id),
             (b"content-length", str(len(body)).encode()),
             *self._limit_headers(options, bucket),
         ]

@@ -11,12 +11,13 @@ from odata_query.grammar import ODataLexer, ODataParser
 
 from ._errors import ApiError, syntax_error
 from ._exchange import Call, Reply
+from ._model import CURRENT_CATALOG, ManyToMany
 from ._schema import (
-    RELATIONSHIPS,
-    TABLES,
     Attribute,
     Relationship,
     Table,
+    all_relationships,
+    all_tables,
     metadata_id,
     nav_properties,
     table_by_logical,
@@ -188,7 +189,7 @@ def keys_json(table: Table) -> list[dict[str, Any]]:
     return [
         {
             "MetadataId": metadata_id(table.logical, "key", name),
-            "LogicalName": name,
+            "LogicalName": name.lower(),
             "SchemaName": name,
             "EntityLogicalName": table.logical,
             "KeyAttributes": list(attrs),
@@ -214,6 +215,24 @@ def relationship_json(rel: Relationship) -> dict[str, Any]:
         "ReferencedEntityNavigationPropertyName": rel.referenced_nav,
         "ReferencingEntityNavigationPropertyName": rel.referencing_nav,
         "IsCustomRelationship": False,
+    }
+
+
+def many_to_many_json(rel: ManyToMany) -> dict[str, Any]:
+    """`ManyToManyRelationshipMetadata`."""
+    return {
+        "@odata.type": "#Microsoft.Dynamics.CRM.ManyToManyRelationshipMetadata",
+        "MetadataId": metadata_id("rel", rel.schema_name),
+        "SchemaName": rel.schema_name,
+        "RelationshipType": "ManyToManyRelationship",
+        "Entity1LogicalName": rel.entity1,
+        "Entity2LogicalName": rel.entity2,
+        "IntersectEntityName": rel.intersect,
+        "Entity1IntersectAttribute": rel.column1,
+        "Entity2IntersectAttribute": rel.column2,
+        "Entity1NavigationPropertyName": rel.nav1,
+        "Entity2NavigationPropertyName": rel.nav2,
+        "IsCustomRelationship": True,
     }
 
 
@@ -283,7 +302,7 @@ class Metadata:
         params = call.params
         m = re.match(r"^\((?:LogicalName='([^']+)'|([0-9a-fA-F-]{36}))\)(.*)$", rest)
         if not rest:
-            items = [entity_json(t) for t in TABLES]
+            items = [entity_json(t) for t in all_tables()]
             items = _filter(items, params.get("$filter"))
             out = []
             for item in items:
@@ -302,7 +321,7 @@ class Metadata:
         table = (
             table_by_logical(logical)
             if logical
-            else next((t for t in TABLES if t.metadata_id == (mid or "").lower()), None)
+            else next((t for t in all_tables() if t.metadata_id == (mid or "").lower()), None)
         )
         if table is None:
             raise ApiError(
@@ -318,10 +337,18 @@ class Metadata:
             return Reply.json(200, body)
         if sub == "/Keys":
             return Reply.json(200, {"@odata.context": f"{base}/Keys", "value": keys_json(table)})
+        if sub == "/ManyToManyRelationships":
+            catalog = CURRENT_CATALOG.get()
+            pairs = [
+                many_to_many_json(r)
+                for r in (catalog.many_to_many if catalog else ())
+                if table.logical in (r.entity1, r.entity2)
+            ]
+            return Reply.json(200, {"@odata.context": base + sub, "value": pairs})
         if sub in ("/OneToManyRelationships", "/ManyToOneRelationships"):
             rels = [
                 relationship_json(r)
-                for r in RELATIONSHIPS
+                for r in all_relationships()
                 if (r.referenced if sub[1] == "O" else r.referencing) == table.logical
             ]
             return Reply.json(200, {"@odata.context": base + sub, "value": rels})
@@ -380,7 +407,10 @@ class Metadata:
         return item
 
     def relationship_definitions(self, call: Call) -> Reply:
-        items = _filter([relationship_json(r) for r in RELATIONSHIPS], call.params.get("$filter"))
+        everything = [relationship_json(r) for r in all_relationships()]
+        catalog = CURRENT_CATALOG.get()
+        everything += [many_to_many_json(r) for r in (catalog.many_to_many if catalog else ())]
+        items = _filter(everything, call.params.get("$filter"))
         items = [_select(i, call.params.get("$select")) for i in items]
         return Reply.json(
             200, {"@odata.context": f"{call.root}$metadata#RelationshipDefinitions", "value": items}
@@ -397,7 +427,7 @@ def csdl(*, annotations: bool = False) -> str:
         'xmlns="http://docs.oasis-open.org/odata/ns/edm">',
         '<EntityType Name="crmbaseentity" Abstract="true"/>',
     ]
-    for table in TABLES:
+    for table in all_tables():
         out.append(f'<EntityType Name="{table.logical}" BaseType="mscrm.crmbaseentity">')
         out.append(f'<Key><PropertyRef Name="{table.primary_id}"/></Key>')
         for attr in table.attributes:
@@ -453,7 +483,7 @@ def csdl(*, annotations: bool = False) -> str:
             f'Nullable="false"/>{ret}</Action>'
         )
     out.append('<EntityContainer Name="System">')
-    for table in TABLES:
+    for table in all_tables():
         out.append(
             f'<EntitySet Name="{table.entity_set}" '
             f'EntityType="Microsoft.Dynamics.CRM.{table.logical}">'

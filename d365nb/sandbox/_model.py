@@ -6,9 +6,23 @@
 from __future__ import annotations
 
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-__all__ = ["Attribute", "NavProperty", "Relationship", "Table", "metadata_id"]
+__all__ = [
+    "ACTIVE_STATE",
+    "CURRENT_CATALOG",
+    "Attribute",
+    "Catalog",
+    "ManyToMany",
+    "NavProperty",
+    "Relationship",
+    "Table",
+    "choices",
+    "common_columns",
+    "metadata_id",
+    "state_columns",
+]
 
 _NS = uuid.UUID("d3650000-0000-4000-8000-00000000d365")
 
@@ -42,6 +56,8 @@ _KINDS: dict[str, tuple[str, str, str, str]] = {
     "Lookup": ("Edm.Guid", "TEXT", "LookupType", "LookupAttributeMetadata"),
     "Customer": ("Edm.Guid", "TEXT", "CustomerType", "LookupAttributeMetadata"),
     "Owner": ("Edm.Guid", "TEXT", "OwnerType", "LookupAttributeMetadata"),
+    # A file column holds the file's id; the bytes live beside the row (`_files.py`).
+    "File": ("Edm.Guid", "TEXT", "FileType", "FileAttributeMetadata"),
 }
 
 
@@ -155,6 +171,9 @@ class Relationship:
     attribute: str  # lookup logical name on the referencing table
     referencing_nav: str  # single-valued nav on the referencing table
     referenced_nav: str  # collection-valued nav on the referenced table
+    # What deleting the referenced row does to the referencing rows (CascadeConfiguration
+    # .Delete): RemoveLink clears their lookup, Cascade deletes them, Restrict refuses.
+    cascade_delete: str = "RemoveLink"
 
 
 @dataclass(frozen=True)
@@ -169,3 +188,99 @@ class NavProperty:
     def target(self) -> str:
         rel = self.relationship
         return rel.referencing if self.collection else rel.referenced
+
+
+@dataclass(frozen=True)
+class ManyToMany:
+    """A many-to-many relationship: rows of `entity1` and `entity2` paired in `intersect`."""
+
+    schema_name: str
+    entity1: str
+    entity2: str
+    intersect: str
+    nav1: str  # the collection of entity2 rows, seen from entity1
+    nav2: str  # the collection of entity1 rows, seen from entity2
+
+    @property
+    def column1(self) -> str:
+        return f"{self.entity1}id"
+
+    @property
+    def column2(self) -> str:
+        # a table paired with itself needs two column names
+        return f"{self.entity2}id" if self.entity2 != self.entity1 else f"{self.entity2}idtwo"
+
+
+@dataclass
+class Catalog:
+    """Tables created at run time through the metadata API, for one sandbox.
+
+    The Web API sets `CURRENT_CATALOG` to its sandbox's catalog while it answers a request,
+    so the lookups in `_schema` (`table_by_set`, `all_tables`, ...) see them too.
+    """
+
+    tables: dict[str, Table] = field(default_factory=dict)  # by logical name
+    relationships: list[Relationship] = field(default_factory=list)
+    many_to_many: list[ManyToMany] = field(default_factory=list)
+    # optional system tables (e.g. incident): served like seeded ones, not customizable
+    system: set[str] = field(default_factory=set)
+    next_type_code: int = 10000
+
+
+#: The catalog of the sandbox answering the current request (None outside a request).
+CURRENT_CATALOG: ContextVar[Catalog | None] = ContextVar("d365nb_sandbox_catalog", default=None)
+
+
+# -- building tables
+
+
+def choices(*labels: str, start: int = 1) -> tuple[tuple[int, str], ...]:
+    """Choice options numbered from `start`."""
+    return tuple((start + i, text) for i, text in enumerate(labels))
+
+
+def common_columns(owner: bool = True) -> tuple[Attribute, ...]:
+    """The columns every table has: created/modified on and by, version, owner."""
+    attrs = [
+        Attribute("createdon", "DateTime", "Created On", creatable=False, updatable=False),
+        Attribute("modifiedon", "DateTime", "Modified On", creatable=False, updatable=False),
+        Attribute(
+            "createdby",
+            "Lookup",
+            "Created By",
+            targets=("systemuser",),
+            creatable=False,
+            updatable=False,
+        ),
+        Attribute(
+            "modifiedby",
+            "Lookup",
+            "Modified By",
+            targets=("systemuser",),
+            creatable=False,
+            updatable=False,
+        ),
+        Attribute("versionnumber", "BigInt", "Version Number", creatable=False, updatable=False),
+    ]
+    if owner:
+        attrs.append(Attribute("ownerid", "Owner", "Owner", targets=("systemuser",)))
+    return tuple(attrs)
+
+
+def state_columns(
+    states: tuple[str, ...], statuses: tuple[tuple[int, str, int], ...]
+) -> tuple[Attribute, ...]:
+    """`statecode` and `statuscode`; each status is (value, label, its state)."""
+    return (
+        Attribute("statecode", "State", "Status", options=choices(*states, start=0)),
+        Attribute(
+            "statuscode",
+            "Status",
+            "Status Reason",
+            options=tuple((v, text) for v, text, _ in statuses),
+            status_states=tuple((v, s) for v, _, s in statuses),
+        ),
+    )
+
+
+ACTIVE_STATE = state_columns(("Active", "Inactive"), ((1, "Active", 0), (2, "Inactive", 1)))

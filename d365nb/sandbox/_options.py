@@ -31,10 +31,14 @@ class SandboxOptions:
     # ":memory:" for a throw-away database; None: <data_dir>/dataverse.sqlite
     database: str | None = None
     reset: bool = False  # re-seed the database on start
+    # Control routes (/_sandbox/*) need the admin secret from the JSON line: None means only
+    # when listening on a non-loopback address (a loopback socket is its own boundary).
+    require_admin_secret: bool | None = None
 
     # -- data
     rows: int = 2000  # accounts; the other tables scale with it
     seed: int = 42
+    customer_service: bool = True  # the optional `incident` (Case) table, rows // 5 cases
 
     # -- identity
     auto_approve: bool = False  # device codes approve themselves (demo, Binder)
@@ -47,6 +51,9 @@ class SandboxOptions:
     max_page_size: int = 5000
     latency_ms: float = 0.0  # added to every Web API request
     latency_per_row_ms: float = 0.0  # added per row returned or written
+    # Larger request bodies get 413.  [UNVERIFIED] 128 MiB, the size Dataverse is commonly
+    # reported to refuse above; the service documents 413 but not the number.
+    max_request_bytes: int = 128 * 1024 * 1024
 
     # -- service protection limits (per user, per window); defaults are Dataverse's
     window_seconds: float = 300.0

@@ -25,11 +25,13 @@ from ._rows import Annotations, RowPlan
 from ._schema import Attribute, Table, table_by_logical
 from ._store import Store
 
-__all__ = ["COUNT_CAP", "Reader", "metadata_context"]
+__all__ = ["COUNT_CAP", "MAX_TOP", "Reader", "metadata_context"]
 
 COUNT_CAP = 5000
 _SAFE = "$,()'=/:@*;!"
 _TRACK_FORBIDDEN = ("$filter", "$orderby", "$expand", "$top")
+# The most rows `$top` may ask for (the SDK's QueryExpression.TopCount range is 0..5000).
+MAX_TOP = 5000
 
 
 def metadata_context(root: str, fragment: str) -> str:
@@ -74,6 +76,15 @@ class Reader:
                 q.top = int(params["$top"])
             except ValueError:
                 raise syntax_error(f"Invalid value '{params['$top']}' for $top.") from None
+            if q.top < 0:
+                raise syntax_error(f"Invalid value '{params['$top']}' for $top.")
+            if q.top > MAX_TOP:
+                # [UNVERIFIED] code and message: the SDK's TopCount must be 0..5000 and the
+                # service refuses more instead of cutting the result silently.
+                raise syntax_error(
+                    f"The $top value {q.top} is larger than the maximum of {MAX_TOP:,}: a "
+                    "query returns at most 5,000 rows; page with odata.maxpagesize instead."
+                )
         return q
 
     def page_size(self, call: Call) -> tuple[int, int | None]:
@@ -182,7 +193,8 @@ class Reader:
             body["@Microsoft.Dynamics.CRM.globalmetadataversion"] = "1000"
         body["value"] = values
         headers: list[tuple[str, str]] = []
-        if applied is not None:
+        if applied is not None and q.top is None:
+            # $top overrides the page size: the preference was not applied, so not echoed.
             headers.append(("Preference-Applied", f"odata.maxpagesize={applied}"))
         if ann:
             headers.append(("Preference-Applied", f'odata.include-annotations="{ann.spec}"'))
@@ -357,8 +369,18 @@ class Reader:
                         items = items[: exp.top]
                     value[exp.nav.name] = items
                     link = f"{call.root}{table.entity_set}({row_id})/{exp.nav.name}"
-                    if exp.select_text:
-                        link += f"?$select={exp.select_text}"
+                    # The child link keeps the nested options that shape its rows.
+                    options = [
+                        f"{name}={quote(text, safe=_SAFE)}"
+                        for name, text in (
+                            ("$select", exp.select_text),
+                            ("$filter", exp.filter_text),
+                            ("$orderby", exp.orderby_text),
+                        )
+                        if text
+                    ]
+                    if options:
+                        link += "?" + "&".join(options)
                     value[f"{exp.nav.name}@odata.nextLink"] = link
 
     def _fetch(

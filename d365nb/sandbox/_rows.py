@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
-from ._schema import RELATIONSHIPS, Attribute, Table, table_by_logical
+from ._schema import Attribute, Table, all_relationships, table_by_logical
 from ._seed import CURRENCIES
 
 __all__ = ["Annotations", "RowPlan", "formatted"]
@@ -89,7 +89,7 @@ def formatted(attr: Attribute, value: Any, currency: str | None = None) -> str |
 
 
 def _lookup_nav(table: Table, attr: Attribute, target: str) -> str:
-    for rel in RELATIONSHIPS:
+    for rel in all_relationships():
         if (
             rel.referencing == table.logical
             and rel.attribute == attr.name

@@ -9,12 +9,27 @@ hidden `_<name>_type` column.
 
 from __future__ import annotations
 
-from ._model import Attribute, NavProperty, Relationship, Table, metadata_id
+from ._activities import ACTIVITY_RELATIONSHIPS, PHONECALL, TASK
+from ._model import (
+    ACTIVE_STATE as _ACTIVE_STATE,
+    CURRENT_CATALOG,
+    Attribute,
+    NavProperty,
+    Relationship,
+    Table,
+    choices as _opts,
+    common_columns as _common,
+    metadata_id,
+    state_columns as _state,
+)
 
 __all__ = [
     "INDUSTRIES",
     "RELATIONSHIPS",
     "TABLES",
+    "all_relationships",
+    "all_tables",
+    "custom_table",
     "Attribute",
     "NavProperty",
     "Relationship",
@@ -25,54 +40,6 @@ __all__ = [
     "table_by_set",
 ]
 
-
-def _opts(*labels: str, start: int = 1) -> tuple[tuple[int, str], ...]:
-    return tuple((start + i, text) for i, text in enumerate(labels))
-
-
-def _common(owner: bool = True) -> tuple[Attribute, ...]:
-    attrs = [
-        Attribute("createdon", "DateTime", "Created On", creatable=False, updatable=False),
-        Attribute("modifiedon", "DateTime", "Modified On", creatable=False, updatable=False),
-        Attribute(
-            "createdby",
-            "Lookup",
-            "Created By",
-            targets=("systemuser",),
-            creatable=False,
-            updatable=False,
-        ),
-        Attribute(
-            "modifiedby",
-            "Lookup",
-            "Modified By",
-            targets=("systemuser",),
-            creatable=False,
-            updatable=False,
-        ),
-        Attribute("versionnumber", "BigInt", "Version Number", creatable=False, updatable=False),
-    ]
-    if owner:
-        attrs.append(Attribute("ownerid", "Owner", "Owner", targets=("systemuser",)))
-    return tuple(attrs)
-
-
-def _state(
-    states: tuple[str, ...], statuses: tuple[tuple[int, str, int], ...]
-) -> tuple[Attribute, ...]:
-    return (
-        Attribute("statecode", "State", "Status", options=_opts(*states, start=0)),
-        Attribute(
-            "statuscode",
-            "Status",
-            "Status Reason",
-            options=tuple((v, text) for v, text, _ in statuses),
-            status_states=tuple((v, s) for v, _, s in statuses),
-        ),
-    )
-
-
-_ACTIVE_STATE = _state(("Active", "Inactive"), ((1, "Active", 0), (2, "Inactive", 1)))
 
 INDUSTRIES = _opts(
     "Accounting",
@@ -123,6 +90,7 @@ ACCOUNT = Table(
         Attribute("accountid", "Uniqueidentifier", "Account", updatable=False),
         Attribute("name", "String", "Account Name", max_length=160, required=True),
         Attribute("accountnumber", "String", "Account Number", max_length=20),
+        Attribute("originatingleadid", "Lookup", "Originating Lead", targets=("lead",)),
         Attribute("telephone1", "String", "Main Phone", max_length=50),
         Attribute("emailaddress1", "String", "Email", max_length=100),
         Attribute("websiteurl", "String", "Website", max_length=200),
@@ -407,9 +375,20 @@ TABLES: tuple[Table, ...] = (
     SYSTEMUSER,
     BUSINESSUNIT,
     TRANSACTIONCURRENCY,
+    TASK,
+    PHONECALL,
 )
 
 RELATIONSHIPS: tuple[Relationship, ...] = (
+    *ACTIVITY_RELATIONSHIPS,
+    Relationship(
+        "account_originating_lead",
+        "lead",
+        "account",
+        "originatingleadid",
+        "originatingleadid",
+        "account_originating_lead",
+    ),
     Relationship(
         "account_parent_account",
         "account",
@@ -500,6 +479,8 @@ RELATIONSHIPS: tuple[Relationship, ...] = (
             SYSTEMUSER,
             BUSINESSUNIT,
             TRANSACTIONCURRENCY,
+            TASK,
+            PHONECALL,
         )
         for a in ("createdby", "modifiedby")
     ),
@@ -512,7 +493,7 @@ RELATIONSHIPS: tuple[Relationship, ...] = (
             "ownerid",
             f"user_{t.entity_set}",
         )
-        for t in (ACCOUNT, CONTACT, OPPORTUNITY, LEAD)
+        for t in (ACCOUNT, CONTACT, OPPORTUNITY, LEAD, TASK, PHONECALL)
     ),
     *(
         Relationship(
@@ -531,20 +512,73 @@ _BY_LOGICAL = {t.logical: t for t in TABLES}
 _BY_SET = {t.entity_set: t for t in TABLES}
 
 
+def all_tables() -> tuple[Table, ...]:
+    """The seeded tables, then those created at run time (this request's sandbox)."""
+    catalog = CURRENT_CATALOG.get()
+    return TABLES + tuple(catalog.tables.values()) if catalog else TABLES
+
+
+def all_relationships() -> tuple[Relationship, ...]:
+    """The seeded relationships, then those created at run time."""
+    catalog = CURRENT_CATALOG.get()
+    return RELATIONSHIPS + tuple(catalog.relationships) if catalog else RELATIONSHIPS
+
+
 def table_by_logical(logical: str) -> Table | None:
     """The table with this logical name."""
-    return _BY_LOGICAL.get(logical)
+    found = _BY_LOGICAL.get(logical)
+    catalog = CURRENT_CATALOG.get()
+    if found is None and catalog is not None:
+        found = catalog.tables.get(logical)
+    return found
 
 
 def table_by_set(entity_set: str) -> Table | None:
     """The table with this entity set name (case-sensitive, like the service)."""
-    return _BY_SET.get(entity_set)
+    found = _BY_SET.get(entity_set)
+    catalog = CURRENT_CATALOG.get()
+    if found is None and catalog is not None:
+        found = next((t for t in catalog.tables.values() if t.entity_set == entity_set), None)
+    return found
+
+
+def custom_table(
+    *,
+    logical: str,
+    entity_set: str,
+    display: str,
+    display_plural: str,
+    primary_name: Attribute,
+    columns: tuple[Attribute, ...],
+    object_type_code: int,
+    keys: tuple[tuple[str, tuple[str, ...]], ...] = (),
+) -> Table:
+    """A table created through the metadata API: its id, primary name and `columns`, plus
+    the columns every user-owned table has (created/modified on and by, owner, status)."""
+    primary_id = f"{logical}id"
+    return Table(
+        logical=logical,
+        entity_set=entity_set,
+        display=display,
+        display_plural=display_plural,
+        primary_id=primary_id,
+        primary_name=primary_name.name,
+        object_type_code=object_type_code,
+        keys=keys,
+        attributes=(
+            Attribute(primary_id, "Uniqueidentifier", display, updatable=False),
+            primary_name,
+            *columns,
+            *_common(),
+            *_ACTIVE_STATE,
+        ),
+    )
 
 
 def nav_properties(table: Table) -> dict[str, NavProperty]:
     """Every navigation property of `table`, by name."""
     navs: dict[str, NavProperty] = {}
-    for rel in RELATIONSHIPS:
+    for rel in all_relationships():
         if rel.referencing == table.logical:
             navs[rel.referencing_nav] = NavProperty(rel.referencing_nav, rel, False)
         if rel.referenced == table.logical:

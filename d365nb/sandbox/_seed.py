@@ -33,7 +33,7 @@ from ._samples import (
 )
 from ._schema import INDUSTRIES
 
-__all__ = ["CURRENCIES", "SALES_REPS", "generate", "guid"]
+__all__ = ["CURRENCIES", "SALES_REPS", "generate", "guid", "incidents"]
 
 Rows = Iterator[tuple[Any, ...]]
 
@@ -630,3 +630,61 @@ def generate(*, rows: int, seed: int) -> Iterator[tuple[str, tuple[str, ...], Ro
             )
 
     yield "leads", lead_cols, leads()
+
+
+def incidents(*, rows: int, seed: int) -> tuple[str, tuple[str, ...], Rows]:
+    """The optional Customer Service cases: `rows // 5`, each for one of the accounts."""
+    rng = np.random.default_rng(seed + 112)
+    n = rows // 5
+    n_acc = rows
+    ids = _guids(112, n, seed)
+    account = rng.integers(0, max(n_acc, 1), n).tolist()
+    priority = rng.choice([1, 2, 2, 3], n).tolist()
+    origin = rng.choice([1, 2, 3], n).tolist()
+    state = rng.choice([0, 0, 0, 1, 1, 2], n).tolist()
+    created = _datetimes(rng, n, "2025-01-01", 365)
+    owners = [uid for uid, _, _ in SALES_REPS]
+    owner = _pick(rng, owners, n)
+    status = {0: (1, 2, 3, 4), 1: (5,), 2: (6,)}
+    cols = (
+        "incidentid",
+        "title",
+        "ticketnumber",
+        "_customerid_value",
+        "_customerid_type",
+        "prioritycode",
+        "severitycode",
+        "caseorigincode",
+        "statecode",
+        "statuscode",
+        "_ownerid_value",
+        "createdon",
+        "modifiedon",
+        "_createdby_value",
+        "_modifiedby_value",
+        "versionnumber",
+    )
+
+    def cases() -> Rows:
+        for i in range(n):
+            st = state[i]
+            yield (
+                ids[i],
+                f"{_OPP_TOPICS[i % len(_OPP_TOPICS)]} issue",
+                f"CAS-{i + 1000:05d}-S{seed % 10}",
+                guid(1, account[i], seed),
+                "account",
+                priority[i],
+                1,
+                origin[i],
+                st,
+                status[st][i % len(status[st])],
+                owner[i],
+                created[i],
+                created[i],
+                owner[i],
+                owner[i],
+                1000 + i,
+            )
+
+    return "incidents", cols, cases()

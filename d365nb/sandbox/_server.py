@@ -18,12 +18,14 @@ import difflib
 import ipaddress
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess as _subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -37,10 +39,11 @@ if TYPE_CHECKING:
 from .._exceptions import ConfigError
 from ._certs import CertificatePaths, ensure_certificates, ensure_private_dir
 from ._connect import connect
-from ._info import SandboxInfo, register, running, sandbox_info
+from ._info import ADMIN_HEADER, SandboxInfo, register, running, sandbox_info
 from ._options import SandboxOptions
 
 __all__ = [
+    "KnobChange",
     "Sandbox",
     "make_options",
     "running_sandboxes",
@@ -50,6 +53,9 @@ __all__ = [
 
 # Seeding 1,000,000 accounts in a fresh child takes about a minute on 2 cores.
 _START_TIMEOUT = 300.0
+# The knob that moves the identity service's clock (`/_sandbox/clock`); the others go to
+# the Web API's `/_sandbox/knobs`.
+_CLOCK_KNOB = "clock_offset"
 
 
 def make_options(options: SandboxOptions | None = None, **knobs: Any) -> SandboxOptions:
@@ -138,6 +144,9 @@ class _ServerThread:
             lifespan="on",
             timeout_graceful_shutdown=5,
             server_header=False,
+            # Room for URLs past the Web API's 32 KB limit, so the app (not h11) answers
+            # them with the service's JSON error.
+            h11_max_incomplete_event_size=256 * 1024,
         )
         self._server = _make_server(config)
         self._sock = sock
@@ -192,6 +201,7 @@ class Sandbox:
     approve_url: str
     device_login_url: str
     fno_service_url: str  # finance and operations `/data/` root (served with fno=True)
+    admin_secret: str | None
 
     def __init__(
         self,
@@ -263,18 +273,59 @@ class Sandbox:
 
     # -- sandbox-only controls (over HTTPS, so they work for both thread and subprocess)
 
-    def _control(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    def _control(
+        self, path: str, body: Mapping[str, Any] | None, *, method: str = "POST"
+    ) -> dict[str, Any]:
         if not self.running:
             raise RuntimeError("The sandbox is stopped; start a new one with sandbox.start().")
+        headers = {ADMIN_HEADER: self.admin_secret} if self.admin_secret else {}
         with httpx.Client(verify=_ssl_context(self.ca_cert), trust_env=False) as client:
-            response = client.post(f"{self.base_url}{path}", json=dict(body), timeout=120)
+            response = client.request(
+                method,
+                f"{self.base_url}{path}",
+                json=None if body is None else dict(body),
+                headers=headers,
+                timeout=120,
+            )
         payload: dict[str, Any] = response.json()
         if response.status_code >= 400:
+            error = payload.get("error")
+            message = error.get("message") if isinstance(error, dict) else None
             raise ConfigError(
-                payload.get("message", f"The sandbox answered HTTP {response.status_code}."),
+                payload.get("message")
+                or message
+                or f"The sandbox answered HTTP {response.status_code}.",
                 hint=payload.get("hint"),
             )
         return payload
+
+    def knobs(self, **changes: Any) -> KnobChange:
+        """Change run-time knobs now; used as a context manager, put them back on exit.
+
+        ```python
+        with sb.knobs(clock_offset=3600):   # an hour later: every token has expired
+            ...
+        sb.knobs(latency_ms=50)              # stays until changed again
+        ```
+
+        **Parameters:**
+
+        * **changes** - `clock_offset` (seconds the identity service's clock runs ahead:
+          token, code and refresh-token expiry, without sleeping), and any Web API knob
+          (`latency_ms`, `fault_503_rate`, the service-protection limits, ...; see
+          ``GET /_sandbox/knobs``).  A bad name or value raises `ConfigError`.
+        """
+        previous: dict[str, Any] = {}
+        webapi = {k: v for k, v in changes.items() if k != _CLOCK_KNOB}
+        if webapi:
+            current = self._control("/_sandbox/knobs/", None, method="GET")
+            previous.update({k: current[k] for k in webapi if k in current})
+            self._control("/_sandbox/knobs/", webapi)
+        if _CLOCK_KNOB in changes:
+            before = self._control("/_sandbox/clock", None, method="GET")["offset"]
+            self._control("/_sandbox/clock", {"offset": changes[_CLOCK_KNOB]})
+            previous[_CLOCK_KNOB] = before
+        return KnobChange(self, previous)
 
     def approve(self, user_code: str, user: str | None = None) -> dict[str, Any]:
         """Approve the pending device code `user_code` as `user` (default: the first user).
@@ -320,6 +371,29 @@ class Sandbox:
         return revoked
 
 
+class KnobChange:
+    """What `Sandbox.knobs()` changed; leaving its `with` block puts the old values back."""
+
+    def __init__(self, sandbox: Sandbox, previous: Mapping[str, Any]) -> None:
+        self.sandbox = sandbox
+        self.previous = dict(previous)
+
+    def __repr__(self) -> str:
+        return f"<KnobChange restoring {sorted(self.previous)}>"
+
+    def __enter__(self) -> KnobChange:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.sandbox.running:
+            self.sandbox.knobs(**self.previous)
+
+
 def running_sandboxes() -> list[Sandbox]:
     """Sandboxes started by this process and still running (the setup panel offers them)."""
     return running()
@@ -357,8 +431,17 @@ def start(
         child = _start_subprocess(opts)
         register(child)
         return child
-    from ._app import create_app
+    from ._app import create_app, is_loopback
     from ._tokens import TokenService
+
+    if not is_loopback(opts.host):
+        warnings.warn(
+            f"The sandbox listens on {opts.host}, so other machines can reach it: its test "
+            "credentials are published and anyone who can connect can sign in and read its "
+            "data. Its control routes need the admin secret from its JSON line.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     host = opts.host
     certs = ensure_certificates(opts.data_dir, hosts=(_display_host(host).strip("[]"),))
@@ -367,13 +450,15 @@ def start(
         port = sock.getsockname()[1]
         base_url = f"https://{_display_host(host)}:{port}"
         tokens = TokenService.load(opts.data_dir, base_url=base_url)
-        app = create_app(opts, base_url=base_url, tokens=tokens)
+        admin_secret = secrets.token_urlsafe(24)
+        app = create_app(opts, base_url=base_url, tokens=tokens, admin_secret=admin_secret)
     except BaseException:
         sock.close()
         raise
     server = _ServerThread(app, sock=sock, certs=certs)
     server.start()
-    sandbox = Sandbox(sandbox_info(base_url, str(certs.ca_cert)), options=opts, server=server)
+    info = sandbox_info(base_url, str(certs.ca_cert), admin_secret=admin_secret)
+    sandbox = Sandbox(info, options=opts, server=server)
     register(sandbox)
     return sandbox
 

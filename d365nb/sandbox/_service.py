@@ -9,15 +9,20 @@ parentheses with quoted strings, casts, `$count`), so they are parsed here:
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from typing import Any
 
-from ._errors import ApiError, not_found
+from ._associations import Associations
+from ._errors import ApiError, not_found, syntax_error
 from ._exchange import Call, Reply
 from ._fetchxml import FetchXml
+from ._files import FileColumns
 from ._limits import ROWS_HEADER
 from ._metadata import Metadata, csdl
+from ._metadata_writes import MetadataWriter
 from ._reads import Reader, metadata_context
-from ._schema import TABLES, Table, nav_properties, table_by_logical, table_by_set
+from ._schema import Table, all_tables, nav_properties, table_by_logical, table_by_set
 from ._store import Store
 from ._writes import Writer, parse_key
 
@@ -63,6 +68,10 @@ def _no_resource(call: Call) -> ApiError:
     )
 
 
+# SQLite's messages for statements it cannot compile because of their size or depth.
+_TOO_COMPLEX = ("parser stack overflow", "too large", "too many", "too deep")
+
+
 def _method_not_allowed(call: Call) -> ApiError:
     return ApiError(
         405, "0x80060888", f"The requested resource does not support http method '{call.method}'."
@@ -77,6 +86,9 @@ class Service:
         self.reader = Reader(store, max_page_size=max_page_size)
         self.writer = Writer(store)
         self.metadata = Metadata()
+        self.schema_writer = MetadataWriter(store)
+        self.files = FileColumns(store)
+        self.associations = Associations(store, self.reader, self.writer)
         self.fetchxml = FetchXml(store, max_page_size=max_page_size)
 
     def handle(self, call: Call) -> Reply:
@@ -85,6 +97,13 @@ class Service:
             return self._route(call)
         except ApiError as exc:
             return Reply.json(exc.status, exc.body(), list(exc.headers.items()))
+        except sqlite3.OperationalError as exc:
+            if not any(text in str(exc) for text in _TOO_COMPLEX):
+                raise
+            # A query SQLite cannot compile (the service would run it): 400, never a 500.
+            # [UNVERIFIED] the service has no such limit at this size.
+            error = syntax_error(f"The query is too complex for the sandbox to run ({exc}).")
+            return Reply.json(error.status, error.body())
 
     def _route(self, call: Call) -> Reply:
         path = call.path
@@ -97,7 +116,7 @@ class Service:
                     "@odata.context": f"{call.root}$metadata",
                     "value": [
                         {"name": t.entity_set, "kind": "EntitySet", "url": t.entity_set}
-                        for t in TABLES
+                        for t in all_tables()
                     ],
                 },
             )
@@ -119,9 +138,22 @@ class Service:
                 },
             )
         if path.startswith("EntityDefinitions"):
+            if call.method in ("POST", "DELETE"):
+                return self.schema_writer.entity_definitions(call, path[len("EntityDefinitions") :])
             if call.method != "GET":
                 raise _method_not_allowed(call)
             return self.metadata.entity_definitions(call, path[len("EntityDefinitions") :])
+        if path == "CreateEntities":
+            if call.method != "POST":
+                raise _no_resource(call)
+            return self.schema_writer.create_entities(call)
+        if path.startswith("RetrieveTotalRecordCount("):
+            if call.method != "GET":
+                raise _no_resource(call)
+            return self._total_record_count(call, path)
+        if path.startswith("RelationshipDefinitions") and call.method in ("POST", "DELETE"):
+            rest = path[len("RelationshipDefinitions") :]
+            return self.schema_writer.relationship_definitions(call, rest)
         if path == "RelationshipDefinitions":
             return self.metadata.relationship_definitions(call)
         if path == "BulkDelete":
@@ -151,6 +183,50 @@ class Service:
         if key is None:
             return self._collection(call, table, rest)
         return self._entity(call, table, key, rest)
+
+    def _total_record_count(self, call: Call, path: str) -> Reply:
+        """`RetrieveTotalRecordCount(EntityNames=[...])` (inline or as a `@p1` alias).
+
+        [MS] the response is an `EntityRecordCountCollection` (Count, IsReadOnly, Keys,
+        Values).  The service counts from a snapshot up to a day old; the sandbox counts now.
+        """
+        inner = path[len("RetrieveTotalRecordCount(") :].rstrip(")")
+        name, _, raw = inner.partition("=")
+        if name.strip() != "EntityNames":
+            raise syntax_error("RetrieveTotalRecordCount takes one parameter, EntityNames.")
+        raw = raw.strip()
+        if raw.startswith("@"):
+            raw = call.params.get(raw, "")
+        try:
+            names = json.loads(raw)
+        except ValueError:
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise syntax_error(f"Invalid array parameter '{raw}' for EntityNames.")
+        counts: list[int] = []
+        for logical in names:
+            table = table_by_logical(logical)
+            if table is None:
+                # [UNVERIFIED] the status, code and text for an unknown table.
+                raise ApiError(
+                    404, "0x80040217", f"Could not find entity with logical name '{logical}'."
+                )
+            self._check_role(call, table)
+            rows = self.store.query(f'SELECT COUNT(*) FROM "{table.entity_set}"', [])
+            counts.append(int(rows[0][0]))
+        return Reply.json(
+            200,
+            {
+                "@odata.context": f"{call.root}$metadata#Microsoft.Dynamics.CRM."
+                "RetrieveTotalRecordCountResponse",
+                "EntityRecordCountCollection": {
+                    "Count": len(names),
+                    "IsReadOnly": False,
+                    "Keys": names,
+                    "Values": counts,
+                },
+            },
+        )
 
     def _check_role(self, call: Call, table: Table) -> None:
         if call.caller.has_role:
@@ -217,14 +293,13 @@ class Service:
         if not isinstance(body, dict):
             raise ApiError(400, "0x80048d19", "The request body must be a JSON object.")
         with self.store.atomic():
-            values = self.writer.values(table, body, creating=True)
-            row_id = self.writer.create(table, values, call.caller)
+            row_id, created = self.writer.deep_create(table, body, call.caller)
             self._detect_duplicates(call, table, row_id)
         url = f"{call.root}{table.entity_set}({row_id})"
         if self._wants_representation(call):
             return self._representation(call, table, row_id, 201)
         # [UNVERIFIED] whether a top-level 204 also sends Location; only $batch parts do here.
-        return Reply(204, [("OData-EntityId", url), (ROWS_HEADER, "1")])
+        return Reply(204, [("OData-EntityId", url), (ROWS_HEADER, str(created))])
 
     def _detect_duplicates(self, call: Call, table: Table, row_id: str) -> None:
         # Duplicate detection is off for the Web API unless the caller turns it on.
@@ -310,6 +385,9 @@ class Service:
         if found is None:
             raise not_found(table.logical, key_text)
         row_id = found[0]
+        associated = self.associations.handle(call, table, row_id, rest)
+        if associated is not None:
+            return associated
         if rest in navs:
             nav = navs[rest]
             target = table_by_logical(nav.target)
@@ -344,6 +422,10 @@ class Service:
                 rows[0][0],
                 target.entity_set,
             )
+        column, _, sub = rest.partition("/")
+        file_attr = table.by_column(column)
+        if file_attr is not None and file_attr.kind == "File":
+            return self.files.handle(call, table, row_id, file_attr, sub)
         attr = table.by_column(rest)
         if attr is None:
             raise ApiError(404, "0x8006088a", f"Resource not found for the segment '{rest}'.")

@@ -9,7 +9,6 @@ declines it as a chosen user.
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -139,7 +138,7 @@ class SignInPages:
             challenge=challenge,
             method=method,
             version=version,
-            expires_at=time.time() + _SIGN_IN_LIFETIME,
+            expires_at=self.service.clock() + _SIGN_IN_LIFETIME,
         )
         page = _pages.sign_in_page(
             action=request.url.path,
@@ -153,7 +152,7 @@ class SignInPages:
 
     def _sign_in_answer(self, request: Request, form: Mapping[str, str]) -> Response:
         sign_in = self._sign_ins.pop(form["request_id"], None)
-        if sign_in is None or time.time() >= sign_in.expires_at:
+        if sign_in is None or self.service.clock() >= sign_in.expires_at:
             return HTMLResponse(
                 _pages.error_page(
                     9002313,
@@ -191,7 +190,7 @@ class SignInPages:
             method=sign_in.method,
             nonce=sign_in.nonce,
             version=sign_in.version,
-            expires_at=time.time() + _CODE_LIFETIME,
+            expires_at=self.service.clock() + _CODE_LIFETIME,
         )
         return self._redirect(
             sign_in.redirect_uri,
@@ -219,7 +218,7 @@ class SignInPages:
         return RedirectResponse(target, status_code=302, headers=NO_STORE)
 
     def _purge(self) -> None:
-        now = time.time()
+        now = self.service.clock()
         for key in [k for k, v in self._sign_ins.items() if now >= v.expires_at]:
             del self._sign_ins[key]
         for key in [k for k, v in self.service.codes.items() if now >= v.expires_at]:

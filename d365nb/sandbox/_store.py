@@ -17,13 +17,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ._activities import INCIDENT, OPTIONAL_RELATIONSHIPS
+from ._model import Attribute, Catalog, ManyToMany
 from ._options import SandboxOptions
 from ._schema import RELATIONSHIPS, TABLES, Table
-from ._seed import generate
+from ._seed import generate, incidents
 
 __all__ = ["Store"]
 
-_SCHEMA_VERSION = "1"
+_SCHEMA_VERSION = "2"  # 2: the _files table
 
 
 class Store:
@@ -45,6 +47,8 @@ class Store:
             target = str(path)
         self.path = target
         self.lock = threading.RLock()
+        #: Tables created at run time (the metadata API); `reset()` forgets them.
+        self.catalog = Catalog()
         self.conn = self._connect()
         self._version = 0
         self._savepoints = 0
@@ -52,6 +56,7 @@ class Store:
         if options.reset or self._fingerprint() != self._stored_fingerprint():
             self.reset()
         else:
+            self._register_optional()
             self._version = self._max_version()
 
     # -- lifecycle
@@ -63,7 +68,8 @@ class Store:
         return conn
 
     def _fingerprint(self) -> str:
-        return f"{_SCHEMA_VERSION}:{self.options.seed}:{self.options.rows}"
+        optional = "cs" if self.options.customer_service else ""
+        return f"{_SCHEMA_VERSION}:{self.options.seed}:{self.options.rows}:{optional}"
 
     def _stored_fingerprint(self) -> str | None:
         try:
@@ -96,9 +102,17 @@ class Store:
             ]
             for name in names:
                 conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+            self.catalog.tables.clear()
+            self.catalog.relationships.clear()
+            self.catalog.many_to_many.clear()
+            self.catalog.system.clear()
             conn.execute("CREATE TABLE _meta (key TEXT PRIMARY KEY, value TEXT)")
             conn.execute(
                 "CREATE TABLE _deleted (version INTEGER PRIMARY KEY, entity TEXT, id TEXT)"
+            )
+            conn.execute(
+                "CREATE TABLE _files (entity TEXT, id TEXT, col TEXT, name TEXT, data BLOB, "
+                "PRIMARY KEY (entity, id, col))"
             )
             for table in TABLES:
                 conn.execute(_ddl(table))
@@ -112,6 +126,19 @@ class Store:
                     conn.executemany(f'INSERT INTO "{entity_set}" ({cols}) VALUES ({marks})', rows)
                 for sql in _indexes():
                     conn.execute(sql)
+                self._register_optional()
+                for table in self.catalog.tables.values():
+                    conn.execute(_ddl(table))
+                if self.options.customer_service:
+                    entity_set, columns, rows = incidents(
+                        rows=self.options.rows, seed=self.options.seed
+                    )
+                    cols = ", ".join(f'"{c}"' for c in columns)
+                    marks = ", ".join("?" * len(columns))
+                    conn.executemany(f'INSERT INTO "{entity_set}" ({cols}) VALUES ({marks})', rows)
+                    conn.execute(
+                        'CREATE INDEX "ix_incident_customerid" ON "incidents" ("_customerid_value")'
+                    )
                 conn.execute("INSERT INTO _meta VALUES ('fingerprint', ?)", (self._fingerprint(),))
                 conn.execute("COMMIT")
             except BaseException:
@@ -126,14 +153,85 @@ class Store:
             self._version = self._max_version()
         self.seed_seconds = time.perf_counter() - started
 
+    def _register_optional(self) -> None:
+        """Put the optional system tables the options ask for into the catalog."""
+        if self.options.customer_service:
+            self.catalog.tables[INCIDENT.logical] = INCIDENT
+            self.catalog.system.add(INCIDENT.logical)
+            self.catalog.relationships.extend(OPTIONAL_RELATIONSHIPS[INCIDENT.logical])
+
+    # -- tables created at run time
+    def create_table(self, table: Table) -> None:
+        """Create `table` (a custom table) and its alternate-key indexes."""
+        with self.lock:
+            self.conn.execute(f'DROP TABLE IF EXISTS "{table.entity_set}"')
+            self.conn.execute(_ddl(table))
+            self.catalog.tables[table.logical] = table
+            for key_name, attrs in table.keys:
+                self.add_key(table, key_name, attrs)
+
+    def drop_table(self, table: Table) -> None:
+        """Delete a custom table, its rows and its relationships."""
+        with self.lock:
+            self.conn.execute(f'DROP TABLE IF EXISTS "{table.entity_set}"')
+            self.catalog.tables.pop(table.logical, None)
+            self.catalog.relationships[:] = [
+                r
+                for r in self.catalog.relationships
+                if table.logical not in (r.referenced, r.referencing)
+            ]
+            for pair in list(self.catalog.many_to_many):
+                if table.logical in (pair.entity1, pair.entity2):
+                    self.drop_intersect(pair)
+
+    def replace_table(self, table: Table, *, added: Attribute | None = None) -> None:
+        """Swap in a changed definition of a custom table (a column or key added)."""
+        with self.lock:
+            if added is not None:
+                self.conn.execute(
+                    f'ALTER TABLE "{table.entity_set}" ADD COLUMN "{added.column}" {added.sql_type}'
+                )
+            self.catalog.tables[table.logical] = table
+
+    def create_intersect(self, rel: ManyToMany) -> None:
+        """The intersect table of a many-to-many relationship."""
+        with self.lock:
+            self.conn.execute(f'DROP TABLE IF EXISTS "{rel.intersect}"')
+            self.conn.execute(
+                f'CREATE TABLE "{rel.intersect}" ("{rel.column1}" TEXT, "{rel.column2}" TEXT, '
+                f'PRIMARY KEY ("{rel.column1}", "{rel.column2}"))'
+            )
+            self.catalog.many_to_many.append(rel)
+
+    def drop_intersect(self, rel: ManyToMany) -> None:
+        """Forget a many-to-many relationship and its pairs."""
+        with self.lock:
+            self.conn.execute(f'DROP TABLE IF EXISTS "{rel.intersect}"')
+            self.catalog.many_to_many.remove(rel)
+
+    def drop_column(self, table: Table, attr: Attribute) -> None:
+        """Remove a column of a custom table (its definition is `table`, without it)."""
+        with self.lock:
+            self.conn.execute(f'ALTER TABLE "{table.entity_set}" DROP COLUMN "{attr.column}"')
+            self.catalog.tables[table.logical] = table
+
+    def add_key(self, table: Table, key_name: str, attrs: Sequence[str]) -> None:
+        """A unique index for an alternate key (fails on existing duplicates)."""
+        cols = ", ".join(f'"{a.column}"' for a in table.attributes if a.name in attrs)
+        with self.lock:
+            self.conn.execute(
+                f'CREATE UNIQUE INDEX "ix_{key_name}" ON "{table.entity_set}" ({cols})'
+            )
+
     def close(self) -> None:
         """Close the connection."""
         with self.lock:
             self.conn.close()
 
     def _max_version(self) -> int:
+        tables = (*TABLES, *self.catalog.tables.values())
         parts = " UNION ALL ".join(
-            f'SELECT MAX(versionnumber) AS v FROM "{t.entity_set}"' for t in TABLES
+            f'SELECT MAX(versionnumber) AS v FROM "{t.entity_set}"' for t in tables
         )
         row = self.conn.execute(
             f"SELECT MAX(v) FROM ({parts} UNION ALL SELECT MAX(version) FROM _deleted)"

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import hmac
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -177,7 +176,7 @@ class TokenEndpoint:
         if not code:
             raise missing_parameter("code")
         entry = self.service.codes.get(code)
-        if entry is None or time.time() >= entry.expires_at:
+        if entry is None or self.service.clock() >= entry.expires_at:
             raise AADError(
                 "invalid_grant",
                 70008,

@@ -13,7 +13,6 @@ import base64
 import hashlib
 import json
 import secrets
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ._certs import ensure_private_dir, write_private
+from ._clock import Clock
 from ._directory import TENANT_ID, App, User
 
 __all__ = [
@@ -89,6 +89,7 @@ class TokenService:
     * **base_url** - the sandbox's origin, e.g. ``https://127.0.0.1:8443``.
     * **key** - the RSA signing key; a new one when omitted.
     * **tenant_id** - the tenant whose tokens this service issues and accepts.
+    * **clock** - the sandbox's clock (`Clock()`, real time, when omitted).
     """
 
     def __init__(
@@ -97,9 +98,12 @@ class TokenService:
         base_url: str,
         key: rsa.RSAPrivateKey | None = None,
         tenant_id: str = TENANT_ID,
+        clock: Clock | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.tenant_id = tenant_id
+        #: The sandbox's clock: tokens are issued and checked by it.
+        self.clock = clock or Clock()
         self._key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._public = self._key.public_key()
         jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self._public))
@@ -193,9 +197,9 @@ class TokenService:
         * **roles** - application permissions for app tokens.
         * **lifetime** - seconds until `exp`.
         * **origin** - the origin the client called (for `iss`).
-        * **authenticated_with_secret** - sets `appidacr` / `azpacr` to ``1``.
+        * **authenticated_with_secret** - sets `appidacr` to ``1``.
         """
-        now = int(time.time())
+        now = int(self.clock())
         exp = now + lifetime
         acr = "1" if authenticated_with_secret else "0"
         claims: dict[str, Any] = {
@@ -204,12 +208,10 @@ class TokenService:
             "iat": now,
             "nbf": now,
             "exp": exp,
-            # v1 tokens name the client `appid`; `azp` (its v2 name) is added so that code
-            # written for either version finds it.
+            # v1 tokens (what Dataverse gets, from either endpoint) name the client `appid`;
+            # `azp`/`azpacr` are v2-only claims and are not sent.
             "appid": app.client_id,
             "appidacr": acr,
-            "azp": app.client_id,
-            "azpacr": acr,
             "tid": self.tenant_id,
             "uti": secrets.token_urlsafe(16),
             "ver": "1.0",
@@ -257,7 +259,7 @@ class TokenService:
         * **lifetime** - seconds until `exp`.
         * **origin** - the origin the client called (for `iss`).
         """
-        now = int(time.time())
+        now = int(self.clock())
         claims: dict[str, Any] = {
             "aud": app.client_id,
             "iss": self.issuer(version=version, origin=origin),
@@ -319,10 +321,17 @@ class TokenService:
                 token,
                 self._public,
                 algorithms=[_ALGORITHM],
-                audience=audiences,
-                leeway=leeway,
-                options={"require": ["aud", "exp", "iat", "iss", "nbf"]},
+                options={
+                    "require": ["aud", "exp", "iat", "iss", "nbf"],
+                    # Checked below against the sandbox's clock, in PyJWT's order.
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                },
             )
+            _check_times(claims, now=self.clock(), leeway=leeway)
+            _check_audience(claims, audiences)
         except jwt.ExpiredSignatureError:
             raise TokenRejected("The token is expired.") from None
         except jwt.ImmatureSignatureError:
@@ -345,3 +354,26 @@ class TokenService:
         elif not claims.get("scp") and not claims.get("roles"):
             raise TokenRejected("The token carries neither a scope (scp) nor a role (roles).")
         return claims
+
+
+def _check_times(claims: Mapping[str, Any], *, now: float, leeway: float) -> None:
+    """PyJWT's `iat`, `nbf` and `exp` checks, against `now` (the sandbox's clock)."""
+    try:
+        iat, nbf, exp = (int(claims[name]) for name in ("iat", "nbf", "exp"))
+    except (TypeError, ValueError):
+        raise jwt.DecodeError("The iat, nbf and exp claims must be integers.") from None
+    if iat > now + leeway:
+        raise jwt.ImmatureSignatureError("The token is not yet valid (iat)")
+    if nbf > now + leeway:
+        raise jwt.ImmatureSignatureError("The token is not yet valid (nbf)")
+    if exp <= now - leeway:
+        raise jwt.ExpiredSignatureError("Signature has expired")
+
+
+def _check_audience(claims: Mapping[str, Any], audiences: Sequence[str]) -> None:
+    aud = claims.get("aud")
+    values = [aud] if isinstance(aud, str) else aud
+    if not isinstance(values, list) or not any(
+        isinstance(v, str) and v in audiences for v in values
+    ):
+        raise jwt.InvalidAudienceError("Audience doesn't match")

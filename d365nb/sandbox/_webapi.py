@@ -21,8 +21,10 @@ from starlette.routing import Mount, Route
 
 from . import _directory as directory
 from ._batch import run_batch
+from ._errors import MAX_URL, ApiError, too_large, url_too_long
 from ._exchange import Call, Caller, Reply, parse_prefer
 from ._limits import ServiceProtection
+from ._model import CURRENT_CATALOG
 from ._options import SandboxOptions
 from ._service import ENTITY_HEADER, Service
 from ._store import Store
@@ -70,9 +72,13 @@ def create_webapi(
     )
 
     def dispatch(call: Call) -> Reply:
-        if call.path == "$batch" and call.method == "POST":
-            return run_batch(call, store, service.handle)
-        return service.handle(call)
+        token = CURRENT_CATALOG.set(store.catalog)  # this sandbox's custom tables
+        try:
+            if call.path == "$batch" and call.method == "POST":
+                return run_batch(call, store, service.handle)
+            return service.handle(call)
+        finally:
+            CURRENT_CATALOG.reset(token)
 
     async def endpoint(request: Request) -> Response:
         req_id = str(uuid.uuid4())
@@ -101,6 +107,11 @@ def create_webapi(
                     }
                 },
             )
+        try:
+            _check_size(request, options.max_request_bytes)
+            body = await _read_body(request, options.max_request_bytes)
+        except ApiError as exc:
+            return Reply.json(exc.status, exc.body())
         auth = request.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         # [UNVERIFIED] the 401 body is empty, and a bad or expired token gets the same
@@ -129,7 +140,7 @@ def create_webapi(
             path=path,
             params=dict(request.query_params),
             headers={k: v for k, v in request.headers.items()},
-            body=await request.body(),
+            body=body,
             root=f"{base_url}/api/data/{version}/",
             caller=caller,
             prefer=parse_prefer(request.headers.getlist("prefer")),
@@ -154,3 +165,25 @@ def create_webapi(
     app.state.service = service
     app.state.protection = protection
     return app
+
+
+def _check_size(request: Request, limit: int) -> None:
+    """414 for a URL over 32 KB, 413 for a declared body over `limit` (before reading it)."""
+    length = len(str(request.url))
+    if length > MAX_URL:
+        raise url_too_long(length)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(int(declared), limit)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, read in chunks; 413 as soon as it passes `limit` (chunked uploads too)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)

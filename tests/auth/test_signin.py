@@ -165,7 +165,7 @@ def test_given_access_token_expired_without_refresh_is_a_clear_error(
     short_lived: Sandbox,
 ) -> None:
     token = client_credentials_token(short_lived)["access_token"]
-    time.sleep(3)
+    short_lived.knobs(clock_offset=3)  # the sandbox's clock, not a sleep
     conn = connect_to(
         short_lived, grant="access_token", client_id=None, client_secret=None, access_token=token
     )
@@ -191,7 +191,7 @@ def test_token_expiring_mid_session_is_refreshed_silently(
     conn.prompt = prompt
     first = conn.whoami()
     token_1 = conn.auth.current
-    time.sleep(3)  # the 2-second access token is dead now
+    short_lived.knobs(clock_offset=3)  # the 2-second access token is dead now
     second = conn.whoami()
     assert first.user_id == second.user_id == ALEX.systemuserid
     assert conn.auth.current is not token_1
@@ -205,7 +205,7 @@ def test_revoked_refresh_token_is_a_clear_auth_error(
     conn = connect_to(short_lived, grant="refresh_token", refresh_token=tokens["refresh_token"])
     conn.whoami()
     short_lived.revoke_refresh_tokens()
-    time.sleep(3)
+    short_lived.knobs(clock_offset=3)
     with pytest.raises(AuthError):
         conn.whoami()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-import time
 from typing import Any
 
 import httpx
@@ -159,7 +158,7 @@ def test_v1_expired_device_code_is_code_expired(tmp_path):
                 v1(sb, "devicecode"),
                 data={"client_id": sb.public_client_id, "resource": sb.base_url},
             ).json()
-            time.sleep(1.1)
+            sb.knobs(clock_offset=2)  # the sandbox's clock, not a sleep
             response = client.post(
                 v1(sb, "token"),
                 data={

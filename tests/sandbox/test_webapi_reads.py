@@ -365,7 +365,7 @@ def test_expand_single_valued_and_collection(api: httpx.Client, sandbox: Sandbox
         assert names == sorted(names, key=str.lower)
         assert account["contact_customer_accounts@odata.nextLink"] == (
             f"{sandbox.service_url}accounts({account['accountid']})/contact_customer_accounts"
-            "?$select=fullname"
+            "?$select=fullname&$orderby=fullname"  # the nested options shape the next page too
         )
         direct = api.get(
             f"accounts({account['accountid']})/contact_customer_accounts?$select=fullname"
