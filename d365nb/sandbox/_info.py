@@ -34,6 +34,7 @@ from ._directory import (
 __all__ = [
     "ADMIN_HEADER",
     "SANDBOX_ENV",
+    "SANDBOX_HELP",
     "RunningSandbox",
     "SandboxInfo",
     "find_sandbox",
@@ -42,6 +43,12 @@ __all__ = [
     "sandbox_info",
 ]
 
+#: The one-line help of ``d365nb sandbox`` (here so that `d365nb.cli` can show it without
+#: importing the server).
+SANDBOX_HELP: Final = (
+    "run a local stand-in for Entra ID and the Dataverse Web API over HTTPS; prints one "
+    "JSON line (service_url, authority, token_uri, ca_cert, client ids, ...) on stdout"
+)
 #: The environment variable that describes a running sandbox: its JSON line, or a file.
 SANDBOX_ENV: Final = "D365NB_SANDBOX"
 #: The request header that carries `SandboxInfo.admin_secret` to the control routes.
