@@ -157,7 +157,6 @@ def run_demo(
                 result.pushed = {k: v for k, v in report.counts.items() if v}
                 took = f"{report.elapsed * 1000:.0f} ms"
                 _line(out, f"   pushed:  {_counts(result.pushed)} in {took}")
-                _line(out, f"   pushed:  {_counts(result.pushed)} in {took}")
 
                 _line(out, "5. Read again to check")
                 again = conn.read("accounts", select=["accountid", "emailaddress1"], progress=False)
