@@ -2,48 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import pytest
 
 from d365nb import ConfigError, InvalidFrameError, PushOptions
 from d365nb._batching import chunk_size, describe_groups, group_rows, plan_report
-from d365nb._metadata import AlternateKey, Attribute, Table
-from d365nb._plan import Plan, plan_push, related_tables
-
-A = Attribute
-ACCOUNT = Table(
-    "account",
-    "accounts",
-    "accountid",
-    "name",
-    attributes={
-        a.logical_name: a
-        for a in (
-            A("accountid", "Uniqueidentifier", "UniqueidentifierType", is_primary_id=True),
-            A("name", "String", "StringType", max_length=100, is_primary_name=True),
-            A("accountnumber", "String", "StringType", max_length=20),
-            A("revenue", "Money", "MoneyType", precision=2),
-            A(
-                "parentaccountid",
-                "Lookup",
-                "LookupType",
-                targets=("account",),
-                navigation={"account": "parentaccountid"},
-            ),
-        )
-    },
-    keys=(AlternateKey("accountnumberkey", ("accountnumber",)),),
-)
-TABLES = {"account": ACCOUNT}
-ID = "00000000-0000-0000-0000-00000000000a"
-
-
-def _plan(df: pd.DataFrame, **options: Any) -> Plan:
-    opts = PushOptions(**options)
-    related = {n: TABLES[n] for n in related_tables(df, ACCOUNT, opts)}
-    return plan_push(df, ACCOUNT, TABLES, opts, related=related, connection_id="c1")
+from tests._support.tables import ID, plan_of
 
 
 def test_push_options_are_checked_once_when_made() -> None:
@@ -59,7 +23,7 @@ def test_push_options_are_checked_once_when_made() -> None:
 def test_creates_get_stable_client_ids_and_one_bulk_request() -> None:
     df = pd.DataFrame({"name": ["a", "b"], "revenue": [1.0, 2.0]})
 
-    first, again = _plan(df, mode="create"), _plan(df, mode="create")
+    first, again = plan_of(df, mode="create"), plan_of(df, mode="create")
 
     assert [r.op for r in first.rows] == ["create", "create"]
     assert [r.row_id for r in first.rows] == [r.row_id for r in again.rows]
@@ -79,7 +43,7 @@ def test_alternate_keys_and_lookup_binds_by_key_become_paths() -> None:
         }
     )
 
-    plan = _plan(df, key="accountnumber", mode="update")
+    plan = plan_of(df, key="accountnumber", mode="update")
 
     rows = plan.rows
     assert [r.path for r in rows] == [
@@ -96,6 +60,6 @@ def test_every_problem_is_raised_at_once_before_any_io() -> None:
     df = pd.DataFrame({"accountid": ["not-a-guid", ID], "accountnumber": ["A", "a"]})
 
     with pytest.raises(InvalidFrameError) as caught:
-        _plan(df, key="accountnumber", mode="upsert")
+        plan_of(df, key="accountnumber", mode="upsert")
 
     assert "appear more than once" in str(caught.value)
