@@ -11,28 +11,13 @@ conn = d365nb.sandbox.connect(sb, grant="device_code")
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from ._connect import connect
+from ._connect import attach, connect
 from ._info import SandboxInfo
-from ._options import SandboxOptions
 from ._server import Sandbox, start
 
 __all__ = ["attach", "connect", "notebook"]
-
-
-def attach(info: SandboxInfo) -> Sandbox:
-    """A `Sandbox` handle for a sandbox running elsewhere (another process, Binder).
-
-    Its controls (`reset()`, `approve()`) work over HTTPS; `stop()` leaves the other
-    process running.
-
-    **Parameters:**
-
-    * **info** - the sandbox's description.
-    """
-    return Sandbox(info, options=SandboxOptions(data_dir=Path(info.ca_cert).parent))
 
 
 def notebook(rows: int = 500, **knobs: Any) -> Sandbox:
