@@ -149,19 +149,29 @@ class DeviceCodeApprover:
         )
         try:
             answer = self.sandbox.approve(item.user_code, self.user)
-        except Exception as exc:  # refused, or no answer: stop now, say what to run
-            item.cancel()
-            raise AuthError(
-                f"The sandbox at {where} did not approve device code {item.user_code}: "
-                f"{_first_line(exc)}",
-                hint=f"Start the sandbox with automatic approval: `{_COMMAND}` (then point "
-                "D365NB_SANDBOX at sandbox.json, restart the kernel and run this cell "
-                "again), or unset D365NB_SANDBOX so the notebook starts its own sandbox.",
-            ) from None
+        except ConfigError as exc:
+            if not str(exc).startswith("No pending device code"):
+                raise self._stop(item, where, exc) from None
+            # A sandbox started with --auto-approve answered the code already.
+            answer = {"user": "the sandbox's first user (it approves codes itself)"}
+        except Exception as exc:  # no answer: stop now, say what to run
+            raise self._stop(item, where, exc) from None
         item.expires_at = min(item.expires_at, time.time() + APPROVED_WAIT)
         _say(
             f"Approved as {answer.get('user', self.user)}; fetching the token "
             f"(waiting at most {APPROVED_WAIT:.0f} s)."
+        )
+
+    @staticmethod
+    def _stop(item: Any, where: str, exc: BaseException) -> AuthError:
+        """Stop waiting for `item` and say what to run instead."""
+        item.cancel()
+        return AuthError(
+            f"The sandbox at {where} did not approve device code {item.user_code}: "
+            f"{_first_line(exc)}",
+            hint=f"Start the sandbox with automatic approval: `{_COMMAND}` (then point "
+            "D365NB_SANDBOX at sandbox.json, restart the kernel and run this cell "
+            "again), or unset D365NB_SANDBOX so the notebook starts its own sandbox.",
         )
 
 

@@ -146,3 +146,13 @@ def test_progress_bar_html_shows_the_final_count() -> None:
         {"n": 10, "total": 40, "elapsed": 1, "postfix": "429: waiting 3 s", "prefix": "Pushing"}
     )
     assert "width:25.0%" in waiting and "429: waiting 3 s" in waiting
+
+
+def test_approve_as_on_a_sandbox_that_approves_by_itself(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with start(data_dir=tmp_path, database=":memory:", rows=5, auto_approve=True) as sb:
+        with connect(sb, grant="device_code", approve_as="alex") as conn:
+            conn.sign_in()
+            assert conn.auth.signed_in
+    assert "it approves codes itself" in capsys.readouterr().out
