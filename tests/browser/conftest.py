@@ -312,3 +312,26 @@ def notebook7(
     ready = f"{base}/api/status?token={TOKEN}"
     with _serve(cmd, env, artifacts / "notebook7.log", ready):
         yield Server(base=base, token=TOKEN, root=root)
+
+
+@pytest.fixture(scope="session")
+def voila_read(
+    tmp_path_factory: pytest.TempPathFactory, sandbox: Sandbox, artifacts: Path
+) -> Iterator[Server]:
+    """Voila serving the panel-and-read notebook (its progress bar must render there)."""
+    root = tmp_path_factory.mktemp("voila-read")
+    notebook = write_panel_and_read_notebook(root, "read.ipynb")
+    port = _free_port()
+    env = _kernel_env(tmp_path_factory, sandbox, root)
+    cmd = [
+        sys.executable,
+        "-m",
+        "voila",
+        str(notebook),
+        "--no-browser",
+        "--Voila.ip=127.0.0.1",
+        f"--port={port}",
+        f"--token={TOKEN}",
+    ]
+    with _serve(cmd, env, artifacts / "voila-read.log", f"127.0.0.1:{port}"):
+        yield Server(base=f"http://127.0.0.1:{port}", token=TOKEN, root=root)

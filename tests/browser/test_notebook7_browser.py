@@ -65,3 +65,14 @@ def test_device_code_sign_in_in_notebook7(
     expect(whoami).to_contain_text("Alex Wilber", timeout=30_000)
     expect(code_box).to_have_count(0)
     shot("nb7-03-connected")
+
+
+def test_progress_bar_renders_in_voila(page: Page, voila_read: Server, artifacts: Path) -> None:
+    """Voila shows the read's bar with its final count (tqdm's widget bars said "model not
+    found" there once closed)."""
+    page.set_default_timeout(30_000)
+    page.goto(voila_read.url(""))
+    expect(page.locator(".d365nb-setup")).to_be_visible(timeout=60_000)
+    expect(page.locator(".d365nb-progress")).to_contain_text("50/50 rows", timeout=60_000)
+    expect(page.get_by_text("model not found")).to_have_count(0)
+    page.screenshot(path=str(artifacts / "voila-progress.png"), full_page=True)
