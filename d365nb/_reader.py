@@ -29,7 +29,7 @@ from ._fetchxml import fetchxml_entity, fetchxml_with_page, paging_cookie_from_a
 from ._frames import FrameBuilder, concat_frames
 from ._metadata import Table
 from ._odata import and_filter, encode_query, extreme_query, query_options, range_filters
-from ._progress import progress_bar, progress_var
+from ._progress import progress_bar, progress_var, set_total
 from ._session import Session
 from ._sync import run_sync
 from ._transport import check_same_origin
@@ -199,6 +199,7 @@ async def _run_part(plan: ReadPlan, part: _Part) -> None:
         part.rows += n
         if plan.count is None and "@odata.count" in body:
             plan.count = int(body["@odata.count"])
+            set_total(plan.progress, plan.count, at_most=plan.top)
         next_link = body.get("@odata.nextLink")
         # Free the page now: held across the next request's await, every range would keep
         # its last page of Python objects alive (16 ranges: 16 pages).
@@ -336,12 +337,14 @@ async def read_frame(
             first.rows, first.pages, first.url = len(rows), 1, None
             if "@odata.count" in body:
                 plan.count = int(body["@odata.count"])
+                set_total(plan.progress, plan.count, at_most=plan.top)
             if plan.progress is not None:
                 plan.progress.update(len(rows))
             del body, rows
             return plan.frame(partial=False)
         if "@odata.count" in body:
             plan.count = int(body["@odata.count"])
+            set_total(plan.progress, plan.count, at_most=plan.top)
         del body  # its rows come again from the partitions
         try:
             bounds = await _bounds(plan, base, params)

@@ -336,6 +336,13 @@ class Session:
         if not self.auth.interactive:
             await self.auth.token()
             return self
+        if self._cache.persist and not self.auth.signed_in:
+            # The token cache of an earlier sign-in (another notebook, same environment).
+            try:
+                await self.auth.token()
+                return self
+            except AuthError:
+                pass
         if grant == "device_code":
             code = await self.auth.start_device_code()
             self.prompt(code)

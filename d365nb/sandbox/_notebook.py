@@ -5,34 +5,24 @@ signs in to it.
 import d365nb.sandbox
 
 sb = d365nb.sandbox.notebook(rows=500)                 # $D365NB_SANDBOX's, else a new one
-conn = d365nb.sandbox.connect(sb, grant="device_code")
+conn = d365nb.sandbox.connect(sb, grant="device_code", approve_as="alex", token_cache=True)
+conn.sign_in()   # the token cache, else a device code approved through the sandbox's route
 ```
+
+`approve_as=` makes a notebook independent of `--auto-approve`: it approves its own code
+(or stops at once with the command to run); `token_cache=True` lets the next notebook on
+the same sandbox sign in silently (see `d365nb.sandbox._connect`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from ._connect import connect
+from ._connect import attach, connect
 from ._info import SandboxInfo
-from ._options import SandboxOptions
 from ._server import Sandbox, start
 
 __all__ = ["attach", "connect", "notebook"]
-
-
-def attach(info: SandboxInfo) -> Sandbox:
-    """A `Sandbox` handle for a sandbox running elsewhere (another process, Binder).
-
-    Its controls (`reset()`, `approve()`) work over HTTPS; `stop()` leaves the other
-    process running.
-
-    **Parameters:**
-
-    * **info** - the sandbox's description.
-    """
-    return Sandbox(info, options=SandboxOptions(data_dir=Path(info.ca_cert).parent))
 
 
 def notebook(rows: int = 500, **knobs: Any) -> Sandbox:

@@ -48,6 +48,12 @@ def _page(title: str, body: str) -> str:
     )
 
 
+_NO_ROLE = (
+    " <span class='note no-role'>(no security role: signs in and WhoAmI works, but reads and "
+    "writes get 403 Forbidden)</span>"
+)
+
+
 def _user_choices(users: Iterable[User], selected: str | None) -> str:
     rows = []
     for i, user in enumerate(users):
@@ -59,7 +65,7 @@ def _user_choices(users: Iterable[User], selected: str | None) -> str:
         rows.append(
             f"<label class='user'><input type='radio' name='user' value='{escape(user.upn)}'"
             f"{checked}> {escape(user.name)} <span class='note'>{escape(user.upn)}</span>"
-            "</label>"
+            f"{_NO_ROLE if not user.has_role else ''}</label>"
         )
     return "".join(rows)
 

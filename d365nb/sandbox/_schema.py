@@ -223,6 +223,13 @@ OPPORTUNITY = Table(
         Attribute(
             "opportunityratingcode", "Picklist", "Rating", options=_opts("Hot", "Warm", "Cold")
         ),
+        Attribute(
+            "salesstage",
+            "Picklist",
+            "Sales Stage",
+            options=_opts("Qualify", "Develop", "Propose", "Close", start=0),
+        ),
+        Attribute("stepname", "String", "Pipeline Phase", max_length=200),
         Attribute("customerid", "Customer", "Potential Customer", targets=("account", "contact")),
         Attribute("parentaccountid", "Lookup", "Account", targets=("account",)),
         Attribute("parentcontactid", "Lookup", "Contact", targets=("contact",)),

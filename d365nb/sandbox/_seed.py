@@ -45,6 +45,8 @@ CURRENCIES: tuple[tuple[str, str, str, str, float], ...] = (
     ("cc000000-0000-4000-8000-000000000004", "JPY", "Yen", "¥", 151.2),
 )
 
+# The opportunity's sales stages (salesstage 0..3); stepname is "<n>-<stage>".
+_STAGES = ("Qualify", "Develop", "Propose", "Close")
 _BUS = (
     (directory.ROOT_BUSINESS_UNIT_ID, directory.ORG_NAME, None),
     (
@@ -518,6 +520,8 @@ def generate(*, rows: int, seed: int) -> Iterator[tuple[str, tuple[str, ...], Ro
         "estimatedclosedate",
         "actualclosedate",
         "opportunityratingcode",
+        "salesstage",
+        "stepname",
         "_customerid_value",
         "_customerid_type",
         "_parentaccountid_value",
@@ -535,6 +539,9 @@ def generate(*, rows: int, seed: int) -> Iterator[tuple[str, tuple[str, ...], Ro
             con = con_ids[o_acc[i]] if o_acc[i] < n_con else None
             on_contact = i % 10 == 3 and con is not None
             st = o_state[i]
+            # The sales stage follows the probability (closed ones reached Close); no
+            # random draw, so the other seeded values stay as they were.
+            stage = 3 if st else min(3, o_prob[i] * 5 // 25)
             yield (
                 o_ids[i],
                 f"{o_topic[i]} - {names[o_acc[i]] if n_acc else ''}",
@@ -547,6 +554,8 @@ def generate(*, rows: int, seed: int) -> Iterator[tuple[str, tuple[str, ...], Ro
                 o_close[i],
                 o_close[i] if st else None,
                 o_rating[i],
+                stage,
+                f"{stage + 1}-{_STAGES[stage]}",
                 con if on_contact else acc,
                 "contact" if on_contact else "account",
                 acc,

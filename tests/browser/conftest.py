@@ -252,3 +252,86 @@ def voila(
     ready = f"127.0.0.1:{port}"
     with _serve(cmd, env, artifacts / "voila.log", ready):
         yield Server(base=base, token=TOKEN, root=root)
+
+
+PROGRESS_CELL = (
+    "import d365nb.sandbox\n"
+    "reader = d365nb.sandbox.connect(d365nb.sandbox.notebook())  # the app, for a plain read\n"
+    'reader.read("accounts", select=["name"], count=True).shape'
+)
+
+
+def write_panel_and_read_notebook(root: Path, name: str) -> Path:
+    """The setup panel, then a read whose progress bar must stay with its final count."""
+    path = write_setup_notebook(root, name)
+    notebook = json.loads(path.read_text())
+    notebook["cells"].append(
+        {
+            "cell_type": "code",
+            "id": "read",
+            "metadata": {},
+            "execution_count": None,
+            "outputs": [],
+            "source": PROGRESS_CELL,
+        }
+    )
+    path.write_text(json.dumps(notebook))
+    return path
+
+
+@pytest.fixture(scope="session")
+def notebook7(
+    tmp_path_factory: pytest.TempPathFactory, sandbox: Sandbox, artifacts: Path
+) -> Iterator[Server]:
+    """Jupyter Notebook 7 (the `notebook` package) on loopback."""
+    root = tmp_path_factory.mktemp("nb7")
+    settings = tmp_path_factory.mktemp("nb7-settings")
+    _settings(settings)
+    port = _free_port()
+    env = _kernel_env(tmp_path_factory, sandbox, root)
+    env.update(
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path_factory.mktemp("nb7-workspaces")),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "notebook",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={TOKEN}",
+        f"--ServerApp.root_dir={root}",
+        "--JupyterNotebookApp.expose_app_in_browser=True",
+    ]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    base = f"http://127.0.0.1:{port}"
+    ready = f"{base}/api/status?token={TOKEN}"
+    with _serve(cmd, env, artifacts / "notebook7.log", ready):
+        yield Server(base=base, token=TOKEN, root=root)
+
+
+@pytest.fixture(scope="session")
+def voila_read(
+    tmp_path_factory: pytest.TempPathFactory, sandbox: Sandbox, artifacts: Path
+) -> Iterator[Server]:
+    """Voila serving the panel-and-read notebook (its progress bar must render there)."""
+    root = tmp_path_factory.mktemp("voila-read")
+    notebook = write_panel_and_read_notebook(root, "read.ipynb")
+    port = _free_port()
+    env = _kernel_env(tmp_path_factory, sandbox, root)
+    cmd = [
+        sys.executable,
+        "-m",
+        "voila",
+        str(notebook),
+        "--no-browser",
+        "--Voila.ip=127.0.0.1",
+        f"--port={port}",
+        f"--token={TOKEN}",
+    ]
+    with _serve(cmd, env, artifacts / "voila-read.log", f"127.0.0.1:{port}"):
+        yield Server(base=f"http://127.0.0.1:{port}", token=TOKEN, root=root)

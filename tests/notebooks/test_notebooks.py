@@ -144,6 +144,113 @@ def test_notebook_runs_top_to_bottom(
         _check_plot(nb)
 
 
+# -- a sandbox that does not approve device codes by itself ---------------------------------
+
+_ZERO_ROWS = re.compile(r"(?<![\d,])0 rows")
+_APPROVING = "Sandbox sign-in: approving device code"
+
+
+@pytest.fixture(scope="module")
+def manual_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Path]]:
+    """A sandbox started without auto-approve (the README's `d365nb sandbox` form)."""
+    folder = tmp_path_factory.mktemp("manual-sandbox")
+    with start(data_dir=folder, database=":memory:", rows=300, auto_approve=False) as sb:
+        info = folder / "sandbox.json"
+        info.write_text(json.dumps(sb.info()) + "\n", "utf-8")
+        yield sb, info
+
+
+def _execute(nb: Any, env: dict[str, str], folder: Path, *, timeout: int = CELL_TIMEOUT) -> None:
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        store_widget_state=False,
+        resources={"metadata": {"path": str(folder)}},
+    )
+    client.execute(env=env)
+
+
+@pytest.mark.sandbox
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["00_start_here", "02_explore", "04_workshop"])
+def test_notebook_approves_its_own_device_code(
+    name: str, manual_sandbox: tuple[Sandbox, Path], tmp_path: Path
+) -> None:
+    """Against a sandbox that does not approve device codes, the first cell approves its
+    own through the sandbox's approval route, and the notebook runs to the end.  (Were the
+    route refused, the cell would stop at once with the command to run: see
+    tests/notebooks/test_sandbox_helpers.py.)  A cell that waited for a person would fail
+    the 60 s cell timeout."""
+    sb, info = manual_sandbox
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)  # type: ignore[no-untyped-call]
+    try:
+        _execute(nb, _kernel_env(info, tmp_path), tmp_path, timeout=60)
+    finally:
+        (ARTIFACTS / "notebooks-manual").mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, ARTIFACTS / "notebooks-manual" / f"{name}.ipynb")  # type: ignore[no-untyped-call]
+    first = "".join(o.get("text", "") for o in nb.cells[_first_code(nb)].outputs)
+    assert _APPROVING in first and "Approved as alex@" in first
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors == []
+    if name == "04_workshop":  # "Run All" solves nothing: each check says so
+        assert _outputs_text(nb).count("No answer yet") == 6  # text and HTML
+    else:
+        _check_progress_outputs(nb)
+    assert sb.running
+
+
+def _first_code(nb: Any) -> int:
+    return next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+
+
+def _check_progress_outputs(nb: Any) -> None:
+    """Progress bars are plain outputs left with their final count: no widget (Voila and a
+    reopened notebook would say "model not found"), never "0 rows" in the saved file."""
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    bars = [
+        o["data"]
+        for o in outputs
+        if "<div class='d365nb-progress'" in str(o.get("data", {}).get("text/html", ""))
+    ]
+    assert bars, "no progress bar in the outputs"
+    for data in bars:
+        assert "rows" in data["text/plain"] and not _ZERO_ROWS.search(data["text/plain"])
+
+
+_PROBE_CELLS = (
+    "import d365nb, d365nb.sandbox\n"
+    "sb = d365nb.sandbox.notebook()\n"
+    'conn = d365nb.sandbox.connect(sb, grant="device_code", approve_as="alex", token_cache=True)\n'
+    "conn.sign_in()",
+    "print(conn.whoami().user_id, conn.auth.cache.path.parent.name)",
+)
+
+
+@pytest.mark.sandbox
+@pytest.mark.slow
+def test_second_notebook_signs_in_from_the_token_cache(
+    manual_sandbox: tuple[Sandbox, Path], tmp_path: Path
+) -> None:
+    """Two notebooks (two kernels), same user and sandbox: the second signs in silently from
+    the token cache, which lives in a folder named after the sandbox's CA."""
+    _, info = manual_sandbox
+    env = _kernel_env(info, tmp_path)
+    outputs = []
+    for _ in range(2):
+        nb = nbformat.v4.new_notebook()  # type: ignore[no-untyped-call]
+        nb.cells = [nbformat.v4.new_code_cell(c) for c in _PROBE_CELLS]  # type: ignore[no-untyped-call]
+        _execute(nb, env, tmp_path, timeout=60)
+        outputs.append(["".join(o.get("text", "") for o in c.outputs) for c in nb.cells])
+    (first_sign_in, first_who), (second_sign_in, second_who) = outputs
+    assert _APPROVING in first_sign_in
+    assert second_sign_in == ""  # no device code, nothing to approve
+    assert first_who == second_who and "sandbox-" in second_who
+    folders = list((tmp_path / "tokens").iterdir())
+    assert [f.name for f in folders] == [second_who.split()[-1]]
+
+
 def _check_plot(nb: Any) -> None:
     """02_explore's plots come out as a real PNG image, kept in test-artifacts/."""
     import matplotlib.image
