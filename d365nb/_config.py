@@ -55,6 +55,7 @@ FIELDS: Final[tuple[str, ...]] = (
     "redirect_uri",
     "grant",
     "api_version",
+    "service",  # F&O hook (issue 23): "dataverse" or "fno"; derived from the URL if it can be
 )
 #: Fields whose values are credentials: never shown, never saved in a profile.
 SECRET_FIELDS: Final[tuple[str, ...]] = ("client_secret", "access_token", "refresh_token")
@@ -96,6 +97,7 @@ _KEY_SPELLINGS: Final[dict[str, tuple[str, ...]]] = {
     "redirect_uri": ("RedirectURI", "RedirectURL", "CallbackURL"),
     "grant": ("Grant", "GrantType", "OAuthGrantType"),
     "api_version": ("APIVersion",),
+    "service": ("Service",),
 }
 # Accepted for compatibility with the vendor driver; only OAuth 2.0 is supported.
 _AUTH_METHOD_KEY = "authenticationmethod"
@@ -153,6 +155,22 @@ _ENDPOINT_PATH = re.compile(
     r"^/(?P<tenant>[^/]+)/oauth2/(?:(?P<v2>v2\.0)/)?(?P<kind>token|authorize|devicecode)/?$", re.I
 )
 _METHOD_PREFIX = re.compile(r"^(?P<method>[A-Za-z]+)\s+(?=\S)")
+
+# -- finance and operations (issue 23): which hosts and paths are F&O environments --------
+# reference/finance-operations-protocol.md section 1.1: production and sandbox
+# (`*.operations.dynamics.com`, `*.sandbox.operations.dynamics.com`), cloud-hosted
+# (`*.cloudax.dynamics.com`), one-box (`*.cloud.onebox.dynamics.com`), older `*.cloud.dynamics.com`.
+_FNO_HOST = re.compile(
+    r"^[a-z0-9-]+\.(?:sandbox\.)?(?:operations(?:\.[a-z0-9]+)?\.dynamics\.com|"
+    r"cloudax\.dynamics\.com|cloud\.onebox\.dynamics\.com|cloud\.dynamics\.com)$",
+    re.I,
+)
+_FNO_DATA_PATH = re.compile(r"^(?P<prefix>(?:/[^/]+)*?)/data/?$", re.I)
+_SERVICES: Final = {
+    "dataverse": "dataverse", "crm": "dataverse", "ce": "dataverse",
+    "fno": "fno", "fo": "fno", "f&o": "fno", "finops": "fno", "erp": "fno",
+    "operations": "fno", "finance": "fno", "financeandoperations": "fno",
+}  # fmt: skip
 
 
 # -- redaction ----------------------------------------------------------------------------
@@ -361,6 +379,7 @@ class _ServiceURL:
     api_base: str  # what /api/data/vX.Y/ is appended to
     version: str | None  # the version written in the URL
     login_base: str | None  # sign-in origin of this cloud; None: unknown
+    service: str = "dataverse"  # "fno": a finance and operations environment (issue 23)
 
 
 @dataclass(frozen=True)
@@ -383,6 +402,7 @@ class _Derived:
     auth_uri: str
     grant: str
     scopes: tuple[str, ...]
+    service: str = "dataverse"
 
 
 class _Analysis:
@@ -450,6 +470,16 @@ class _Analysis:
             value = _GRANT_ALIASES.get(words.replace("_", ""), words)
         elif name == "api_version":
             value = value.lower().removeprefix("v")
+        elif name == "service":
+            key = re.sub(r"[\s_\-]+", "", value.lower())
+            if key not in _SERVICES:
+                self.fail(
+                    "service",
+                    f"service {value!r} is not known.",
+                    "Use 'dataverse' (CRM apps) or 'fno' (finance and operations apps).",
+                )
+                return None
+            value = _SERVICES[key]
         return value
 
     # -- derivation
@@ -500,10 +530,11 @@ class _Analysis:
 
         if svc is None or grant is None or api_version is None or scopes is None:
             return None
+        fno = svc.service == "fno"
         return _Derived(
             resource=svc.resource,
             org_url=svc.org_url,
-            api_root=f"{svc.api_base}/api/data/v{api_version}/",
+            api_root=f"{svc.resource}/data/" if fno else f"{svc.api_base}/api/data/v{api_version}/",
             api_version=api_version,
             version=version,
             authority=authority,
@@ -512,6 +543,7 @@ class _Analysis:
             auth_uri=auth_uri,
             grant=grant,
             scopes=scopes,
+            service=svc.service,
         )
 
     def _service_url(self, url: str | None) -> _ServiceURL | None:
@@ -544,6 +576,9 @@ class _Analysis:
                 f"address, e.g. {example}.",
             )
             return None
+        fno = self._fno_service_url(url, host, origin, path)
+        if fno is not None:
+            return fno
         web_api = _WEB_API_PATH.match(path)
         bare = path in ("", "/")
         extras = urlsplit(url)
@@ -590,6 +625,32 @@ class _Analysis:
         self._not_service_url(url, origin, path, suggestion=None)
         return None
 
+    def _fno_service_url(self, url: str, host: str, origin: str, path: str) -> _ServiceURL | None:
+        """A finance and operations environment (issue 23), or None for Dataverse.
+
+        F&O when `service="fno"`, when the host is an F&O host, or when the path ends in
+        `/data/` (never a Dataverse path).  The resource is the root without `/data/`.
+        """
+        given = self.values["service"]
+        data = _FNO_DATA_PATH.match(path)
+        if data and data["prefix"].lower().endswith("/api"):
+            data = None  # Dataverse's /api/data without its version: not F&O
+        if given == "dataverse" or not (given == "fno" or _FNO_HOST.match(host) or data):
+            return None
+        if urlsplit(url).query or urlsplit(url).fragment:
+            self.fail(
+                "service_url",
+                f"service_url {url} has a query string or fragment.",
+                "Remove everything from '?' or '#' on.",
+            )
+            return None
+        prefix = data["prefix"] if data else path.rstrip("/")
+        root = origin + prefix
+        login = origin if host in _LOOPBACK else None
+        if _FNO_HOST.match(host):
+            login = _DEFAULT_LOGIN
+        return _ServiceURL(root, root, root, None, login, service="fno")
+
     def _not_service_url(self, url: str, origin: str, path: str, suggestion: str | None) -> None:
         somewhere = _WEB_API_SOMEWHERE.search(path)
         if somewhere:
@@ -611,6 +672,8 @@ class _Analysis:
 
     def _api_version(self, svc: _ServiceURL | None) -> str | None:
         given = self.values["api_version"]
+        if svc is not None and svc.service == "fno":
+            return given or DEFAULT_API_VERSION  # F&O has no Web API version (issue 23)
         url_version = svc.version if svc else None
         if url_version is not None and url_version not in API_VERSIONS:
             self.fail(
@@ -814,6 +877,9 @@ class _Analysis:
             if grant == "client_credentials"
             else (f"{resource}/user_impersonation", "offline_access")
         )
+        if svc is not None and svc.service == "fno" and grant != "client_credentials":
+            # F&O (Microsoft.ERP) has no user_impersonation: <root>/.default (issue 23).
+            default = (f"{resource}/.default", "offline_access")
         if given is None:
             return default
         if version == "v1":
@@ -1023,6 +1089,8 @@ class Settings:
     * **grant** - one of `device_code`, `auth_code`, `client_credentials`,
       `refresh_token`, `access_token`.
     * **api_version** - `9.0`, `9.1` or `9.2` (default), for an environment URL.
+    * **service** - `"dataverse"` or `"fno"` (finance and operations); derived from the
+      Service URL (an `*.operations.dynamics.com` host or a `/data/` path) when omitted.
     """
 
     service_url: str | None = None
@@ -1037,6 +1105,7 @@ class Settings:
     redirect_uri: str | None = None
     grant: str | None = None
     api_version: str | None = None
+    service: str | None = None
     _given: frozenset[str] = field(init=False, compare=False, default=frozenset())
     _derived: _Derived = field(init=False, compare=False)
 
@@ -1059,7 +1128,7 @@ class Settings:
         given = frozenset(name for name in FIELDS if values[name] is not None)
         for name in FIELDS:
             object.__setattr__(self, name, values[name])
-        for name in ("grant", "api_version", "token_uri", "auth_uri"):
+        for name in ("grant", "api_version", "token_uri", "auth_uri", "service"):
             object.__setattr__(self, name, getattr(derived, name))
         object.__setattr__(self, "_given", given)
         object.__setattr__(self, "_derived", derived)

@@ -42,6 +42,7 @@ def connect(
     *,
     grant: str = "client_credentials",
     version: str = "v2",
+    service: str = "dataverse",
     **settings: Any,
 ) -> Connection:
     """A connection to `sandbox` with `grant`, using the sandbox's seeded app registrations.
@@ -61,6 +62,8 @@ def connect(
     * **sandbox** - a `SandboxInfo`, a `Sandbox` or its `info()` dict.
     * **grant** - the grant type (`client_credentials`, `device_code`, `auth_code`, ...).
     * **version** - `v2` (scopes) or `v1` (`resource=`) identity endpoints.
+    * **service** - `"dataverse"` (the Web API) or `"fno"`: the sandbox's finance and
+      operations environment (started with `fno=True`); its resource is `<origin>/fno`.
     * **settings** - more `d365nb.connect` arguments (`max_concurrency=`, `retry=`, ...).
     """
     from .._client import connect as connect_client
@@ -68,8 +71,20 @@ def connect(
     info = as_info(sandbox)
     confidential = grant == "client_credentials"
     authority = info.authority or f"{info.base_url}/{info.tenant}"
+    service_url = info.service_url
+    if service == "fno":
+        if not info.fno_service_url:
+            from .._exceptions import ConfigError
+
+            raise ConfigError(
+                "This sandbox serves no finance and operations environment.",
+                field="service",
+                hint="Start it with fno=True (d365nb sandbox --fno).",
+            )
+        service_url = info.fno_service_url
     values: dict[str, Any] = {
-        "service_url": info.service_url,
+        "service_url": service_url,
+        "service": service,
         "tenant": info.tenant,
         "client_id": info.confidential_client_id if confidential else info.public_client_id,
         "grant": grant,
@@ -88,6 +103,8 @@ def connect(
         values["client_secret"] = info.client_secret
     values.setdefault("verify", info.ca_cert)
     values.setdefault("token_cache", False)
+    if service == "fno":
+        values.setdefault("metadata_cache", False)
     values.update(settings)
     return connect_client(**values)
 

@@ -1,0 +1,2 @@
+async def apush_fno(*a, **k):
+    raise NotImplementedError
