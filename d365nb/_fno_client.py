@@ -11,6 +11,8 @@ the Service URL is an F&O environment (or `service="fno"`).
 from __future__ import annotations
 
 import os
+import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ from ._types import OnError, PushMode, VerifyTypes
 
 __all__ = ["FnoConnection"]
 
+_REMEMBER_ROWS = 250_000  # larger reads are not kept: updates then send every column given
+_REMEMBERED_READS = 4
 _DTYPES = {
     "String": "string",
     "Integer": "Int32",
@@ -86,6 +90,27 @@ class FnoConnection(Connection):
         )
         self.catalog = FnoCatalog(self, cache=cache)  # type: ignore[assignment]
         self._companies: list[str] | None = None
+        # The last reads as they came (by read id), so a push sends only changed columns.
+        self._reads: OrderedDict[str, pd.DataFrame] = OrderedDict()
+
+    def _remember(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if len(frame) <= _REMEMBER_ROWS:
+            read_id = uuid.uuid4().hex
+            self._reads[read_id] = frame.copy()
+            while len(self._reads) > _REMEMBERED_READS:
+                self._reads.popitem(last=False)
+            frame.attrs["d365nb"]["read_id"] = read_id
+        return frame
+
+    def _original(self, read_id: Any) -> pd.DataFrame | None:
+        """The frame of read `read_id` as it was read (None when forgotten)."""
+        return self._reads.get(read_id) if isinstance(read_id, str) else None
+
+    async def _dialect_push(
+        self, df: pd.DataFrame, table: str | None, options: PushOptions
+    ) -> PushReport | PushPlan:
+        """`df.d365.push()` on F&O: the accessor's push comes here (`_write.apush`)."""
+        return await apush_fno(self, df, table, options)
 
     def __repr__(self) -> str:
         return "<Fno" + super().__repr__()[1:]
@@ -181,7 +206,7 @@ class FnoConnection(Connection):
         split = parallel is not False and (cross_company and company is None)
         if split and FNO.is_company_entity(table) and table.entity_set_name != "LegalEntities":
             companies = await self._company_ids()
-        return await read_fno(
+        frame = await read_fno(
             self,
             table,
             dialect=FNO,
@@ -200,6 +225,7 @@ class FnoConnection(Connection):
             progress=progress,
             companies=companies,
         )
+        return self._remember(frame)
 
     read = blocking(aread)
 
