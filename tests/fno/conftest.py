@@ -6,6 +6,7 @@ its CA; `$metadata` is kept in memory (`metadata_cache=False`) unless a test say
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -67,7 +68,8 @@ def knobs(fno_sandbox: Sandbox, conn: FnoConnection) -> Iterator[Knobs]:
     token = conn.auth
     conn.sign_in()
     headers = {"Authorization": f"Bearer {token.current.token}"} if token.current else {}
-    http = httpx.Client(verify=fno_sandbox.ca_cert, trust_env=False, headers=headers)
+    tls = ssl.create_default_context(cafile=fno_sandbox.ca_cert)
+    http = httpx.Client(verify=tls, trust_env=False, headers=headers)
     before = http.get(f"{root}/_sandbox/knobs").json()
 
     def change(**changes: object) -> dict[str, object]:
