@@ -251,13 +251,19 @@ async def _send(conn: FnoConnection, table: Table, chunk: list[_Row], counter: l
     content_type, body = encode_batch_request(items)
     async with conn.limiter:
         response: httpx.Response = await conn.arequest(
-            "POST", "$batch", content=body, headers={"Content-Type": content_type}
+            "POST",
+            "$batch",
+            content=body,
+            # Each row is its own change set: a bad row must not stop the ones after it.
+            headers={"Content-Type": content_type, "Prefer": "odata.continue-on-error"},
         )
     counter[0] += 1
     parts = decode_batch_response(response.content, response.headers.get("content-type", ""))
     for row, part in zip(chunk, parts, strict=False):
         answer = part.responses[0] if isinstance(part, ChangeSetResponse) else part
         _settle(row, answer)
+    for row in chunk[len(parts) :]:  # the service stopped the batch: these were not sent
+        row.status, row.message = "failed", "not run: the service stopped the $batch early"
     bar = progress_var.get()
     if bar is not None:
         bar.update(len(chunk))
