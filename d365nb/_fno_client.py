@@ -227,7 +227,7 @@ class FnoConnection(Connection):
         )
         return self._remember(frame)
 
-    read = blocking(aread)
+    read = blocking(aread)  # type: ignore[arg-type]
 
     async def afetchxml(self, xml: str, **_: Any) -> pd.DataFrame:
         """FetchXML is Dataverse's; F&O has none."""
@@ -238,7 +238,7 @@ class FnoConnection(Connection):
             hint="Use conn.read(entity, filter=...) on F&O.",
         )
 
-    fetchxml = blocking(afetchxml)
+    fetchxml = blocking(afetchxml)  # type: ignore[arg-type]
 
     async def achanges(self, *args: Any, **kwargs: Any) -> Any:
         """F&O's OData has no change tracking: says so and points to the package API."""
@@ -259,12 +259,10 @@ class FnoConnection(Connection):
             {"entity_set": t.entity_set_name, "entity": t.logical_name}
             for t in sorted(tables.values(), key=lambda t: t.entity_set_name)
         ]
-        frame: pd.DataFrame = pd.DataFrame(rows, columns=["entity_set", "entity"]).astype(
-            "string"
-        )
+        frame: pd.DataFrame = pd.DataFrame(rows, columns=["entity_set", "entity"]).astype("string")
         return frame
 
-    tables = blocking(atables)
+    tables = blocking(atables)  # type: ignore[arg-type]
 
     async def adescribe(self, table: str) -> pd.DataFrame:
         """One row per field of an entity: type, dtype, key, label, enum members."""
@@ -286,9 +284,10 @@ class FnoConnection(Connection):
         ]
         frame = pd.DataFrame(rows)
         frame.attrs["d365nb"] = {"table": meta.entity_set_name, "keys": [list(keys)]}
-        return frame
+        described: pd.DataFrame = frame
+        return described
 
-    describe = blocking(adescribe)
+    describe = blocking(adescribe)  # type: ignore[arg-type]
 
     # -- writing --------------------------------------------------------------------
 
@@ -321,7 +320,7 @@ class FnoConnection(Connection):
         )
         return await apush_fno(self, df, table, options)
 
-    push = blocking(apush)
+    push = blocking(apush)  # type: ignore[arg-type]
 
     # -- the package API ------------------------------------------------------------
 
@@ -374,5 +373,3 @@ class FnoConnection(Connection):
         )
 
     import_package = blocking(aimport_package)
-
-

@@ -6,14 +6,14 @@ the environment root; `refresh()` fetches again), and parses it lazily: a first 
 maps entity sets to their `EntityType` elements; a table is converted the first time it is
 used.  The model:
 
-| CSDL                                   | `Table` / `Attribute`                                |
-| -------------------------------------- | ---------------------------------------------------- |
-| `EntityType Name` (`CustomerV3`)       | `logical_name`                                       |
-| `EntitySet Name` (`CustomersV3`)       | `entity_set_name`                                    |
-| `Key/PropertyRef`                      | `keys=(AlternateKey("key", (...)),)`; `primary_id` = last key field |
-| `Property Type="Edm.X"`                | `attribute_type` (`String`, `Integer`, `BigInt`, `Decimal`, `Double`, `Boolean`, `DateTime`, `Uniqueidentifier`, `Binary`) |
-| `Property Type="<namespace>.<Enum>"`   | `attribute_type="Enum"`, `format=<Enum>`, `options={value: member}` |
-| `Core.Description` annotation          | `display_name`                                       |
+* `EntityType Name` (`CustomerV3`) -> `logical_name`; `EntitySet Name` (`CustomersV3`)
+  -> `entity_set_name`;
+* `Key/PropertyRef` -> `keys=(AlternateKey("key", (...)),)`, `primary_id` = last key field;
+* `Property Type="Edm.X"` -> `attribute_type` (`String`, `Integer`, `BigInt`, `Decimal`,
+  `Double`, `Boolean`, `DateTime`, `Uniqueidentifier`, `Binary`);
+* `Property Type="<namespace>.<Enum>"` -> `attribute_type="Enum"`, `format=<Enum>`,
+  `options={value: member}`;
+* the `Core.Description` annotation -> `display_name`.
 """
 
 from __future__ import annotations

@@ -87,7 +87,8 @@ def convert_page(
         values = [row.get(name) for row in rows]
         data[name] = _series(values, table.attributes.get(name), decimal=decimal)
     data[ETAG_COLUMN] = pd.array([row.get("@odata.etag") for row in rows], dtype="string")
-    return pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
+    page: pd.DataFrame = pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
+    return page
 
 
 @dataclass
@@ -122,7 +123,8 @@ class FnoReadPlan:
     def frame(self, *, partial: bool) -> pd.DataFrame:
         """The rows so far, in part order, typed; `dataAreaId` as a category."""
         if self.result is not None:
-            return self.result.copy()
+            again: pd.DataFrame = self.result.copy()
+            return again
         chunks = [c for p in self.parts for c in p.chunks]
         if not chunks:
             chunks = [convert_page([], self.table, self.columns, decimal=self.decimal)]

@@ -110,7 +110,7 @@ def _keys(df: pd.DataFrame, table: Table, options: PushOptions) -> tuple[str, ..
     return keys
 
 
-def _key_of(row: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+def _key_of(row: Mapping[Any, Any], keys: Sequence[str]) -> dict[str, Any]:
     out = {}
     for k in keys:
         value = wire_value(row.get(k))
@@ -118,9 +118,12 @@ def _key_of(row: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _columns(df: pd.DataFrame, table: Table, options: PushOptions) -> tuple[list[str], dict]:
+def _columns(
+    df: pd.DataFrame, table: Table, options: PushOptions
+) -> tuple[list[str], dict[str, str]]:
     wanted = list(options.columns) if options.columns else [str(c) for c in df.columns]
-    sent, skipped = [], {}
+    sent: list[str] = []
+    skipped: dict[str, str] = {}
     for name in wanted:
         if name == ETAG_COLUMN:
             continue
@@ -131,25 +134,30 @@ def _columns(df: pd.DataFrame, table: Table, options: PushOptions) -> tuple[list
     return sent, skipped
 
 
-def _originals(conn: FnoConnection, df: pd.DataFrame, keys: Sequence[str]) -> dict[tuple, dict]:
+def _originals(
+    conn: FnoConnection, df: pd.DataFrame, keys: Sequence[str]
+) -> dict[tuple[Any, ...], dict[str, Any]]:
     original = conn._original(frame_info(df).get("read_id"))
     if original is None or any(k not in original.columns for k in keys):
         return {}
     return {
-        tuple(_key_of(row, keys).values()): row for row in original.to_dict(orient="records")
+        tuple(_key_of(row, keys).values()): {str(k): v for k, v in row.items()}
+        for row in original.to_dict(orient="records")
     }
 
 
 async def _existing(
     conn: FnoConnection, table: Table, keys: Sequence[str], wanted: list[dict[str, Any]]
-) -> set[tuple]:
+) -> set[tuple[Any, ...]]:
     """Which of `wanted` keys exist (for upsert): filtered GETs of the key fields."""
-    found: set[tuple] = set()
+    found: set[tuple[Any, ...]] = set()
     attrs = table.attributes
 
     async def one(chunk: list[dict[str, Any]]) -> None:
         ors = [
-            "(" + " and ".join(f"{k} eq {FNO.literal(v, attrs.get(k))}" for k, v in key.items()) + ")"
+            "("
+            + " and ".join(f"{k} eq {FNO.literal(v, attrs.get(k))}" for k, v in key.items())
+            + ")"
             for key in chunk
         ]
         params = {"$select": ",".join(keys), "$filter": " or ".join(ors)}
@@ -174,8 +182,8 @@ def _plan_rows(
     keys: Sequence[str],
     columns: Sequence[str],
     mode: str,
-    originals: Mapping[tuple, dict],
-    exists: set[tuple] | None,
+    originals: Mapping[tuple[Any, ...], dict[str, Any]],
+    exists: set[tuple[Any, ...]] | None,
     force: bool,
 ) -> list[_Row]:
     rows: list[_Row] = []
@@ -187,7 +195,11 @@ def _plan_rows(
         etag = None if force or not has_etag else wire_value(record.get(ETAG_COLUMN))
         op = mode
         if mode == "upsert":
-            op = "update" if (etag is not None or (exists is not None and ident in exists)) else "create"
+            op = (
+                "update"
+                if (etag is not None or (exists is not None and ident in exists))
+                else "create"
+            )
         row = _Row(label, op, key, etag=etag if op in ("update", "delete") else None)
         if op == "create":
             row.body = {
@@ -310,9 +322,11 @@ async def apush_fno(
     todo = [r for r in rows if r.op != "none"]
     if options.dry_run:
         return _plan(df, meta, keys, mode, rows, columns, skipped, size, conn)
-    bar = progress_bar(f"Pushing {meta.entity_set_name}", total=len(todo)) if (
-        options.progress and todo
-    ) else None
+    bar = (
+        progress_bar(f"Pushing {meta.entity_set_name}", total=len(todo))
+        if (options.progress and todo)
+        else None
+    )
     token = progress_var.set(bar)
     counter = [0]
     try:

@@ -61,7 +61,13 @@ async def _action(conn: FnoConnection, name: str, **body: Any) -> Any:
 
 
 async def _wait(
-    conn: FnoConnection, execution_id: str, *, what: str, progress: bool, poll: float, timeout: float
+    conn: FnoConnection,
+    execution_id: str,
+    *,
+    what: str,
+    progress: bool,
+    poll: float,
+    timeout: float,
 ) -> str:
     bar = progress_bar(f"{what} (package API)") if progress else None
     started = time.monotonic()
@@ -103,9 +109,10 @@ def _match_table(header: list[str], tables: Mapping[str, Table]) -> Table | None
 
 def csv_frame(text: str, table: Table | None) -> pd.DataFrame:
     """A package CSV as a DataFrame typed like an OData read of `table`."""
-    df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    df: pd.DataFrame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     if table is None:
-        return df.astype("string")
+        untyped: pd.DataFrame = df.astype("string")
+        return untyped
     for name in df.columns:
         attribute = table.attributes.get(name)
         kind = attribute.attribute_type if attribute is not None else "String"

@@ -4,16 +4,16 @@
 toolkit").  Identity, transport, limiter, sync runner, progress and the push report are
 shared; what differs sits in one `Dialect` per service, below the read and write engines:
 
-| rule                 | Dataverse (`dataverse.py`)        | F&O (`fno.py`)                          |
-| -------------------- | --------------------------------- | --------------------------------------- |
-| metadata source      | `EntityDefinitions` (`_catalog`)  | `$metadata` CSDL (`_fno_metadata`)      |
-| OData root           | `/api/data/v9.x/`                 | `/data/`                                |
-| page size            | 5,000 (`Prefer: odata.maxpagesize`) | 10,000, server-driven                 |
-| literals             | `_odata.literal`                  | + qualified enum literals, `*` wildcard |
-| key segments         | primary id or alternate key       | every key field named, `dataAreaId`     |
-| error shape          | `error.code` + `error.message`    | 500 + `innererror.message` (infolog)    |
-| bulk paths           | CreateMultiple / `$batch`         | `$batch` change sets, package API       |
-| change tracking      | `Prefer: odata.track-changes`     | none (package API incremental export)   |
+| rule | Dataverse (`dataverse.py`) | F&O (`fno.py`) |
+| --- | --- | --- |
+| metadata source | `EntityDefinitions` (`_catalog`) | `$metadata` CSDL (`_fno_metadata`) |
+| OData root | `/api/data/v9.x/` | `/data/` |
+| page size | 5,000 (`Prefer`) | 10,000, server-driven |
+| literals | `_odata.literal` | + qualified enum literals, `*` wildcard |
+| key segments | primary id or alternate key | every key field named, `dataAreaId` |
+| error shape | `error.code` + `error.message` | 500 + `innererror.message` (infolog) |
+| bulk paths | CreateMultiple / `$batch` | `$batch` change sets, package API |
+| change tracking | `Prefer: odata.track-changes` | none (package API incremental export) |
 
 `dialect_for(settings)` picks one from `Settings.service`.
 """

@@ -199,11 +199,8 @@ class FnoDialect:
             if attribute.attribute_type != ENUM_TYPE:
                 continue
             qualified = f"{NAMESPACE}.{attribute.format}"
-            out = re.sub(
-                rf"\b({re.escape(attribute.logical_name)})\s+(eq|ne)\s+'((?:[^']|'')*)'",
-                lambda m, q=qualified: f"{m[1]} {m[2]} {q}'{m[3]}'",
-                out,
-            )
+            pattern = rf"\b({re.escape(attribute.logical_name)})\s+(eq|ne)\s+'((?:[^']|'')*)'"
+            out = re.sub(pattern, rf"\1 \2 {qualified}'\3'", out)
         return out
 
     def names_company(self, expression: str | None) -> bool:

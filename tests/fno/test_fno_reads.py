@@ -39,9 +39,7 @@ def test_empty_date_sentinel_is_nat(conn: FnoConnection) -> None:
     report = conn.push(row, "ReleasedProductsV2", mode="create", progress=False)
     assert report.ok, report
     # The service fills the unset date with 1900-01-01T12:00:00Z, F&O's empty date.
-    products = conn.read(
-        "ReleasedProductsV2", filter="ItemNumber eq 'NO-DATE-1'", progress=False
-    )
+    products = conn.read("ReleasedProductsV2", filter="ItemNumber eq 'NO-DATE-1'", progress=False)
     assert len(products) == 1 and pd.isna(products["SellStartDate"].iloc[0])
 
 
