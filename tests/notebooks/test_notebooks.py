@@ -35,6 +35,7 @@ EXPECTED = (
     "03_write_back",
     "04_workshop",
     "05_performance",
+    "06_finance_operations",
 )
 # 05_performance reads this many accounts in CI (100,000 by default): enough pages to show
 # parallel reading and throttling, small enough to run in well under a minute.
@@ -52,7 +53,9 @@ def _notebook_paths() -> list[Path]:
 def notebook_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Path]]:
     """A sandbox for the notebooks (its own: they write), and the file describing it."""
     folder = tmp_path_factory.mktemp("notebook-sandbox")
-    with start(data_dir=folder, database=":memory:", rows=300, auto_approve=True) as sb:
+    with start(
+        data_dir=folder, database=":memory:", rows=300, auto_approve=True, fno=True, fno_rows=300
+    ) as sb:
         info = folder / "sandbox.json"
         info.write_text(json.dumps(sb.info()) + "\n", "utf-8")
         yield sb, info
