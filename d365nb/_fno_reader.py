@@ -232,7 +232,9 @@ async def read_fno(
             hint=f"Use 1 to {dialect.max_page_size:,} (F&O's largest page).",
         )
     columns = [table.resolve_column(c).logical_name for c in select] if select else []
-    if not columns:
+    if columns:  # the key fields come along, so that the frame can be pushed back
+        columns = [k for k in dialect.key_fields(table) if k not in columns] + columns
+    else:
         columns = list(table.attributes)
     extra, scoped = dialect.company_query(
         table, company=company, cross_company=cross_company, filter=filter
