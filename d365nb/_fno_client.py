@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ._auth import CredentialLike
-from ._client import Connection
+from ._client import Connection, WhoAmI
 from ._config import Settings
 from ._dialects.fno import ENUM_TYPE, FNO, fno_error_from_response
 from ._exceptions import ConfigError
@@ -117,13 +117,32 @@ class FnoConnection(Connection):
 
     # -- who and where --------------------------------------------------------------
 
-    async def awhoami(self) -> Any:
-        """F&O has no WhoAmI; use `conn.companies()` to see what the user can read."""
-        raise ConfigError(
-            "finance and operations apps have no WhoAmI function.",
-            field="service",
-            hint="conn.companies() lists the legal entities your user can read.",
+    async def awhoami(self) -> WhoAmI:
+        """Who the token speaks for, and the companies that user can read.
+
+        F&O has no WhoAmI function: the user (or app) comes from the token, the
+        companies from `LegalEntities` (`business_unit` lists them, default company first
+        when the service shows it), the organization is the environment root.
+        """
+        await self._token()
+        ident = self.auth.identity()
+        companies = await self.acompanies()
+        ids = [str(c).lower() for c in companies["LegalEntityId"]]
+        default = await self.aread("CustomerGroups", top=1, select=["dataAreaId"], progress=False)
+        if len(default):
+            first = str(default["dataAreaId"].iloc[0])
+            ids = [first] + [c for c in ids if c != first]
+        user = ident.get("oid") or ident.get("app_id") or "unknown"
+        self._whoami = WhoAmI(
+            user_id=str(user),
+            business_unit_id=ids[0] if ids else "",
+            organization_id=self.settings.resource,
+            name=ident.get("name") or (f"app {ident['app_id']}" if ident.get("app_id") else None),
+            business_unit="companies: " + ", ".join(ids) if ids else None,
         )
+        return self._whoami
+
+    whoami = blocking(awhoami)
 
     async def acompanies(self) -> pd.DataFrame:
         """The legal entities (companies) the signed-in user can read, from `LegalEntities`."""

@@ -74,6 +74,8 @@ def test_sign_in_for_the_fno_resource(fno_sandbox: Sandbox, grant: str, version:
         # alex's default company is usmf: reads without cross-company stay there
         default = conn.read("CustomerGroups", progress=False)
         assert set(default["dataAreaId"]) == {"usmf"}
+        who = conn.whoami()  # F&O has no WhoAmI: the token's identity and the companies
+        assert who.business_unit_id == "usmf" and "usrt" in (who.business_unit or "")
     finally:
         conn.close()
 
