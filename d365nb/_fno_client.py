@@ -142,7 +142,7 @@ class FnoConnection(Connection):
         )
         return self._whoami
 
-    whoami = blocking(awhoami)
+    whoami = blocking(awhoami)  # type: ignore[arg-type]
 
     async def acompanies(self) -> pd.DataFrame:
         """The legal entities (companies) the signed-in user can read, from `LegalEntities`."""
