@@ -245,6 +245,12 @@ def _request(conn: FnoConnection, table: Table, row: _Row) -> BatchRequest:
 def _settle(row: _Row, response: BatchResponse) -> None:
     if response.is_success:
         row.status = {"create": "created", "update": "updated", "delete": "deleted"}[row.op]
+        if row.op == "create" and response.body:
+            try:  # 201 + the row: keys the service assigned (number sequences) come back
+                created = response.json() or {}
+            except ValueError:
+                created = {}
+            row.key = {k: created.get(k, v) for k, v in row.key.items()}
         return
     message = ""
     try:

@@ -108,3 +108,21 @@ def test_keys_are_required(conn: FnoConnection) -> None:
     with pytest.raises(d365nb.ConfigError) as err:
         conn.push(frame, "CustomerGroups", mode="update", progress=False)
     assert "dataAreaId" in err.value.message
+
+
+def test_create_returns_number_sequence_keys(conn: FnoConnection) -> None:
+    order = pd.DataFrame(
+        {
+            "dataAreaId": ["usmf"],
+            "OrderingCustomerAccountNumber": ["US-000001"],
+            "CurrencyCode": ["USD"],
+        }
+    )
+    report = conn.push(order, "SalesOrderHeadersV2", mode="create", progress=False)
+    assert isinstance(report, PushReport) and report.ok, report
+    number = report.rows.loc[0, "id"].split("SalesOrderNumber=")[1]
+    assert number and number != "None"
+    read = conn.read(
+        "SalesOrderHeadersV2", filter=f"SalesOrderNumber eq '{number}'", progress=False
+    )
+    assert len(read) == 1 and read.loc[0, "SalesOrderStatus"] == "Backorder"
