@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from ._dialects.fno import COMPANY, DATE_SENTINELS, ENUM_TYPE, FnoDialect
-from ._dtypes import ETAG_COLUMN
+from ._dtypes import ETAG_COLUMN, string_array
 from ._exceptions import (
     AuthError,
     ConfigError,
@@ -70,7 +70,7 @@ def _series(values: list[Any], attribute: Attribute | None, *, decimal: bool) ->
     if kind == "Boolean":
         return pd.array(values, dtype="boolean")
     if kind in ("String", "Uniqueidentifier"):
-        return pd.array([None if v is None else str(v) for v in values], dtype="string")
+        return string_array(values)  # straight into Arrow buffers (`_dtypes`)
     return pd.array(values, dtype=object)
 
 
@@ -86,7 +86,7 @@ def convert_page(
     for name in columns:
         values = [row.get(name) for row in rows]
         data[name] = _series(values, table.attributes.get(name), decimal=decimal)
-    data[ETAG_COLUMN] = pd.array([row.get("@odata.etag") for row in rows], dtype="string")
+    data[ETAG_COLUMN] = string_array([row.get("@odata.etag") for row in rows])
     page: pd.DataFrame = pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
     return page
 
