@@ -152,6 +152,11 @@ def main(argv: list[str] | None = None) -> None:
             args.reps,
         )
         assert len(set(read_rows.values())) == 1, read_rows
+        with sb.connect(service="fno") as conn:  # the parallel read equals the sequential one
+            parallel = conn.read(ENTITY, cross_company=True, progress=False)
+            sequential = conn.read(ENTITY, cross_company=True, parallel=False, progress=False)
+        pd.testing.assert_frame_equal(parallel, sequential)
+        del parallel, sequential
         package_times, package_rows = _run(
             {
                 "OData read (usmf)": lambda: d365nb_company(sb, "usmf"),
