@@ -179,6 +179,7 @@ class FnoConnection(Connection):
         decimal: bool = False,
         count: bool = False,
         progress: bool = True,
+        formatted: bool = False,
     ) -> pd.DataFrame:
         """Every row of a data entity as a typed DataFrame.
 
@@ -204,6 +205,8 @@ class FnoConnection(Connection):
         * **parallel** - split a large cross-company read into one range per company.
         * **dtypes** - per-column dtype overrides; **decimal** - Decimal fields as
           `decimal.Decimal`; **count** - ask for `@odata.count`; **progress** - a bar.
+        * **formatted** - accepted for the Dataverse signature; F&O sends no formatted
+          values (enums already arrive as member names).
 
         A read that cannot finish raises `PartialReadError` with the rows so far and
         `resume()`.
@@ -218,6 +221,7 @@ class FnoConnection(Connection):
             count = entity.with_count
         else:
             name = entity
+        del formatted  # nothing to format on F&O
         if isinstance(select, str):
             select = [s.strip() for s in select.split(",") if s.strip()]
         table = await self.catalog.table(name)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
 import d365nb
@@ -84,3 +87,23 @@ def test_changes_points_to_the_package_api(conn: FnoConnection) -> None:
     with pytest.raises(d365nb.ConfigError, match="no OData change tracking") as err:
         conn.changes("CustomersV3")
     assert "export_package" in (err.value.hint or "")
+
+
+def test_cli_export_reaches_fno(
+    fno_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from d365nb.cli import main
+
+    monkeypatch.setenv("D365NB_SERVICE_URL", fno_sandbox.fno_service_url)
+    monkeypatch.setenv("D365NB_CLIENT_ID", fno_sandbox.confidential_client_id)
+    monkeypatch.setenv("D365NB_CLIENT_SECRET", fno_sandbox.client_secret)
+    monkeypatch.setenv("D365NB_TOKEN_URI", fno_sandbox.token_uri)
+    monkeypatch.setenv("D365NB_TOKEN_CACHE_DIR", str(tmp_path / "tokens"))
+    out = tmp_path / "customers.csv"
+    code = main(
+        ["export", "CustomersV3", "-o", str(out), "--ca-cert", fno_sandbox.ca_cert,
+         "--no-progress", "--no-token-cache"]
+    )  # fmt: skip
+    assert code == 0
+    frame = pd.read_csv(out)
+    assert set(frame["dataAreaId"]) == {"usmf"} and len(frame) == 60
