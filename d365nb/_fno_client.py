@@ -23,7 +23,7 @@ from ._auth import CredentialLike
 from ._client import Connection, WhoAmI
 from ._config import Settings
 from ._dialects.fno import ENUM_TYPE, FNO, fno_error_from_response
-from ._exceptions import ConfigError
+from ._exceptions import ConfigError, ODataError
 from ._fno_metadata import FnoCatalog
 from ._fno_reader import read_fno
 from ._fno_write import apush_fno
@@ -156,7 +156,7 @@ class FnoConnection(Connection):
         if self._companies is None:
             try:
                 await self.acompanies()
-            except ConfigError:
+            except (ConfigError, ODataError):  # no LegalEntities for this user: no split
                 self._companies = []
         return list(self._companies or [])
 
