@@ -10,6 +10,8 @@ from d365nb._fno_client import FnoConnection
 from d365nb._report import PushPlan, PushReport
 from d365nb._sync import run_sync
 
+from .conftest import Knobs
+
 
 def groups(conn: FnoConnection, company: str) -> pd.DataFrame:
     return conn.read("CustomerGroups", company=company, progress=False)
@@ -126,3 +128,13 @@ def test_create_returns_number_sequence_keys(conn: FnoConnection) -> None:
         "SalesOrderHeadersV2", filter=f"SalesOrderNumber eq '{number}'", progress=False
     )
     assert len(read) == 1 and read.loc[0, "SalesOrderStatus"] == "Backorder"
+
+
+def test_a_push_waits_out_a_429_storm(fresh: FnoConnection, knobs: Knobs) -> None:
+    rows = groups(fresh, "usmf")
+    rows.loc[0, "Description"] = "After the storm"
+    knobs(throttle_next=2, retry_after_seconds=1)
+    report = rows.d365.push(progress=False)
+    assert isinstance(report, PushReport) and report.counts["updated"] == 1, report
+    assert knobs()["throttle_next"] == 0
+    assert groups(fresh, "usmf").loc[0, "Description"] == "After the storm"
