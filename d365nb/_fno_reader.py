@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pandas as pd
 
 from ._dialects.fno import COMPANY, DATE_SENTINELS, ENUM_TYPE, FnoDialect
@@ -160,7 +161,8 @@ async def _get_json(plan: FnoReadPlan, url: str) -> Any:
     check_same_origin(url, session.api_root)
     async with session.limiter:
         response = await session.arequest("GET", url, headers=plan.headers)
-    return response.json()
+        body = await response.aread()
+    return orjson.loads(body)  # 2-3x faster than json on large pages
 
 
 async def _run_part(plan: FnoReadPlan, part: _Part) -> None:
