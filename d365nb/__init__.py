@@ -13,6 +13,7 @@ from __future__ import annotations
 
 # The one import with a side effect: it registers the `df.d365` accessor with pandas.
 from . import _accessor  # noqa: E402, F401
+from ._analysis import Analysis
 from ._client import Connection, WhoAmI, connect
 from ._config import Settings
 from ._exceptions import (
@@ -37,6 +38,7 @@ from ._transport import RetryPolicy
 from ._version import __version__
 
 __all__ = [
+    "Analysis",
     "AuthError",
     "ColumnTypeWarning",
     "ConfigError",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,31 @@ class Connection(Session):
         self.catalog = Catalog(self)
 
     # -- presentation -------------------------------------------------------------
+
+    def connection_string(self, *, tokens: bool = False) -> str:
+        """The vendor driver's `Key=Value;` string for these settings, without secrets.
+
+        `d365nb.connect()` reads it back, and a JDBC/ODBC driver takes its settings.
+        `tokens=True` adds `AccessToken=` and `RefreshToken=` from this connection's
+        sign-in (the driver's access-token flow) and warns: the string is then a
+        credential, not to be saved in a notebook.
+
+        **Parameters:**
+
+        * **tokens** - also write the current access token and the refresh token.
+        """
+        if not tokens:
+            return self._settings.to_connection_string()
+        warnings.warn(
+            "The connection string holds an access token and a refresh token: treat it as a "
+            "password (keep it out of notebooks, logs and version control).",
+            UserWarning,
+            stacklevel=2,
+        )
+        access = self.auth.current.token if self.auth.signed_in and self.auth.current else None
+        return self._settings.to_connection_string(
+            access_token=access, refresh_token=self.auth.refresh_token()
+        )
 
     def _status(self) -> dict[str, Any]:
         ident = self.auth.identity()
@@ -458,7 +484,7 @@ def connect(
 
         return FnoConnection(
             resolved,
-            verify=verify,
+            verify=resolved.ca_cert if verify is True and resolved.ca_cert else verify,
             credential=credential,
             token_cache=token_cache,
             timeout=timeout,
@@ -468,7 +494,7 @@ def connect(
         )
     return Connection(
         resolved,
-        verify=verify,
+        verify=resolved.ca_cert if verify is True and resolved.ca_cert else verify,
         credential=credential,
         token_cache=token_cache,
         timeout=timeout,

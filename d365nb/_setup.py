@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._client import Connection
-from ._config import parse_connection_string
+from ._connstr import parse_connection_string
 from ._exceptions import AuthError, D365Error
 
 if TYPE_CHECKING:  # imported when a panel is made: ipywidgets stays out of `import d365nb`

@@ -229,7 +229,7 @@ _FIELD_FLAGS: tuple[tuple[str, str, str], ...] = (
 
 
 def _add_connection_arguments(parser: argparse.ArgumentParser, *, login: bool = False) -> None:
-    from ._config import GRANTS
+    from ._fields import GRANTS
 
     group = parser.add_argument_group(
         "connection",
@@ -304,7 +304,7 @@ def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
     import os
 
     from ._client import Connection
-    from ._config import Settings
+    from ._config import Settings, chosen_grant
     from ._exceptions import ConfigError
     from .sandbox import SandboxInfo
 
@@ -315,7 +315,8 @@ def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
         fields["grant"] = args.grant
     info = _sandbox_info(args)
     if info is not None:
-        grant = fields.get("grant") or default_grant
+        chosen = chosen_grant(args.connection_string, profile=args.profile)
+        grant = fields.get("grant") or chosen or default_grant
         confidential = grant == "client_credentials"
         base = {
             "service_url": info.service_url,
@@ -327,9 +328,12 @@ def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
         }
         if confidential:
             base["client_secret"] = info.client_secret
+        base["ca_cert"] = info.ca_cert
         fields = {**base, **fields}
+    if args.ca_cert:
+        fields["ca_cert"] = args.ca_cert  # kept in the settings, so a saved profile has it
     settings = Settings.resolve(args.connection_string, profile=args.profile, **fields)
-    verify: Any = args.ca_cert or os.environ.get(_CA_ENV) or None
+    verify: Any = settings.ca_cert or os.environ.get(_CA_ENV) or None
     if verify is None:
         # A sandbox's address: trust its CA (from --sandbox, or D365NB_SANDBOX).
         known = info
@@ -440,6 +444,44 @@ def _run_whoami(args: argparse.Namespace) -> int:
         else:
             for line in _describe_who(conn, who):
                 sys.stdout.write(line + "\n")
+    return 0
+
+
+# -- token --------------------------------------------------------------------------------------
+
+
+def _add_token_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_connection_arguments(parser)
+    parser.add_argument(
+        "--resource",
+        metavar="URL",
+        help="the resource the token is for (default: the Service URL's); v2 endpoints only",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object: accessToken, expiresOn (UTC), expires_on (epoch seconds), "
+        "tokenType, resource, tenant",
+    )
+
+
+def _run_token(args: argparse.Namespace) -> int:
+    from ._exceptions import ConfigError
+    from ._sync import run_sync
+
+    if args.resource:
+        args.scope = f"{args.resource.rstrip('/')}/.default"
+    with _connect(args, default_grant="client_credentials") as conn:
+        if args.resource and conn.settings.version == "v1":
+            raise ConfigError(
+                f"--resource needs v2 endpoints: v1 always asks for {conn.settings.resource}.",
+                field="resource",
+                hint="Leave --resource out, or use the v2 token URI (.../oauth2/v2.0/token).",
+            )
+        token = run_sync(conn._token())
+        resource = (args.resource or conn.settings.resource).rstrip("/")
+        payload = token.as_json(resource=resource, tenant=conn.settings.tenant_id)
+        sys.stdout.write((json.dumps(payload) if args.json else token.token) + "\n")
     return 0
 
 
@@ -592,6 +634,12 @@ _COMMANDS: dict[
         "who the service thinks you are: user (or application user), business unit, organization",
         _add_whoami_arguments,
         _run_whoami,
+    ),
+    "token": (
+        "print a current access token for the connection (like `az account get-access-token`), "
+        "for curl, Postman or a JDBC/ODBC driver's access-token flow; it is a credential",
+        _add_token_arguments,
+        _run_token,
     ),
     "export": (
         "read a table (or a query: --select, --filter, ...) with a progress bar and write it "

@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from .._config import redact
 from .._exceptions import AuthError, ConfigError, D365Error, ODataError, TransportError
+from .._fields import redact
 
 __all__ = ["FIELD_LABELS", "FieldStatus", "Problem", "describe_error", "form_words"]
 

@@ -18,19 +18,11 @@ from typing import Any, Final, Literal, cast
 from urllib.parse import urlsplit
 
 from .. import _profile
-from .._config import (
-    ENV_CONFIG,
-    ENV_PREFIX,
-    ENV_PROFILE,
-    FIELDS,
-    SECRET_FIELDS,
-    Settings,
-    _Analysis,
-    check_fields,
-    redact,
-)
+from .._analysis import Analysis, check_fields
+from .._config import Settings
 from .._environment import remote_kernel
 from .._exceptions import ConfigError
+from .._fields import ENV_CONFIG, ENV_PREFIX, ENV_PROFILE, FIELDS, SECRET_FIELDS, redact
 from ..sandbox._info import SANDBOX_ENV, SandboxInfo, find_sandbox
 from ._explain import FIELD_LABELS, FieldStatus, Problem, describe_error, form_words
 
@@ -212,7 +204,7 @@ class SetupForm:
         if "grant" in problems:
             self.problem = Problem(message=problems["grant"], field="grant")
             return
-        word = _Analysis({"grant": grant}, partial=True).values["grant"]  # config's spelling
+        word = Analysis({"grant": grant}, partial=True).values["grant"]  # config's spelling
         mapped = {"access_token": "token", "refresh_token": "token"}.get(word or "", word)
         self.method = cast(Method, mapped or "device_code")
 
@@ -236,7 +228,7 @@ class SetupForm:
             base["client_secret"] = "x"  # only its presence matters for derivation
         elif self.grant in ("access_token", "refresh_token"):
             base[self.grant] = "x"
-        derived = _Analysis(base, partial=True).derived
+        derived = Analysis(base, partial=True).derived
         suggestions: dict[str, str] = {}
         if derived is not None:
             path = "oauth2/v2.0" if self.endpoint_version == "v2" else "oauth2"

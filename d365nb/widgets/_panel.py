@@ -16,8 +16,8 @@ from IPython import get_ipython
 from IPython.display import display
 from traitlets import Unicode
 
-from .._config import SECRET_FIELDS
 from .._exceptions import AuthError, ConfigError
+from .._fields import SECRET_FIELDS
 from ._controller import SetupController
 from ._explain import FIELD_LABELS
 from ._form import METHOD_TITLES, METHODS, STEP_TITLES, STEPS

@@ -27,9 +27,9 @@ from d365nb._exceptions import InvalidFrameError
 from d365nb._report import PushReport
 from d365nb.sandbox import Sandbox
 from d365nb.sandbox._connect import connect_to
+from tests._support.ledger import record
 
 from ._helpers import landed
-from ._ledger import record
 
 AREA = "reliability/bad input"
 SLOW = settings(

@@ -7,8 +7,7 @@ import pytest
 
 from d365nb._dtypes import ATTRIBUTE_DTYPES, EDM_DTYPES, choice_labels, choice_values, wire_select
 from d365nb._exceptions import InvalidFrameError
-
-from ._every_type import TABLE, A
+from tests._support.frames import TABLE, A
 
 
 def test_type_maps_are_data_and_cover_every_read_kind() -> None:

@@ -16,8 +16,7 @@ from d365nb._dtypes import ETAG_COLUMN, attribute_dtype, choice_values
 from d365nb._exceptions import ColumnTypeWarning, ConfigError, D365Warning
 from d365nb._frames import FrameBuilder, concat_frames, frame_from_pages
 from d365nb._payloads import build_payloads, encode_json, payloads_from_frame
-
-from ._every_type import ID1, ID2, PARENT, TABLE, TABLES, USER, full_row, lookup, null_row
+from tests._support.frames import ID1, ID2, PARENT, TABLE, TABLES, USER, full_row, lookup, null_row
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ from d365nb._dtypes import ETAG_COLUMN
 from d365nb._exceptions import ConfigError, InvalidFrameError
 from d365nb._frames import frame_from_pages
 from d365nb._payloads import build_payloads, encode_json, payloads_from_frame
-
-from ._every_type import (
+from tests._support.frames import (
     CONTACT,
     ID1,
     ID2,

@@ -18,7 +18,7 @@ from d365nb.sandbox._info import find_sandbox
 from d365nb.widgets._controller import SetupController
 from d365nb.widgets._explain import describe_error
 from d365nb.widgets._form import STEPS
-from tests.auth.browser import sign_in_on_page, submit_form_post
+from tests._support.browser import sign_in_on_page, submit_form_post
 
 from .conftest import app_access_token, user_refresh_token, wait_for
 

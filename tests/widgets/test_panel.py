@@ -19,7 +19,7 @@ from d365nb.widgets import SetupController, SetupPanel
 from d365nb.widgets._explain import describe_error
 from d365nb.widgets._form import LOG_LINES, STEPS
 from d365nb.widgets._html import STYLE
-from tests.auth.browser import sign_in_on_page
+from tests._support.browser import sign_in_on_page
 
 from .conftest import (
     app_access_token,
