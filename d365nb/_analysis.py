@@ -33,6 +33,7 @@ from ._fields import (
     FIELDS,
     GRANTS,
     SECRET_FIELDS,
+    SERVICES,
     redact,
     unknown_field,
 )
@@ -86,6 +87,7 @@ class Derived:
     scopes: tuple[str, ...]
     grant_reason: str = ""  # why this grant: one sentence
     notes: tuple[str, ...] = ()  # settings given but not used, one sentence each
+    service: str = "dataverse"  # "fno": finance and operations apps (issue 23)
 
 
 class Analysis:
@@ -181,12 +183,22 @@ class Analysis:
             value = _GRANT_ALIASES.get(words.replace("_", ""), words)
         elif name == "api_version":
             value = value.lower().removeprefix("v")
+        elif name == "service":
+            key = re.sub(r"[\s_\-]+", "", value.lower())
+            if key not in SERVICES:
+                self.fail(
+                    "service",
+                    f"service {value!r} is not known.",
+                    "Use 'dataverse' (CRM apps) or 'fno' (finance and operations apps).",
+                )
+                return None
+            value = SERVICES[key]
         return value
 
     # -- derivation
     def _derive(self) -> Derived | None:
         v = self.values
-        svc = parse_service_url(self, v["service_url"])
+        svc = parse_service_url(self, v["service_url"], v["service"])
         api_version = self._api_version(svc)
         self._client_id(v["client_id"])
         self._tenant_format(v["tenant"])
@@ -231,10 +243,11 @@ class Analysis:
 
         if svc is None or grant is None or api_version is None or scopes is None:
             return None
+        fno = svc.service == "fno"  # F&O's OData root is <root>/data/ (issue 23)
         return Derived(
             resource=svc.resource,
             org_url=svc.org_url,
-            api_root=f"{svc.api_base}/api/data/v{api_version}/",
+            api_root=f"{svc.resource}/data/" if fno else f"{svc.api_base}/api/data/v{api_version}/",
             api_version=api_version,
             version=version,
             authority=authority,
@@ -245,10 +258,13 @@ class Analysis:
             scopes=scopes,
             grant_reason=self.grant_reason,
             notes=tuple(self.notes),
+            service=svc.service,
         )
 
     def _api_version(self, svc: ServiceURL | None) -> str | None:
         given = self.values["api_version"]
+        if svc is not None and svc.service == "fno":
+            return given or DEFAULT_API_VERSION  # F&O has no Web API version (issue 23)
         url_version = svc.version if svc else None
         if url_version is not None and url_version not in API_VERSIONS:
             self.fail(
@@ -402,6 +418,9 @@ class Analysis:
             if grant == "client_credentials"
             else (f"{resource}/user_impersonation", "offline_access")
         )
+        if svc is not None and svc.service == "fno" and grant != "client_credentials":
+            # F&O (Microsoft.ERP) has no user_impersonation: <root>/.default (issue 23).
+            default = (f"{resource}/.default", "offline_access")
         if given is None:
             return default
         if version == "v1":

@@ -470,13 +470,28 @@ def connect(
     * **retry** - a `RetryPolicy` (attempts, total wait) for 429/503/network errors.
     * **settings** - any `Settings` field: service_url, client_id, client_secret, tenant,
       auth_uri, token_uri, scope, grant, access_token, refresh_token, redirect_uri,
-      api_version.
+      api_version, service (`"fno"` gives a finance and operations `FnoConnection`; an
+      `*.operations.dynamics.com` Service URL does so by itself).
 
     No network I/O happens until the first request or `conn.sign_in()`.
     """
     if credential is not None:
         settings.setdefault("grant", "credential")
+    metadata_cache = settings.pop("metadata_cache", None)  # F&O's $metadata copy (issue 23)
     resolved = Settings.resolve(connection_string, profile=profile, **settings)
+    if resolved.service == "fno":  # finance and operations apps (issue 23)
+        from ._fno_client import FnoConnection
+
+        return FnoConnection(
+            resolved,
+            verify=resolved.ca_cert if verify is True and resolved.ca_cert else verify,
+            credential=credential,
+            token_cache=token_cache,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            retry=retry,
+            metadata_cache=metadata_cache,
+        )
     return Connection(
         resolved,
         verify=resolved.ca_cert if verify is True and resolved.ca_cert else verify,

@@ -102,6 +102,8 @@ class Settings:
     * **ca_cert** - a CA certificate file (PEM) to trust for the service and the sign-in
       service, when their certificates are not publicly trusted (a corporate proxy, the
       sandbox); `connect(verify=...)` wins over it.
+    * **service** - `"dataverse"` or `"fno"` (finance and operations); derived from the
+      Service URL (an `*.operations.dynamics.com` host or a `/data/` path) when omitted.
     """
 
     service_url: str | None = None
@@ -117,6 +119,7 @@ class Settings:
     grant: str | None = None
     api_version: str | None = None
     ca_cert: str | None = None
+    service: str | None = None
     _given: frozenset[str] = field(init=False, compare=False, default=frozenset())
     _derived: Derived = field(init=False, compare=False)
 
@@ -139,7 +142,7 @@ class Settings:
         given = frozenset(name for name in FIELDS if values[name] is not None)
         for name in FIELDS:
             object.__setattr__(self, name, values[name])
-        for name in ("grant", "api_version", "token_uri", "auth_uri"):
+        for name in ("grant", "api_version", "token_uri", "auth_uri", "service"):
             object.__setattr__(self, name, getattr(derived, name))
         object.__setattr__(self, "_given", given)
         object.__setattr__(self, "_derived", derived)

@@ -34,6 +34,7 @@ _KEY_SPELLINGS: Final[dict[str, tuple[str, ...]]] = {
     "grant": ("Grant", "GrantType", "OAuthGrantType"),
     "api_version": ("APIVersion",),
     "ca_cert": ("CACert", "CAFile", "CABundle"),
+    "service": ("Service",),
 }
 # Accepted for compatibility with the vendor driver; only OAuth 2.0 is supported.
 _AUTH_METHOD_KEY = "authenticationmethod"

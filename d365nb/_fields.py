@@ -24,6 +24,7 @@ __all__ = [
     "FIELDS",
     "GRANTS",
     "SECRET_FIELDS",
+    "SERVICES",
     "check_names",
     "redact",
     "unknown_field",
@@ -44,6 +45,7 @@ FIELDS: Final[tuple[str, ...]] = (
     "grant",
     "api_version",
     "ca_cert",
+    "service",  # F&O hook (issue 23): "dataverse" or "fno"; derived from the URL if it can be
 )
 #: Fields whose values are credentials: never shown, never saved in a profile.
 SECRET_FIELDS: Final[tuple[str, ...]] = ("client_secret", "access_token", "refresh_token")
@@ -59,6 +61,12 @@ GRANTS: Final[tuple[str, ...]] = (
 )
 API_VERSIONS: Final[tuple[str, ...]] = ("9.0", "9.1", "9.2")
 DEFAULT_API_VERSION: Final = "9.2"
+#: `service=` spellings -> the service (issue 23: finance and operations apps are "fno").
+SERVICES: Final = {
+    "dataverse": "dataverse", "crm": "dataverse", "ce": "dataverse",
+    "fno": "fno", "fo": "fno", "f&o": "fno", "finops": "fno", "erp": "fno",
+    "operations": "fno", "finance": "fno", "financeandoperations": "fno",
+}  # fmt: skip
 ENV_PREFIX: Final = "D365NB_"
 ENV_PROFILE: Final = "D365NB_PROFILE"
 ENV_CONFIG: Final = "D365NB_CONFIG"

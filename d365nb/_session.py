@@ -179,6 +179,10 @@ class Session:
         self._pending_auth_code: AuthCodeFlow | None = None
         self.prompt: Callable[[Any], None] = _default_prompt
         self._closed = False
+        # The service's error shape (issue 23: F&O connections put the F&O reader's here).
+        self._error_from_response: Callable[[httpx.Response], ODataError] = (
+            odata_error_from_response
+        )
         self.id = uuid.uuid4().hex
         _SESSIONS[self.id] = self
 
@@ -298,7 +302,7 @@ class Session:
             ) from exc
         if response.status_code >= 400:
             await response.aread()
-            raise odata_error_from_response(response)
+            raise self._error_from_response(response)
         return response
 
     # -- sign-in ------------------------------------------------------------------

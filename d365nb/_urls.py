@@ -75,6 +75,7 @@ class ServiceURL:
     api_base: str  # what /api/data/vX.Y/ is appended to
     version: str | None  # the version written in the URL
     login_base: str | None  # sign-in origin of this cloud; None: unknown
+    service: str = "dataverse"  # "fno": a finance and operations environment (issue 23)
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,14 @@ class Endpoint:
     version: str  # "v1" | "v2"
 
 
-def parse_service_url(sink: Problems, url: str | None) -> ServiceURL | None:
-    """Check the Service URL; return what it says (resource, Web API base, cloud)."""
+def parse_service_url(
+    sink: Problems, url: str | None, service: str | None = None
+) -> ServiceURL | None:
+    """Check the Service URL; return what it says (resource, Web API base, cloud).
+
+    `service` is the `service=` setting: `"fno"` reads the URL as a finance and operations
+    root (`_fno_service_url`), `"dataverse"` never does, `None` lets the host decide.
+    """
     example = "https://contoso.crm.dynamics.com"
     if url is None:
         if sink.ok("service_url"):
@@ -117,6 +124,9 @@ def parse_service_url(sink: Problems, url: str | None) -> ServiceURL | None:
             f"address, e.g. {example}.",
         )
         return None
+    fno = _fno_service_url(sink, url, host, origin, path, service)
+    if fno is not None or not sink.ok("service_url"):
+        return fno
     web_api = _WEB_API_PATH.match(path)
     bare = path in ("", "/")
     extras = urlsplit(url)
@@ -162,6 +172,45 @@ def parse_service_url(sink: Problems, url: str | None) -> ServiceURL | None:
         return ServiceURL(origin, origin, origin, None, login_base)
     _not_service_url(sink, url, origin, path, suggestion=None)
     return None
+
+
+# -- finance and operations (issue 23): which hosts and paths are F&O environments --------
+# reference/finance-operations-protocol.md section 1.1: production and sandbox
+# (`*.operations.dynamics.com`, `*.sandbox.operations.dynamics.com`), cloud-hosted
+# (`*.cloudax.dynamics.com`), one-box (`*.cloud.onebox.dynamics.com`), older `*.cloud.dynamics.com`.
+_FNO_HOST = re.compile(
+    r"^[a-z0-9-]+\.(?:sandbox\.)?(?:operations(?:\.[a-z0-9]+)?\.dynamics\.com|"
+    r"cloudax\.dynamics\.com|cloud\.onebox\.dynamics\.com|cloud\.dynamics\.com)$",
+    re.I,
+)
+_FNO_DATA_PATH = re.compile(r"^(?P<prefix>(?:/[^/]+)*?)/data/?$", re.I)
+
+
+def _fno_service_url(
+    sink: Problems, url: str, host: str, origin: str, path: str, service: str | None
+) -> ServiceURL | None:
+    """A finance and operations environment, or None (Dataverse, or a problem reported).
+
+    F&O when `service="fno"`, when the host is an F&O host, or when the path ends in
+    `/data/` (never a Dataverse path).  The resource is the root without `/data/`.
+    """
+    data = _FNO_DATA_PATH.match(path)
+    if data and data["prefix"].lower().endswith("/api"):
+        data = None  # Dataverse's /api/data without its version: not F&O
+    if service == "dataverse" or not (service == "fno" or _FNO_HOST.match(host) or data):
+        return None
+    if urlsplit(url).query or urlsplit(url).fragment:
+        sink.fail(
+            "service_url",
+            f"service_url {url} has a query string or fragment.",
+            "Remove everything from '?' or '#' on.",
+        )
+        return None
+    root = origin + (data["prefix"] if data else path.rstrip("/"))
+    login = origin if host in LOOPBACK else None
+    if _FNO_HOST.match(host):
+        login = DEFAULT_LOGIN
+    return ServiceURL(root, root, root, None, login, service="fno")
 
 
 def _not_service_url(

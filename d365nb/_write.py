@@ -609,6 +609,9 @@ async def apush(
 ) -> PushReport | PushPlan:
     """Write a DataFrame's rows to a table; see `df.d365.push` for the options."""
     check_push(df, table, options)
+    dialect_push = getattr(session, "_dialect_push", None)  # F&O connections (issue 23)
+    if dialect_push is not None:
+        return await dialect_push(df, table, options)  # type: ignore[no-any-return]
     started = time.perf_counter()
     name = table or str(frame_info(df)["table"])
     meta = await catalog.table(name)

@@ -182,9 +182,12 @@ def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
                 known = None
         if known is not None and _origin(settings.api_root) == known.origin:
             verify = known.ca_cert
-    return Connection(
-        settings, verify=True if verify is None else verify, token_cache=args.token_cache
-    )
+    cls = Connection
+    if settings.service == "fno":  # finance and operations apps (issue 23)
+        from ._fno_client import FnoConnection
+
+        cls = FnoConnection
+    return cls(settings, verify=True if verify is None else verify, token_cache=args.token_cache)
 
 
 # -- demo ---------------------------------------------------------------------------------------

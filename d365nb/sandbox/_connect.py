@@ -190,6 +190,7 @@ def connect(
     grant: str = "client_credentials",
     version: str = "v2",
     approve_as: str | None = None,
+    service: str = "dataverse",
     **settings: Any,
 ) -> Connection:
     """A connection to `sandbox` with `grant`, using the sandbox's seeded app registrations.
@@ -213,6 +214,8 @@ def connect(
     * **version** - `v2` (scopes) or `v1` (`resource=`) identity endpoints.
     * **approve_as** - device code only: approve the code through the sandbox's approval
       route as this seeded user (`alex`, `megan`, `norole`); see `DeviceCodeApprover`.
+    * **service** - `"dataverse"` (the Web API) or `"fno"`: the sandbox's finance and
+      operations environment (started with `fno=True`); its resource is `<origin>/fno`.
     * **settings** - more `d365nb.connect` arguments (`token_cache=`, `max_concurrency=`,
       `retry=`, ...).
     """
@@ -227,8 +230,18 @@ def connect(
         )
     confidential = grant == "client_credentials"
     authority = info.authority or f"{info.base_url}/{info.tenant}"
+    service_url = info.service_url
+    if service == "fno":
+        if not info.fno_service_url:
+            raise ConfigError(
+                "This sandbox serves no finance and operations environment.",
+                field="service",
+                hint="Start it with fno=True (d365nb sandbox --fno).",
+            )
+        service_url = info.fno_service_url
     values: dict[str, Any] = {
-        "service_url": info.service_url,
+        "service_url": service_url,
+        "service": service,
         "tenant": info.tenant,
         "client_id": info.confidential_client_id if confidential else info.public_client_id,
         "grant": grant,
@@ -246,6 +259,8 @@ def connect(
     if confidential:
         values["client_secret"] = info.client_secret
     values["verify"] = info.ca_cert
+    if service == "fno":
+        values.setdefault("metadata_cache", False)
     values.update(settings)
     values["token_cache"] = sandbox_token_cache(info, settings.get("token_cache", False))
     conn = connect_client(**values)

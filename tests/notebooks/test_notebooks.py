@@ -35,6 +35,7 @@ EXPECTED = (
     "03_write_back",
     "04_workshop",
     "05_performance",
+    "06_finance_operations",
 )
 # 05_performance reads this many accounts in CI (100,000 by default): enough pages to show
 # parallel reading and throttling, small enough to run in well under a minute.
@@ -52,7 +53,9 @@ def _notebook_paths() -> list[Path]:
 def notebook_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Path]]:
     """A sandbox for the notebooks (its own: they write), and the file describing it."""
     folder = tmp_path_factory.mktemp("notebook-sandbox")
-    with start(data_dir=folder, database=":memory:", rows=300, auto_approve=True) as sb:
+    with start(
+        data_dir=folder, database=":memory:", rows=300, auto_approve=True, fno=True, fno_rows=300
+    ) as sb:
         info = folder / "sandbox.json"
         info.write_text(json.dumps(sb.info()) + "\n", "utf-8")
         yield sb, info
@@ -281,8 +284,10 @@ with d365nb.sandbox.connect(sb, grant="device_code") as conn:
     conn.sign_in()                       # device code, approved by --auto-approve
     who = conn.whoami()
     rows = len(conn.read("accounts", select=["name"], progress=False))
+with d365nb.sandbox.connect(sb, service="fno") as fno:  # notebook 06's environment
+    companies = len(fno.companies())
 print(json.dumps({"base_url": sb.base_url, "preset": preset.service_url, "running":
-                  sb.running, "user": who.name, "rows": rows}))
+                  sb.running, "user": who.name, "rows": rows, "companies": companies}))
 """
 
 
@@ -357,3 +362,4 @@ def test_binder_start_runs_a_sandbox_the_notebooks_find(tmp_path: Path) -> None:
     assert found["running"] is True
     assert found["user"] == "Alex Wilber"
     assert found["rows"] == 40
+    assert found["companies"] >= 1  # binder/start serves F&O too (notebook 06)
