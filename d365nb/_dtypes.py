@@ -7,19 +7,24 @@ here, `_payloads` writes them back.  It holds
   and derived columns (`FORMATTED_VALUE`, `ETAG_COLUMN`, the `_name`/`_table`/`_label`
   suffixes);
 * the converter kind of each attribute (`converter_kind()`) and what one page of one
-  column becomes (`typed_chunk()`, `string_array()`), the first phase of reading; for
-  columns outside the metadata, the Edm type guessed from the values (`infer_series()`);
-* choices both ways (`choice_labels()`, `choice_values()`), with the `Problems` collector
+  column becomes (`typed_chunk()`, `string_array()`; from the Arrow array `_columns`
+  reads, `arrow_chunk()`), the first phase of reading; for columns outside the metadata,
+  the Edm type guessed from the values (`infer_series()`);
+* choices both ways (`choice_labels()`, `choice_values()`; the second phase of reading
+  them, `choice_categorical()` and `multichoice_lists()`), with the `Problems` collector
   that names the rows whose labels are not options;
 * `wire_select()`: logical names -> the property names of `$select`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import decimal
+import functools
+import gc
 import importlib
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,13 +44,20 @@ __all__ = [
     "NAME_SUFFIX",
     "Problems",
     "TABLE_SUFFIX",
+    "arrow_chunk",
+    "arrow_strings",
+    "arrow_wire_type",
     "as_series",
     "attribute_dtype",
+    "choice_categorical",
     "choice_labels",
     "choice_to_ints",
     "choice_values",
     "converter_kind",
     "infer_series",
+    "multichoice_lists",
+    "object_array",
+    "pyarrow_or_none",
     "string_array",
     "typed_chunk",
     "wire_select",
@@ -173,16 +185,31 @@ def as_series(data: Any, dtype: Any = None) -> pd.Series:
     return series
 
 
+def object_array(values: Sequence[Any]) -> np.ndarray:
+    """`values` as a 1-D object array, also when they are lists of one length.
+
+    `np.array(values, dtype=object)` would make a 2-D array of those (an expanded
+    collection with one related row each, a `[1]` where text was expected).
+    """
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
 def _is_none(array: np.ndarray) -> np.ndarray:
     return np.asarray(pd.isna(array), dtype=bool)
 
 
 def _masked_ints(raw: Sequence[Any], kind: str) -> tuple[np.ndarray, np.ndarray]:
     if kind == "int64":
-        array = np.array(raw, dtype=object)
+        array = object_array(raw)
         mask = _is_none(array)
         return np.where(mask, 0, array).astype(np.int64), mask
-    floats = np.array(raw, dtype=np.float64)  # exact for 32-bit values; None -> nan
+    return _ints_from_floats(np.array(raw, dtype=np.float64))  # exact for 32-bit values
+
+
+def _ints_from_floats(floats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """32-bit integers (and the mask of missing ones) from floats, NaN for missing."""
     mask = np.isnan(floats)
     values = np.where(mask, 0.0, floats)
     if not np.array_equal(values, np.trunc(values)):
@@ -202,7 +229,7 @@ def typed_chunk(kind: str, raw: Sequence[Any], attribute: Attribute | None) -> A
         places = attribute.precision if attribute is not None else None
         return np.array([_to_decimal(v, places) for v in raw], dtype=object)
     if kind == "bool":
-        array = np.array(raw, dtype=object)
+        array = object_array(raw)
         mask = _is_none(array)
         if not np.isin(array[~mask], (True, False)).all():
             raise ValueError("not booleans")
@@ -215,7 +242,7 @@ def typed_chunk(kind: str, raw: Sequence[Any], attribute: Attribute | None) -> A
         return index.as_unit("us").to_numpy()
     if kind in ("string", "guid"):
         return string_array(raw)
-    return np.array(raw, dtype=object)  # multichoice, object, decimal, expanded
+    return object_array(raw)  # multichoice, object, decimal, expanded
 
 
 def string_array(raw: Sequence[Any]) -> Any:
@@ -227,7 +254,7 @@ def string_array(raw: Sequence[Any]) -> Any:
     come from the system allocator, like numpy's: Arrow's default pool (mimalloc) kept
     ~100 MiB more resident after a 1M-row read, freed page buffers it did not give back.
     """
-    values = np.array(raw, dtype=object)
+    values = object_array(raw)
     if pd.StringDtype().storage == "pyarrow":
         pa: Any = importlib.import_module("pyarrow")  # installed: pandas stores text in it
         try:
@@ -242,6 +269,105 @@ def string_array(raw: Sequence[Any]) -> Any:
         else:
             return pd.arrays.ArrowStringArray(array)
     return pd.array(values, dtype="string")
+
+
+#: How `_columns` reads each converter kind from a page's row dicts with pyarrow, in one
+#: C pass: numbers that must fit 32 bits as float64 (as `typed_chunk()` reads them, so the
+#: same checks apply), dates as text (parsed by `arrow_chunk()`).  The other kinds
+#: (decimal, multichoice, expanded, object) are read as Python values.
+_ARROW_WIRE: dict[str, str] = {
+    "bool": "bool_",
+    "choice": "float64",
+    "date": "large_string",
+    "datetime": "large_string",
+    "float": "float64",
+    "guid": "large_string",
+    "int32": "float64",
+    "int64": "int64",
+    "money": "float64",
+    "string": "large_string",
+}
+# pandas 2 parses text to nanoseconds and refuses dates outside about 1677-2262.
+_NS_ONLY = int(pd.__version__.split(".")[0]) < 3
+_NS_MIN = np.datetime64(pd.Timestamp.min.value // 1000 + 1, "us")
+_NS_MAX = np.datetime64(pd.Timestamp.max.value // 1000, "us")
+
+
+@functools.cache
+def pyarrow_or_none() -> Any:
+    """The pyarrow module, or None if it is not installed (pandas does not require it)."""
+    try:
+        return importlib.import_module("pyarrow")
+    except ImportError:
+        return None
+
+
+def arrow_wire_type(kind: str, *, text: bool) -> Any:
+    """The Arrow type a column of `kind` is read as from the row dicts, or None.
+
+    None where the kind is read as Python values, without pyarrow, and for text when
+    `text` is false (pandas keeps `string` columns as Python objects then).
+    """
+    pa = pyarrow_or_none()
+    name = _ARROW_WIRE.get(kind)
+    if pa is None or name is None or (kind in ("string", "guid") and not text):
+        return None
+    return getattr(pa, name)()
+
+
+def arrow_strings(array: Any) -> Any:
+    """A `large_string` Arrow array as a `string` array (no copy), like `string_array()`."""
+    return pd.arrays.ArrowStringArray(array)
+
+
+def arrow_chunk(kind: str, array: Any) -> Any:
+    """Phase 1 for one page of one column read by pyarrow: the chunk `typed_chunk()` makes.
+
+    `array` has the type `arrow_wire_type(kind)`.  None where the values need the
+    Python path to be converted the same way (integers that are not 32-bit, dates in a
+    form Arrow does not parse as pandas would): then `typed_chunk()` on the raw values.
+    """
+    if kind in ("int32", "choice"):
+        try:
+            return _ints_from_floats(array.to_numpy(zero_copy_only=False))
+        except (ValueError, OverflowError):
+            return None
+    if kind in ("float", "money"):
+        return array.to_numpy(zero_copy_only=False)
+    if kind in ("int64", "bool"):
+        mask = array.is_null().to_numpy(zero_copy_only=False)
+        filled = array.fill_null(0 if kind == "int64" else False)
+        return filled.to_numpy(zero_copy_only=False), mask
+    if kind in ("datetime", "date"):
+        return _arrow_datetimes(array, kind)
+    if kind in ("string", "guid"):
+        return arrow_strings(array)
+    raise ValueError(f"No Arrow conversion for {kind!r} columns.")
+
+
+def _arrow_datetimes(array: Any, kind: str) -> Any:
+    """ISO 8601 text -> datetime64[us] (UTC for `datetime`), or None.
+
+    Arrow's ISO 8601 parser is stricter than pandas' (no week dates, compact forms,
+    spaces, more than 6 decimals): where it refuses a value, the whole page goes the
+    pandas way.  Dates must be exactly `YYYY-MM-DD`, as `format="%Y-%m-%d"` asks.
+    """
+    pa = pyarrow_or_none()
+    pc: Any = importlib.import_module("pyarrow.compute")
+    if kind == "date":
+        exact = pc.all(pc.equal(pc.utf8_length(array), 10), skip_nulls=True, min_count=0)
+        if not exact.as_py():
+            return None
+    try:
+        stamps = pc.cast(array, pa.timestamp("us", "UTC" if kind == "datetime" else None))
+    except (pa.ArrowException, ValueError, TypeError):
+        return None
+    values = stamps.to_numpy(zero_copy_only=False).astype("datetime64[us]", copy=False)
+    if _NS_ONLY and stamps.null_count < len(stamps):
+        present = values[~np.isnat(values)]
+        if present.min() < _NS_MIN or present.max() > _NS_MAX:
+            return None
+    return values
 
 
 def _to_decimal(value: Any, places: int | None) -> decimal.Decimal | None:
@@ -299,6 +425,80 @@ def choice_labels(attribute: Attribute) -> dict[int, str]:
         value: (f"{label} ({value})" if counts[label] > 1 else label)
         for value, label in attribute.options.items()
     }
+
+
+def choice_categorical(
+    values: np.ndarray, mask: np.ndarray, attribute: Attribute | None
+) -> pd.Categorical[Any]:
+    """Phase 2 of a choice column: its integer values (and mask of missing) -> labels.
+
+    The categories are the option labels in option-set order (`choice_labels()`), then
+    any value outside the metadata as its integer's text (`"100000099"`).
+    """
+    labels = choice_labels(attribute) if attribute is not None else {}
+    known = np.array(list(labels), dtype=np.int64)
+    seen = np.unique(values[~mask]).astype(np.int64)
+    unknown = np.setdiff1d(seen, known)
+    categories = list(labels.values()) + [str(v) for v in unknown]
+    all_values = np.concatenate([known, unknown])
+    if len(all_values):
+        order = np.argsort(all_values, kind="stable")
+        positions = np.searchsorted(all_values[order], values.astype(np.int64))
+        codes = order[np.minimum(positions, len(order) - 1)]
+    else:
+        codes = np.zeros(len(values), dtype=np.int64)
+    codes = np.where(mask, -1, codes)
+    categorical: pd.Categorical[Any] = pd.Categorical.from_codes(
+        codes, dtype=pd.CategoricalDtype(categories)
+    )
+    return categorical
+
+
+def multichoice_lists(values: np.ndarray, attribute: Attribute | None) -> np.ndarray:
+    """Phase 2 of a multi-select choice column: `"1,3"` -> a list of labels per row.
+
+    Each distinct value is converted once; every row gets a fresh list (shared lists
+    would let one row's edit change others), None where the value is missing.
+    """
+    labels = choice_labels(attribute) if attribute is not None else {}
+
+    def convert(raw: Any) -> list[str]:
+        if not isinstance(raw, str):
+            return [str(raw)]
+        parts = [p for p in raw.split(",") if p.strip()]
+        out: list[str] = []
+        for part in parts:
+            try:
+                number = int(part)
+            except ValueError:
+                out.append(part)
+            else:
+                out.append(labels.get(number, str(number)))
+        return out
+
+    codes, uniques = pd.factorize(values)
+    table = [convert(u) for u in uniques] + [[]]  # code -1 (missing) picks the last
+    result = np.empty(len(values), dtype=object)
+    with _gc_paused():
+        result[:] = list(map(list, map(table.__getitem__, codes.tolist())))
+    result[codes < 0] = None
+    return result
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No garbage collection while many new containers are made (one list per row).
+
+    They hold only strings, so they form no cycles; without this, the collections the
+    allocations trigger traverse every tracked object, several times over: ~5x the time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Problems:

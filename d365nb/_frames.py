@@ -1,8 +1,9 @@
 """Web API pages -> one typed DataFrame (`FrameBuilder`), in two phases.
 
 Reading converts page by page (`FrameBuilder.add_page()`), column by column, into typed
-chunks; the page's dicts can be freed as soon as it is added, so memory stays close to the
-size of the final frame.  Like pandas-gbq, it runs in two phases: every column first gets
+chunks (`_columns` reads the page's row dicts, with pyarrow in one C pass where it can);
+the page's dicts can be freed as soon as it is added, so memory stays close to the size
+of the final frame.  Like pandas-gbq, it runs in two phases: every column first gets
 a dtype that holds nulls without loss (`Int32`, `boolean`, `string`, UTC datetimes,
 labelled categoricals...; the maps are in `_dtypes`), then `finish()` applies the user's
 per-column `dtypes=` overrides, which may be lossy and always win.
@@ -24,12 +25,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ._columns import PageColumns
 from ._dtypes import (
     ETAG_COLUMN,
     FORMATTED_VALUE,
@@ -37,11 +38,16 @@ from ._dtypes import (
     LOOKUP_LOGICAL_NAME,
     NAME_SUFFIX,
     TABLE_SUFFIX,
+    arrow_chunk,
+    arrow_strings,
+    arrow_wire_type,
     as_series,
-    choice_labels,
+    choice_categorical,
     choice_values,
     converter_kind,
     infer_series,
+    multichoice_lists,
+    object_array,
     string_array,
     typed_chunk,
 )
@@ -125,6 +131,12 @@ def _concat_strings(chunks: Sequence[Any]) -> Any:
     return first if len(arrays) == 1 else type(first)._concat_same_type(arrays)
 
 
+def _strings(page: PageColumns, key: str) -> Any:
+    """One page of a text property as a `string` array."""
+    array = page.arrow(key)
+    return string_array(page.values(key)) if array is None else arrow_strings(array)
+
+
 def _gap_chunk(kind: str, rows: int) -> Any:
     """The typed chunk of `rows` missing values for a column of `kind`."""
     if kind in ("int32", "int64", "bool", "choice"):
@@ -158,7 +170,7 @@ def _series_from_chunks(column: _Column, chunks: list[Any]) -> pd.Series:
     if kind == "choice":
         values = np.concatenate([np.empty(0, dtype=np.int32)] + [c[0] for c in chunks])
         mask = np.concatenate([np.empty(0, dtype=bool)] + [c[1] for c in chunks])
-        return _categorical(values, mask, column.attribute)
+        return as_series(choice_categorical(values, mask, column.attribute))
     if kind in ("float", "money"):
         return as_series(np.concatenate([np.empty(0)] + chunks))
     if kind == "datetime" or kind == "date":
@@ -167,69 +179,10 @@ def _series_from_chunks(column: _Column, chunks: list[Any]) -> pd.Series:
         return as_series(series.dt.tz_localize("UTC")) if kind == "datetime" else series
     values = np.concatenate([np.empty(0, dtype=object)] + chunks)
     if kind == "multichoice":
-        return _multichoice(values, column.attribute)
+        return as_series(multichoice_lists(values, column.attribute), object)
     if kind in ("decimal", "expanded"):
         return as_series(values, object)
     return infer_series(values)
-
-
-def _categorical(values: np.ndarray, mask: np.ndarray, attribute: Attribute | None) -> pd.Series:
-    labels = choice_labels(attribute) if attribute is not None else {}
-    known = np.array(list(labels), dtype=np.int64)
-    seen = np.unique(values[~mask]).astype(np.int64)
-    unknown = np.setdiff1d(seen, known)
-    categories = list(labels.values()) + [str(v) for v in unknown]
-    all_values = np.concatenate([known, unknown])
-    if len(all_values):
-        order = np.argsort(all_values, kind="stable")
-        positions = np.searchsorted(all_values[order], values.astype(np.int64))
-        codes = order[np.minimum(positions, len(order) - 1)]
-    else:
-        codes = np.zeros(len(values), dtype=np.int64)
-    codes = np.where(mask, -1, codes)
-    return as_series(pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(categories)))
-
-
-def _multichoice(values: np.ndarray, attribute: Attribute | None) -> pd.Series:
-    labels = choice_labels(attribute) if attribute is not None else {}
-
-    def convert(raw: Any) -> list[str]:
-        if not isinstance(raw, str):
-            return [str(raw)]
-        parts = [p for p in raw.split(",") if p.strip()]
-        out: list[str] = []
-        for part in parts:
-            try:
-                number = int(part)
-            except ValueError:
-                out.append(part)
-            else:
-                out.append(labels.get(number, str(number)))
-        return out
-
-    codes, uniques = pd.factorize(values)
-    converted = [convert(u) for u in uniques]
-    # A fresh list per row: shared lists would let one row's edit change others.
-    result = np.empty(len(values), dtype=object)
-    result[:] = [None if c < 0 else list(converted[c]) for c in codes.tolist()]
-    return as_series(result, object)
-
-
-def _extract(rows: Sequence[Mapping[str, Any]], keys: list[str]) -> list[Sequence[Any]]:
-    """Values of `keys` in every row, as one sequence per key.
-
-    One C-level pass over the rows (`itemgetter` then `zip`) is faster than one pass per
-    key: the dicts are visited once, while they are in the CPU cache.  OData includes null
-    properties, so the keys are normally all present; otherwise fall back to `dict.get`.
-    """
-    if not keys:
-        return []
-    if len(keys) > 1:
-        try:
-            return list(zip(*map(itemgetter(*keys), rows), strict=True))
-        except (KeyError, TypeError):
-            pass
-    return [[r.get(key) for r in rows] for key in keys]
 
 
 class _Codes:
@@ -247,9 +200,18 @@ class _Codes:
         return found
 
     def encode(self, raw: Sequence[Any]) -> np.ndarray:
-        codes, uniques = pd.factorize(np.array(raw, dtype=object))
+        codes, uniques = pd.factorize(object_array(raw))
         lut = np.array([self.code(str(u)) for u in uniques] + [-1], dtype=np.int32)
         return lut[codes]  # code -1 (missing) picks the trailing -1
+
+    def encode_arrow(self, array: Any) -> np.ndarray:
+        """`encode()` for an Arrow text array (nulls are missing)."""
+        encoded = array.dictionary_encode()
+        uniques = encoded.dictionary.to_pylist()
+        lut = np.array([self.code(u) for u in uniques] + [-1], dtype=np.int32)
+        indices = encoded.indices.fill_null(len(uniques)).to_numpy(zero_copy_only=False)
+        codes: np.ndarray = lut[indices]
+        return codes
 
 
 class FrameBuilder:
@@ -407,26 +369,54 @@ class FrameBuilder:
         if any(k not in self._columns for k in first if "@" not in k):
             self._plan_from_row(first)
         columns = list(self._columns.values())
-        raws = _extract(rows, [c.key for c in columns])
-        for column, raw in zip(columns, raws, strict=True):
+        page = PageColumns(rows, self._arrow_fields(columns))
+        for column in columns:
             key = column.key
             if column.kind == "lookup":
-                column.chunks.append(string_array(raw))
-                column.names.append(string_array([r.get(key + FORMATTED_VALUE) for r in rows]))
-                tables = [r.get(key + LOOKUP_LOGICAL_NAME) for r in rows]
-                column.tables.append(self._table_codes.encode(tables))
+                column.chunks.append(_strings(page, key))
+                column.names.append(_strings(page, key + FORMATTED_VALUE))
+                tables = page.arrow(key + LOOKUP_LOGICAL_NAME)
+                column.tables.append(
+                    self._table_codes.encode(page.values(key + LOOKUP_LOGICAL_NAME))
+                    if tables is None
+                    else self._table_codes.encode_arrow(tables)
+                )
                 continue
-            try:
-                chunk = typed_chunk(column.kind, raw, column.attribute)
-            except (ValueError, TypeError, OverflowError):
-                chunk = _Raw(list(raw))
+            array = page.arrow(key)
+            chunk = None if array is None else arrow_chunk(column.kind, array)
+            if chunk is None:
+                raw = page.values(key)
+                try:
+                    chunk = typed_chunk(column.kind, raw, column.attribute)
+                except (ValueError, TypeError, OverflowError):
+                    chunk = _Raw(raw)
             column.chunks.append(chunk)
             if column.labels is not None:
-                label_key = key + FORMATTED_VALUE
-                column.labels.append(string_array([r.get(label_key) for r in rows]))
+                column.labels.append(_strings(page, key + FORMATTED_VALUE))
         if self.etag:
-            self._etags.append(string_array([r.get("@odata.etag") for r in rows]))
+            self._etags.append(_strings(page, "@odata.etag"))
         self._rows += n
+
+    def _arrow_fields(self, columns: Iterable[_Column]) -> dict[str, Any]:
+        """Wire key -> Arrow type of what `add_page()` reads with pyarrow (`_columns`)."""
+        text = pd.StringDtype().storage == "pyarrow"
+        string = arrow_wire_type("string", text=text)
+        fields: dict[str, Any] = {}
+        for column in columns:
+            key = column.key
+            if column.kind == "lookup":
+                if string is not None:
+                    for suffix in ("", FORMATTED_VALUE, LOOKUP_LOGICAL_NAME):
+                        fields[key + suffix] = string
+                continue
+            wire = arrow_wire_type(column.kind, text=text)
+            if wire is not None:
+                fields[key] = wire
+            if column.labels is not None and string is not None:
+                fields[key + FORMATTED_VALUE] = string
+        if self.etag and string is not None:
+            fields["@odata.etag"] = string
+        return fields
 
     @property
     def rows(self) -> int:
@@ -609,7 +599,7 @@ class FrameBuilder:
             ColumnTypeWarning,
             stacklevel=4,
         )
-        return as_series(np.array(parts, dtype=object), object)
+        return as_series(object_array(parts), object)
 
     def _override(self, name: str, series: pd.Series, column: _Column | None = None) -> pd.Series:
         dtype = self.dtypes.get(name)

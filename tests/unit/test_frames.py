@@ -11,12 +11,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import Phase, given, settings, strategies as st
 
-from d365nb._dtypes import ETAG_COLUMN, attribute_dtype, choice_values
+from d365nb._dtypes import ETAG_COLUMN, attribute_dtype, choice_values, converter_kind
 from d365nb._exceptions import ColumnTypeWarning, ConfigError, D365Warning
 from d365nb._frames import FrameBuilder, concat_frames, frame_from_pages
 from d365nb._payloads import build_payloads, encode_json, payloads_from_frame
-from tests._support.frames import ID1, ID2, PARENT, TABLE, TABLES, USER, full_row, lookup, null_row
+from tests._support.frames import (
+    FV,
+    ID1,
+    ID2,
+    LLN,
+    PARENT,
+    TABLE,
+    TABLES,
+    USER,
+    full_row,
+    lookup,
+    null_row,
+)
+from tests._support.raw_values import JUNK, RAW_VALUES, STAMPS
 
 
 @pytest.fixture
@@ -444,3 +458,80 @@ def test_finish_frees_each_column_before_building_the_next(monkeypatch: pytest.M
     assert all(ref() is None for refs in chunks.values() for ref in refs)
     with pytest.raises(RuntimeError, match="finished"):
         builder.add_page([full_row()])
+
+
+# -- the fast (Arrow) path of add_page() gives the frame of the straightforward one -------
+
+
+_NO_EXPLAIN = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
+
+
+@st.composite
+def _pages(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
+    """Pages of rows like the service's, with values of every kind, odd ones included."""
+    pages: list[list[dict[str, Any]]] = []
+    for _ in range(draw(st.integers(1, 3))):
+        page = []
+        for _ in range(draw(st.integers(1, 4))):
+            row = full_row() if draw(st.booleans()) else null_row()
+            for key in [k for k in row if "@" not in k]:
+                if not draw(st.integers(0, 2)):
+                    continue  # keep the realistic value
+                attribute = TABLE.find_column(key)
+                kind = converter_kind(attribute) if attribute is not None else "string"
+                values = RAW_VALUES.get(kind, RAW_VALUES["label"])
+                if draw(st.integers(0, 4)) == 0:
+                    values = st.one_of(JUNK, STAMPS)
+                row[key] = draw(values)
+                if kind == "lookup":
+                    row[key + LLN] = draw(RAW_VALUES["lookup_table"])
+                if draw(st.integers(0, 3)) == 0:
+                    row[key + FV] = draw(RAW_VALUES["label"])
+                elif draw(st.integers(0, 3)) == 0:
+                    row.pop(key + FV, None)
+                if draw(st.integers(0, 9)) == 0:
+                    del row[key]  # a column missing from some rows
+            page.append(row)
+        pages.append(page)
+    return pages
+
+
+def _convert(
+    pages: list[list[dict[str, Any]]], *, fast: bool, **options: Any
+) -> tuple[pd.DataFrame | str, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if fast:
+                frame: pd.DataFrame | str = frame_from_pages(pages, table=TABLE, **options)
+            else:
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr(FrameBuilder, "_arrow_fields", lambda self, columns: {})
+                    frame = frame_from_pages(pages, table=TABLE, **options)
+        except Exception as exc:  # noqa: BLE001 - both paths must fail alike
+            frame = f"{type(exc).__name__}: {exc}"
+    return frame, [f"{w.category.__name__}: {w.message}" for w in caught]
+
+
+@settings(max_examples=60, deadline=None, phases=_NO_EXPLAIN)
+@given(
+    pages=_pages(),
+    formatted=st.booleans(),
+    decimal=st.booleans(),
+    select=st.sampled_from([None, ["name", "createdon", "parentaccountid", "new_founded"]]),
+)
+def test_arrow_path_gives_the_frame_of_the_python_path(
+    pages: list[list[dict[str, Any]]], formatted: bool, decimal: bool, select: list[str] | None
+) -> None:
+    pytest.importorskip("pyarrow")
+    options = {"formatted": formatted, "decimal": decimal, "select": select}
+    fast, fast_warnings = _convert(pages, fast=True, **options)
+    reference, reference_warnings = _convert(pages, fast=False, **options)
+    assert fast_warnings == reference_warnings
+    if isinstance(reference, str):
+        assert fast == reference
+        return
+    assert isinstance(fast, pd.DataFrame)
+    assert list(fast.columns) == list(reference.columns)
+    assert fast.dtypes.astype(str).tolist() == reference.dtypes.astype(str).tolist()
+    pd.testing.assert_frame_equal(fast, reference, check_exact=True)
