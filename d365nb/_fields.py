@@ -91,11 +91,20 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
         if secret:
             variants.update({secret, quote(secret, safe=""), quote_plus(secret, safe="")})
     for variant in sorted(variants, key=len, reverse=True):
-        text = text.replace(variant, _REDACTED)
+        if len(variant) < _SHORT:
+            # A short value (a test secret like "s") is hidden where it stands alone, not
+            # inside every word that contains it, so the message stays readable.
+            pattern = rf"(?<![\w'’]){re.escape(variant)}(?![\w'’])"
+            text = re.sub(pattern, _REDACTED, text)
+        else:
+            text = text.replace(variant, _REDACTED)
     # A credential written as Key=Value inside some other value (a pasted connection
     # string in the wrong field) is hidden too, whatever its value.
     return _SECRET_ASSIGNMENT.sub(lambda m: m.group(1) + _REDACTED, text)
 
+
+#: Secrets shorter than this are matched as whole words only (real ones are far longer).
+_SHORT = 6
 
 _SECRET_ASSIGNMENT = re.compile(
     r"((?:client[ _-]?secret|oauth[ _-]?client[ _-]?secret|access[ _-]?token|refresh[ _-]?token"

@@ -59,3 +59,12 @@ def test_check_names_accepts_fields_and_rejects_the_rest():
     with pytest.raises(ConfigError) as info:
         check_names({"service_url": "x", "servise_url": "y"})
     assert info.value.field == "servise_url"
+
+
+def test_a_short_secret_is_hidden_where_it_stands_alone_not_inside_words() -> None:
+    text = "client_id must be the app's ID; the secret s was sent as s."
+    out = redact(text, ["s"])
+    assert "must be the app's ID" in out
+    assert " s " not in out and not out.endswith(" s.")
+    assert out.count("<redacted>") == 2
+    assert redact("token=abc123", ["abc123"]) == "token=<redacted>"
