@@ -14,8 +14,9 @@ from __future__ import annotations
 # The one import with a side effect: it registers the `df.d365` accessor with pandas.
 from . import _accessor  # noqa: E402, F401
 from ._analysis import Analysis
-from ._client import Connection, WhoAmI, connect
+from ._client import Connection, WhoAmI
 from ._config import Settings
+from ._connect import connect
 from ._exceptions import (
     AuthError,
     ColumnTypeWarning,
@@ -30,6 +31,7 @@ from ._exceptions import (
     ThrottledError,
     TransportError,
 )
+from ._fno_client import FnoConnection
 from ._odata import F, Query, literal, where
 from ._options import PushOptions
 from ._report import PushPlan, PushReport
@@ -46,6 +48,7 @@ __all__ = [
     "D365Error",
     "D365Warning",
     "F",
+    "FnoConnection",
     "InsecureTransportWarning",
     "InvalidFrameError",
     "ODataError",

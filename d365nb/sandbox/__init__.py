@@ -22,9 +22,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._connect import connect
     from ._info import SandboxInfo, running
-    from ._notebook import notebook
+    from ._notebook import connect, notebook
     from ._options import SandboxOptions, default_data_dir
     from ._server import Sandbox, start
 
@@ -44,7 +43,7 @@ _HOMES = {
     "Sandbox": "_server",
     "SandboxInfo": "_info",
     "SandboxOptions": "_options",
-    "connect": "_connect",
+    "connect": "_notebook",
     "default_data_dir": "_options",
     "notebook": "_notebook",
     "running": "_info",

@@ -30,12 +30,10 @@ from ._info import SandboxInfo
 
 if TYPE_CHECKING:
     from .._client import Connection
-    from ._server import Sandbox
 
 __all__ = [
     "DeviceCodeApprover",
     "as_info",
-    "attach",
     "connect",
     "connect_to",
     "sandbox_token_cache",
@@ -63,22 +61,6 @@ def as_info(sandbox: Any) -> SandboxInfo:
         described = info()
         return described if isinstance(described, SandboxInfo) else as_info(described)
     return SandboxInfo.from_mapping(vars(sandbox))
-
-
-def attach(info: SandboxInfo) -> Sandbox:
-    """A `Sandbox` handle for a sandbox running elsewhere (another process, Binder).
-
-    Its controls (`reset()`, `approve()`) work over HTTPS; `stop()` leaves the other
-    process running.
-
-    **Parameters:**
-
-    * **info** - the sandbox's description.
-    """
-    from ._options import SandboxOptions
-    from ._server import Sandbox
-
-    return Sandbox(info, options=SandboxOptions(data_dir=Path(info.ca_cert).parent))
 
 
 def sandbox_token_cache(
@@ -219,7 +201,7 @@ def connect(
     * **settings** - more `d365nb.connect` arguments (`token_cache=`, `max_concurrency=`,
       `retry=`, ...).
     """
-    from .._client import connect as connect_client
+    from .._connect import connect as connect_client
 
     info = as_info(sandbox)
     if approve_as is not None and grant != "device_code":
@@ -265,8 +247,14 @@ def connect(
     values["token_cache"] = sandbox_token_cache(info, settings.get("token_cache", False))
     conn = connect_client(**values)
     if approve_as is not None:
-        handle = sandbox if callable(getattr(sandbox, "approve", None)) else attach(info)
-        conn.prompt = DeviceCodeApprover(handle, user=approve_as)
+        if not callable(getattr(sandbox, "approve", None)):
+            raise ConfigError(
+                "approve_as= needs a sandbox handle that can approve device codes.",
+                field="approve_as",
+                hint="Pass the Sandbox (or use d365nb.sandbox.connect, which attaches to "
+                "a described sandbox itself).",
+            )
+        conn.prompt = DeviceCodeApprover(sandbox, user=approve_as)
     return conn
 
 

@@ -16,13 +16,42 @@ the same sandbox sign in silently (see `d365nb.sandbox._connect`).
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ._connect import attach, connect
+from ._connect import as_info, connect as connect_to
 from ._info import SandboxInfo
+from ._options import SandboxOptions
 from ._server import Sandbox, start
 
+if TYPE_CHECKING:
+    from .._client import Connection
+
 __all__ = ["attach", "connect", "notebook"]
+
+
+def connect(
+    sandbox: Any,
+    *,
+    grant: str = "client_credentials",
+    version: str = "v2",
+    approve_as: str | None = None,
+    service: str = "dataverse",
+    **settings: Any,
+) -> Connection:
+    """A connection to `sandbox` (a `Sandbox`, a `SandboxInfo` or its dict); see
+    `d365nb.sandbox._connect.connect` for the parameters.  With `approve_as=` and a
+    described (not started here) sandbox, a handle is attached first, so the notebook
+    can approve its own device code.
+    """
+    if approve_as is not None and not callable(getattr(sandbox, "approve", None)):
+        sandbox = attach(as_info(sandbox))
+    return connect_to(
+        sandbox, grant=grant, version=version, approve_as=approve_as, service=service, **settings
+    )
+
+
+connect.__doc__ = connect_to.__doc__
 
 
 def notebook(rows: int = 500, **knobs: Any) -> Sandbox:
@@ -43,3 +72,16 @@ def notebook(rows: int = 500, **knobs: Any) -> Sandbox:
     knobs.setdefault("database", ":memory:")
     knobs.setdefault("auto_approve", True)
     return start(rows=rows, **knobs)
+
+
+def attach(info: SandboxInfo) -> Sandbox:
+    """A `Sandbox` handle for a sandbox running elsewhere (another process, Binder).
+
+    Its controls (`reset()`, `approve()`) work over HTTPS; `stop()` leaves the other
+    process running.
+
+    **Parameters:**
+
+    * **info** - the sandbox's description.
+    """
+    return Sandbox(info, options=SandboxOptions(data_dir=Path(info.ca_cert).parent))

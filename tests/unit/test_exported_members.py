@@ -33,3 +33,63 @@ def test_every_error_derives_from_the_root() -> None:
     assert errors, "the error tree is exported"
     for err in errors:
         assert issubclass(err, d365nb.D365Error)
+
+
+#: The public API the README and notebooks rely on (grown by issues 14, 17 and 23):
+#: removing or renaming one of these breaks users, so it takes a change here too.
+PUBLIC_API = {
+    "Analysis",
+    "AuthError",
+    "ColumnTypeWarning",
+    "ConfigError",
+    "Connection",
+    "D365Error",
+    "D365Warning",
+    "F",
+    "FnoConnection",
+    "InsecureTransportWarning",
+    "InvalidFrameError",
+    "ODataError",
+    "PartialReadError",
+    "PushError",
+    "PushOptions",
+    "PushPlan",
+    "PushReport",
+    "Query",
+    "RetryPolicy",
+    "Settings",
+    "ThrottledError",
+    "TransportError",
+    "WhoAmI",
+    "__version__",
+    "connect",
+    "connection",
+    "literal",
+    "setup",
+    "where",
+}
+SANDBOX_API = {
+    "Sandbox",
+    "SandboxInfo",
+    "SandboxOptions",
+    "connect",
+    "default_data_dir",
+    "notebook",
+    "running",
+    "start",
+}
+
+
+def test_the_public_api_is_pinned() -> None:
+    assert set(d365nb.__all__) >= PUBLIC_API, sorted(PUBLIC_API - set(d365nb.__all__))
+    extra = set(d365nb.__all__) - PUBLIC_API
+    assert not extra, f"new public names {sorted(extra)}: add them to PUBLIC_API on purpose"
+
+
+def test_the_sandbox_api_is_pinned_and_lazy() -> None:
+    import d365nb.sandbox as sandbox
+
+    assert set(sandbox.__all__) == SANDBOX_API
+    assert sandbox.__all__ == sorted(sandbox.__all__)
+    for name in sandbox.__all__:
+        assert getattr(sandbox, name) is not None, name
