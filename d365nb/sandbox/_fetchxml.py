@@ -12,8 +12,10 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from ._apply import AGGREGATE_LIMIT
 from ._errors import ApiError
 from ._exchange import Call, Reply
+from ._fetch_aggregate import run_fetch_aggregate
 from ._limits import ROWS_HEADER
 from ._query import cookie_values, keyset_where, make_cookie, sql_value
 from ._reads import COUNT_CAP, metadata_context
@@ -57,6 +59,7 @@ class FetchXml:
     def __init__(self, store: Store, *, max_page_size: int) -> None:
         self.store = store
         self.max_page_size = max_page_size
+        self.aggregate_limit = AGGREGATE_LIMIT
 
     def run(self, call: Call, table: Table) -> Reply:
         try:
@@ -71,12 +74,11 @@ class FetchXml:
                 f"The entity name '{entity.get('name')}' does not match the entity set "
                 f"'{table.entity_set}'."
             )
-        if entity.find("link-entity") is not None or fetch.get("aggregate") == "true":
+        if entity.find("link-entity") is not None:
             # Refused rather than ignored, so no query silently returns the wrong rows.
-            raise _bad(
-                "The sandbox supports FetchXML on one table: link-entity and aggregate "
-                "queries are not supported."
-            )
+            raise _bad("The sandbox supports FetchXML on one table: link-entity is not supported.")
+        if fetch.get("aggregate") == "true":
+            return self._aggregate(call, table, fetch, entity)
         select: list[Attribute] | None = []
         assert select is not None
         if entity.find("all-attributes") is not None or entity.find("attribute") is None:
@@ -167,6 +169,27 @@ class FetchXml:
         headers = [("Preference-Applied", f'odata.include-annotations="{ann.spec}"')] if ann else []
         headers.append((ROWS_HEADER, str(len(body["value"]))))
         return Reply.json(200, body, headers)
+
+    def _aggregate(self, call: Call, table: Table, fetch: ET.Element, entity: ET.Element) -> Reply:
+        where: list[str] = []
+        args: list[Any] = []
+        for flt in entity.findall("filter"):
+            sql, ps = self._filter(table, flt)
+            where.append(sql)
+            args.extend(ps)
+        ann = Annotations(call.prefer.get("odata.include-annotations", "").strip('"') or None)
+        rows = run_fetch_aggregate(
+            self.store,
+            table,
+            fetch,
+            entity,
+            (" AND ".join(where) or "1", args),
+            self._attr,
+            limit=self.aggregate_limit,
+            labels=ann.wants("OData.Community.Display.V1.FormattedValue"),
+        )
+        body = {"@odata.context": metadata_context(call.root, table.entity_set), "value": rows}
+        return Reply.json(200, body, [(ROWS_HEADER, str(len(rows)))])
 
     @staticmethod
     def _attr(table: Table, name: str) -> Attribute:

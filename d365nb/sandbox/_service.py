@@ -92,8 +92,16 @@ class Service:
         self.files = FileColumns(store)
         self.associations = Associations(store, self.reader, self.writer)
         self.fetchxml = FetchXml(store, max_page_size=max_page_size)
-        # AggregateQueryRecordLimit; the `aggregate_record_limit` knob sets it per request.
         self.aggregate_limit = AGGREGATE_LIMIT
+
+    @property
+    def aggregate_limit(self) -> int:
+        """AggregateQueryRecordLimit (`$apply`, FetchXML); the `aggregate_record_limit` knob."""
+        return self.fetchxml.aggregate_limit
+
+    @aggregate_limit.setter
+    def aggregate_limit(self, value: int) -> None:
+        self.fetchxml.aggregate_limit = value
 
     def handle(self, call: Call) -> Reply:
         """Answer one call; `ApiError` becomes the JSON error reply."""

@@ -115,3 +115,67 @@ def test_aggregate_record_limit(api: httpx.Client, sandbox: Sandbox) -> None:
         assert ok.status_code == 200 or ok.json()["error"]["code"] == "0x8004E023"
     r = api.get("opportunities", params={"$apply": "aggregate($count as n)"})
     assert r.status_code == 200
+
+
+def _fetch(api: httpx.Client, xml: str, **headers: str) -> httpx.Response:
+    return api.get("opportunities", params={"fetchXml": xml}, headers=headers)
+
+
+def test_fetchxml_aggregate_groupby_choice_and_date_parts(api: httpx.Client) -> None:
+    xml = (
+        "<fetch aggregate='true'><entity name='opportunity'>"
+        "<attribute name='estimatedvalue' alias='total' aggregate='sum'/>"
+        "<attribute name='estimatedvalue' alias='mean' aggregate='avg'/>"
+        "<attribute name='opportunityid' alias='n' aggregate='count'/>"
+        "<attribute name='actualclosedate' alias='closed' aggregate='countcolumn'/>"
+        "<attribute name='parentaccountid' alias='accounts' aggregate='countcolumn' "
+        "distinct='true'/>"
+        "<attribute name='statuscode' alias='status' groupby='true'/>"
+        "<attribute name='createdon' alias='year' groupby='true' dategrouping='year'/>"
+        "<attribute name='createdon' alias='month' groupby='true' dategrouping='month'/>"
+        "<order alias='status'/></entity></fetch>"
+    )
+    r = _fetch(api, xml, Prefer=ANN)
+    assert r.status_code == 200, r.text
+    rows = r.json()["value"]
+    assert all("status@OData.Community.Display.V1.FormattedValue" in row for row in rows)
+    got = pd.DataFrame(rows).set_index(["status", "year", "month"]).sort_index()
+    df = _all(
+        api,
+        "opportunities",
+        "estimatedvalue,statuscode,createdon,actualclosedate,_parentaccountid_value",
+    )
+    when = pd.to_datetime(df["createdon"], utc=True)
+    want = (
+        df.assign(
+            status=df["statuscode"],
+            year=when.dt.year.astype("int64"),
+            month=when.dt.month.astype("int64"),
+        )
+        .groupby(["status", "year", "month"])
+        .agg(
+            total=("estimatedvalue", "sum"),
+            mean=("estimatedvalue", "mean"),
+            n=("opportunityid", "size"),
+            closed=("actualclosedate", "count"),
+            accounts=("_parentaccountid_value", "nunique"),
+        )
+    )
+    pd.testing.assert_frame_equal(
+        got[list(want.columns)], want, check_dtype=False, check_names=False
+    )
+
+
+def test_fetchxml_aggregate_limits(api: httpx.Client, sandbox: Sandbox) -> None:
+    xml = (
+        "<fetch aggregate='true' aggregatelimit='{limit}'><entity name='opportunity'>"
+        "<attribute name='opportunityid' alias='n' aggregate='count'/></entity></fetch>"
+    )
+    assert _fetch(api, xml.format(limit=100000)).json()["value"][0]["n"] > 5
+    r = _fetch(api, xml.format(limit=5))
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "0x8004E023"
+    with sandbox.knobs(aggregate_record_limit=5):
+        assert _fetch(api, xml.format(limit=100000)).status_code == 400
+    missing_alias = xml.replace(" alias='n'", "")
+    assert _fetch(api, missing_alias.format(limit=10)).status_code == 400
