@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from xml.sax.saxutils import quoteattr
 
 import pandas as pd
 
@@ -21,9 +22,11 @@ from ._metadata import Attribute, Table
 from ._odata import and_filter, check_name
 
 __all__ = [
+    "DATE_PARTS",
     "FUNCTIONS",
     "LIMIT_CODE",
     "AggregatePlan",
+    "Group",
     "Measure",
     "Request",
     "apply_text",
@@ -31,6 +34,9 @@ __all__ = [
 ]
 
 FUNCTIONS = ("count", "max", "mean", "min", "nunique", "sum")
+# FetchXML dategrouping values d365nb groups by; "day" is the day of the month (1-31).
+DATE_PARTS = ("year", "quarter", "month", "week", "day")
+_FETCH = {"sum": "sum", "average": "avg", "min": "min", "max": "max"}
 # AggregateQueryRecordLimit exceeded (-2147164125), [MS] WA/query/aggregate-data.
 LIMIT_CODE = "0x8004e023"
 _METHODS = {"sum": "sum", "mean": "average", "min": "min", "max": "max", "nunique": "countdistinct"}
@@ -46,6 +52,20 @@ class Measure:
     func: str
 
 
+@dataclass(frozen=True)
+class Group:
+    """One `by` item: a column, or a date column's `part` (FetchXML `dategrouping`)."""
+
+    attribute: Attribute
+    part: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The output column (index level): `statuscode`, `createdon_year`."""
+        name = self.attribute.logical_name
+        return f"{name}_{self.part}" if self.part else name
+
+
 @dataclass
 class Request:
     """One `$apply` request: aggregate items over the rows where `nonnull` is not null."""
@@ -58,6 +78,42 @@ class Request:
         if self.nonnull is not None:
             filter = and_filter(filter, f"{self.nonnull} ne null")  # noqa: A001
         return apply_text(groups, self.items, filter)
+
+    def fetchxml(
+        self, table: Table, groups: Sequence[tuple[str, Group]], low: str | None, high: str | None
+    ) -> str:
+        """The same request as aggregate FetchXML (`low <= createdon < high` when given)."""
+        attrs: list[str] = []
+        for alias, g in groups:
+            date = f" dategrouping={quoteattr(g.part)}" if g.part else ""
+            attrs.append(
+                f"<attribute name={quoteattr(g.attribute.logical_name)} alias={quoteattr(alias)}"
+                f" groupby='true'{date}/>"
+            )
+        for alias, prop, method in self.items:
+            if method == "$count" and self.nonnull is None:
+                name, func = table.primary_id, "aggregate='count'"
+            elif method == "$count":
+                name, func = table.resolve_column(prop).logical_name, "aggregate='countcolumn'"
+            elif method == "countdistinct":
+                name = table.resolve_column(prop).logical_name
+                func = "aggregate='countcolumn' distinct='true'"
+            else:
+                name = table.resolve_column(prop).logical_name
+                func = f"aggregate='{_FETCH[method]}'"
+            attrs.append(f"<attribute name={quoteattr(name)} alias={quoteattr(alias)} {func}/>")
+        if low is not None and high is not None:
+            upper = "lt" if high.startswith("<") else "le"
+            attrs.append(
+                "<filter><condition attribute='createdon' operator='ge' "
+                f"value={quoteattr(low)}/><condition attribute='createdon' "
+                f"operator='{upper}' value={quoteattr(high.lstrip('<'))}/></filter>"
+            )
+        return (
+            f"<fetch aggregate='true'><entity name={quoteattr(table.logical_name)}>"
+            + "".join(attrs)
+            + "</entity></fetch>"
+        )
 
 
 def apply_text(
@@ -93,16 +149,23 @@ class AggregatePlan:
     """The requests for one `aggregate()` call, and how to turn their rows into a frame."""
 
     table: Table
-    by: list[Attribute]
+    by: list[Group]
     measures: list[Measure]
     split: bool = False
     requests: list[Request] = field(default_factory=list)
     roles: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # name → (role, alias)
 
     @property
+    def fetch(self) -> bool:
+        """True when a date part is grouped: `$apply` cannot, FetchXML aggregate can."""
+        return any(g.part for g in self.by)
+
+    @property
     def groups(self) -> list[str]:
-        """The grouped properties, in `by` order."""
-        return [a.property_name for a in self.by]
+        """The keys of the grouped values in result rows, in `by` order."""
+        if self.fetch:
+            return [f"g{i}" for i in range(len(self.by))]
+        return [g.attribute.property_name for g in self.by]
 
     @property
     def needs_rows(self) -> bool:
@@ -152,13 +215,20 @@ class AggregatePlan:
     def frame(self, merged: Mapping[tuple[Any, ...], Mapping[str, Any]]) -> pd.DataFrame:
         """The typed result: one row per group (index: the `by` columns), one column per measure."""
         keys = list(merged)
-        names = [a.logical_name for a in self.by]
-        if self.by:
-            rows = [dict(zip(self.groups, key, strict=True)) for key in keys]
-            groups = frame_from_pages([rows], table=self.table, select=self.groups, etag=False)
-            out = groups[names].copy() if len(rows) else pd.DataFrame(columns=names)
-        else:
-            out = pd.DataFrame(index=range(len(keys)))
+        names = [g.name for g in self.by]
+        out = pd.DataFrame(index=range(len(keys)))
+        plain = {i: g for i, g in enumerate(self.by) if not g.part}
+        if plain and keys:
+            props = [g.attribute.property_name for g in plain.values()]
+            rows = [{p: key[i] for p, i in zip(props, plain, strict=True)} for key in keys]
+            typed = frame_from_pages([rows], table=self.table, select=props, etag=False)
+        for i, g in enumerate(self.by):
+            if g.part:
+                out[g.name] = pd.array([key[i] for key in keys], dtype="Int64")
+            elif keys:
+                out[g.name] = typed[g.name].array
+            else:
+                out[g.name] = pd.Series(dtype="object")
         for m in self.measures:
             values = [_finish(m.func, dict(self.roles[m.name]), merged[k]) for k in keys]
             out[m.name] = _series(m, values)
@@ -204,17 +274,21 @@ def _series(m: Measure, values: list[Any]) -> pd.Series:
 
 def plan_aggregate(
     table: Table,
-    by: str | Sequence[str] | None,
+    by: str | tuple[str, str] | Sequence[str | tuple[str, str]] | None,
     named: Mapping[str, tuple[str, str]],
+    *,
+    filter: str | None = None,  # noqa: A002
 ) -> AggregatePlan:
     """Check `by` and the named aggregations against the table's columns.
 
     **Parameters:**
 
     * **table** - the table, with its columns.
-    * **by** - a column or columns to group by (choices, lookups, numbers, text; dates
-      cannot be grouped by `$apply`).
+    * **by** - a column or columns to group by (choices, lookups, numbers, text), or a
+      date column's part: `("createdon", "month")` (one of `DATE_PARTS`; via FetchXML,
+      as `$apply` cannot group dates).
     * **named** - `name=(column, func)` with func one of `FUNCTIONS`.
+    * **filter** - the OData filter (not with date parts yet).
     """
     if not named:
         raise ConfigError(
@@ -223,24 +297,30 @@ def plan_aggregate(
             hint='e.g. conn.aggregate("opportunities", by="statuscode", '
             'total=("estimatedvalue", "sum"))',
         )
-    columns = [by] if isinstance(by, str) else list(by or [])
-    attrs: list[Attribute] = []
+    single = isinstance(by, tuple) and len(by) == 2 and by[1] in DATE_PARTS
+    columns: list[Any] = [by] if isinstance(by, str) or single else list(by or [])
+    groups: list[Group] = []
     for item in columns:
+        part = None
+        if isinstance(item, tuple) and len(item) == 2 and item[1] in DATE_PARTS:
+            item, part = item
         if not isinstance(item, str):
             raise ConfigError(
                 f"aggregate() cannot group by {item!r}.",
                 field="by",
-                hint="Group by column names; date parts (year/month/day) are not supported "
-                "by $apply yet.",
+                hint="Group by column names, or a date column's part: "
+                f"(column, part) with part one of {', '.join(DATE_PARTS)}.",
             )
         attr = table.resolve_column(item)
-        if attr.attribute_type == "DateTime":
+        if (attr.attribute_type == "DateTime") != (part is not None):
             raise ConfigError(
-                f"aggregate() cannot group by the date column {item!r}.",
+                f"aggregate() cannot group by {item!r}"
+                + (f" with {part!r}." if part else " itself: it is a date column."),
                 field="by",
-                hint="Dataverse's $apply does not group by dates; filter by date ranges instead.",
+                hint='Group a date column by a part, e.g. by=("createdon", "month"); '
+                "only date columns have parts.",
             )
-        attrs.append(attr)
+        groups.append(Group(attr, part))
     measures: list[Measure] = []
     for name, spec in named.items():
         if not (isinstance(spec, tuple) and len(spec) == 2 and spec[1] in FUNCTIONS):
@@ -257,7 +337,14 @@ def plan_aggregate(
                 hint="sum and mean work on Integer, BigInt, Decimal, Double and Money columns.",
             )
         measures.append(Measure(check_name(name), attr, spec[1]))
-    return AggregatePlan(table, attrs, measures).build(split=False)
+    plan = AggregatePlan(table, groups, measures)
+    if plan.fetch and filter is not None:
+        raise ConfigError(
+            "aggregate() cannot combine an OData filter with date-part grouping yet.",
+            field="filter",
+            hint="Date parts are grouped by FetchXML; drop the filter or group by columns.",
+        )
+    return plan.build(split=False)
 
 
 _NUMERIC = ("Integer", "BigInt", "Decimal", "Double", "Money")

@@ -35,14 +35,27 @@ def _limited(exc: ODataError) -> bool:
     return (exc.code or "").lower() == LIMIT_CODE
 
 
-async def _run(conn: Connection, table: Table, plan: AggregatePlan, flt: str | None) -> _Answers:
+_Span = tuple[dt.datetime, dt.datetime, bool]  # low, high, high included
+
+
+async def _run(
+    conn: Connection, table: Table, plan: AggregatePlan, flt: str | None, span: _Span | None
+) -> _Answers:
+    """Every request of the plan over the rows of `flt` (and `span` of `createdon`)."""
+    low = high = None
+    if span is not None:
+        low = literal(span[0])
+        high = literal(span[1]) if span[2] else "<" + literal(span[1])
+        upper = "le" if span[2] else "lt"
+        flt = and_filter(flt, f"{_DATE} ge {low} and {_DATE} {upper} {literal(span[1])}")
+    groups = list(zip(plan.groups, plan.by, strict=True))
     answers: _Answers = []
     for request in plan.requests:
-        response = await conn.arequest(
-            "GET",
-            table.entity_set_name,
-            params={"$apply": request.text(plan.groups, flt)},
-        )
+        if plan.fetch:
+            params = {"fetchXml": request.fetchxml(table, groups, low, high)}
+        else:
+            params = {"$apply": request.text(plan.groups, flt)}
+        response = await conn.arequest("GET", table.entity_set_name, params=params)
         answers.append(response.json()["value"])
     return answers
 
@@ -67,10 +80,8 @@ async def _ranges(
 ) -> list[_Answers]:
     """The answers for rows with `low <= createdon < high` (`<= high` when `last`)."""
     if not known_too_big:
-        upper = "le" if last else "lt"
-        part = f"{_DATE} ge {literal(low)} and {_DATE} {upper} {literal(high)}"
         try:
-            return [await _run(conn, table, plan, and_filter(flt, part))]
+            return [await _run(conn, table, plan, flt, (low, high, last))]
         except ODataError as exc:
             if not _limited(exc):
                 raise
@@ -97,9 +108,15 @@ async def _from_rows(
     flt: str | None,
 ) -> pd.DataFrame:
     """Read the columns and let pandas aggregate them (for `nunique` past the limit)."""
-    names = [a.logical_name for a in plan.by]
-    columns = list(dict.fromkeys(names + [m.attribute.logical_name for m in plan.measures]))
+    names = [g.name for g in plan.by]
+    sources = [g.attribute.logical_name for g in plan.by]
+    columns = list(dict.fromkeys(sources + [m.attribute.logical_name for m in plan.measures]))
     frame = await conn.aread(table.entity_set_name, select=columns, filter=flt, progress=False)
+    for g in plan.by:
+        if g.part:
+            when = frame[g.attribute.logical_name].dt
+            part = when.isocalendar().week if g.part == "week" else getattr(when, g.part)
+            frame[g.name] = part.astype("Int64")
     spec = {m.name: (m.attribute.logical_name, m.func) for m in plan.measures}
     result: pd.DataFrame
     if names:
@@ -112,15 +129,15 @@ async def _from_rows(
 async def aggregate_frame(
     conn: Connection,
     table: Table,
-    by: str | Sequence[str] | None,
+    by: str | tuple[str, str] | Sequence[str | tuple[str, str]] | None,
     *,
     filter: str | None,  # noqa: A002
     named: Mapping[str, tuple[str, str]],
 ) -> pd.DataFrame:
     """`conn.aggregate()`: plan, run (in `createdon` ranges past the limit), combine."""
-    plan = plan_aggregate(table, by, named)
+    plan = plan_aggregate(table, by, named, filter=filter)
     try:
-        return plan.frame(plan.combine([await _run(conn, table, plan, filter)]))
+        return plan.frame(plan.combine([await _run(conn, table, plan, filter, None)]))
     except ODataError as exc:
         if not _limited(exc):
             raise

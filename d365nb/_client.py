@@ -330,7 +330,7 @@ class Connection(Session):
     async def aaggregate(
         self,
         table: str,
-        by: str | Sequence[str] | None = None,
+        by: str | tuple[str, str] | Sequence[str | tuple[str, str]] | None = None,
         *,
         filter: str | None = None,  # noqa: A002 - the OData name users know
         **named: tuple[str, str],
@@ -349,9 +349,12 @@ class Connection(Session):
 
         * **table** - logical name or entity set.
         * **by** - a column or list of columns to group by: choices (labels as categories,
-          like `read()`), lookups (GUIDs), numbers, text, yes/no.  Groups with no value
-          are kept (index NaN).  None: one row over every matching row.
-        * **filter** - an OData filter applied first (`d365nb.where(...)`).
+          like `read()`), lookups (GUIDs), numbers, text, yes/no; or a date column's
+          part, `("createdon", "year")` with part `year`, `quarter`, `month`, `week` or
+          `day` (of the month), as an `Int64` level named `createdon_year`.  Groups with no
+          value are kept (index NaN).  None: one row over every matching row.
+        * **filter** - an OData filter applied first (`d365nb.where(...)`); not yet with
+          date parts (those are grouped by FetchXML aggregate, `$apply` cannot).
         * **named** - `name=(column, func)`, func one of `sum`, `mean`, `min`, `max`,
           `count` (non-null values) and `nunique`.
 

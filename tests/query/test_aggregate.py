@@ -105,10 +105,53 @@ def test_nunique_past_the_limit_reads_the_column_and_warns(
     _check(got, _expected(df, "statuscode", named))
 
 
+def _parts(df: pd.DataFrame, by: list[str | tuple[str, str]]) -> tuple[pd.DataFrame, list[str]]:
+    """`df` with a `createdon_year`-style column per date part, and the group names."""
+    names: list[str] = []
+    for item in by:
+        if isinstance(item, tuple):
+            column, part = item
+            df = df.assign(**{f"{column}_{part}": getattr(df[column].dt, part).astype("Int64")})
+            names.append(f"{column}_{part}")
+        else:
+            names.append(item)
+    return df, names
+
+
+@pytest.mark.parametrize(
+    "by",
+    [
+        [("createdon", "year")],
+        [("createdon", "year"), ("createdon", "month")],
+        ["statuscode", ("createdon", "quarter")],
+        [("createdon", "day")],
+    ],
+)
+def test_date_parts_equal_pandas(conn: Connection, by: list[str | tuple[str, str]]) -> None:
+    df, names = _parts(conn.read("opportunities", progress=False), by)
+    named = _named("estimatedvalue") | {"n": ("opportunityid", "count")}
+    got = conn.aggregate("opportunities", by=by, **named)
+    assert list(got.index.names) == names
+    _check(got, _expected(df, names if len(names) > 1 else names[0], named))
+
+
+def test_date_parts_past_the_limit(conn: Connection, sandbox: Sandbox) -> None:
+    by: list[str | tuple[str, str]] = [("createdon", "month"), "statecode"]
+    df, names = _parts(conn.read("opportunities", progress=False), by)
+    named = {k: v for k, v in _named("closeprobability").items() if v[1] != "nunique"}
+    with sandbox.knobs(aggregate_record_limit=4):
+        got = conn.aggregate("opportunities", by=by, **named)
+        single = conn.aggregate("opportunities", by=("createdon", "year"), **named)
+    _check(got, _expected(df, names, named))
+    df, names = _parts(df, [("createdon", "year")])
+    _check(single, _expected(df, names[0], named))
+
+
 @pytest.mark.parametrize(
     ("by", "named"),
     [
         ("createdon", {"n": ("opportunityid", "count")}),
+        (("statuscode", "year"), {"n": ("opportunityid", "count")}),
         ("statuscode", {}),
         ("statuscode", {"n": ("opportunityid", "median")}),
         ("statuscode", {"n": ("name", "sum")}),
