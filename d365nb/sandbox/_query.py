@@ -9,7 +9,8 @@ GUIDs come bare or quoted (with or without braces); lookups are filtered through
 `_x_value`, and `nav/column` walks a single-valued navigation property.
 Dataverse query functions the grammar cannot read (`Microsoft.Dynamics.CRM.In(...)` with
 JSON arrays) are cut out first and put back as placeholders; In, NotIn, Between and
-NotBetween are supported, the others answer 400.
+NotBetween are supported, and the date and hierarchy functions of `_functions`; the
+others answer 400.
 
 Paging is keyset-based: the `$skiptoken` cookie carries the last row's sort values and
 primary key, and the next page is `WHERE (sort values) > (last values)`, so reading page N
@@ -23,6 +24,7 @@ import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -31,6 +33,7 @@ from odata_query.grammar import ODataLexer, ODataParser
 
 from ._boolean import Group, Leaf, TooDeep, join, normalize
 from ._errors import ApiError, no_property, syntax_error
+from ._functions import DATE_FUNCTIONS, HIERARCHY_FUNCTIONS, date_function, hierarchy_function
 from ._schema import Attribute, NavProperty, Table, nav_properties, table_by_logical
 
 __all__ = [
@@ -207,7 +210,7 @@ def _int_option(name: str, value: str) -> int:
 # -- $filter
 
 
-_QUERY_FUNCTION = re.compile(r"Microsoft\.Dynamics\.CRM\.([A-Za-z]+)\(")
+_QUERY_FUNCTION = re.compile(r"Microsoft\.Dynamics\.CRM\.([A-Za-z0-9]+)\(")
 _PLACEHOLDER = re.compile(r"^_d365fn(\d+)_$")
 
 
@@ -332,7 +335,20 @@ class _Filter:
         self.functions = functions
 
     def query_function(self, name: str, args: dict[str, Any]) -> str:
-        """Dataverse query functions: In, NotIn, Between, NotBetween."""
+        """Dataverse query functions: In, NotIn, Between, NotBetween, dates, hierarchies."""
+        if name in HIERARCHY_FUNCTIONS:
+            sql, ps = hierarchy_function(name, self.table, args, self.alias)
+            self.params.extend(ps)
+            return sql
+        if name in DATE_FUNCTIONS:
+            prop = str(args.get("PropertyName", ""))
+            attr = self.table.by_column(prop)
+            if attr is None:
+                raise no_property(prop, self.table.logical)
+            now = datetime.now(timezone.utc)
+            sql, ps = date_function(name, attr, f'{self.alias}."{attr.column}"', args, now)
+            self.params.extend(ps)
+            return sql
         if name not in ("In", "NotIn", "Between", "NotBetween"):
             raise ApiError(
                 400,
