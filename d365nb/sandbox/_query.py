@@ -333,6 +333,7 @@ class _Filter:
         self.alias = alias
         self.params = params
         self.functions = functions
+        self.variable: str | None = None  # a lambda's range variable (`a` in any(a: ...))
 
     def query_function(self, name: str, args: dict[str, Any]) -> str:
         """Dataverse query functions: In, NotIn, Between, NotBetween, dates, hierarchies."""
@@ -379,7 +380,32 @@ class _Filter:
             return f"(NOT {sql})" if shape.negated else sql
         return join(shape.op, [self.compile(item) for item in shape.items])
 
+    def lambda_(self, node: ast.CollectionLambda) -> str:
+        """`navs/any(a: a/x eq 1)`, `navs/all(...)` on a one-to-many property → EXISTS."""
+        owner = node.owner
+        nav = nav_properties(self.table).get(getattr(owner, "name", ""))
+        if not isinstance(owner, ast.Identifier) or nav is None or not nav.collection:
+            raise syntax_error(f"'{_describe(owner)}' is not a collection-valued property.")
+        target = table_by_logical(nav.target)
+        assert target is not None
+        inner = f"{self.alias}_{len(self.alias)}"
+        link = (
+            f'{inner}."_{nav.relationship.attribute}_value" = '
+            f'{self.alias}."{self.table.primary_id}"'
+        )
+        cond = "1"
+        if node.lambda_ is not None:
+            sub = _Filter(target, inner, self.params, self.functions)
+            sub.variable = node.lambda_.identifier.name
+            cond = sub.compile(normalize(node.lambda_.expression, max_depth=_MAX_FILTER_DEPTH))
+        source = f'SELECT 1 FROM "{target.entity_set}" {inner} WHERE {link}'
+        if isinstance(node.operator, ast.All):
+            return f"(NOT EXISTS ({source} AND NOT COALESCE({cond}, 0)))"
+        return f"(EXISTS ({source} AND {cond}))"
+
     def visit(self, node: Any) -> str:
+        if isinstance(node, ast.CollectionLambda):
+            return self.lambda_(node)
         if isinstance(node, ast.Compare):
             return self.compare(node)
         if isinstance(node, ast.Call):
@@ -400,6 +426,12 @@ class _Filter:
             if attr is None:
                 raise no_property(node.name, self.table.logical)
             return f'{self.alias}."{attr.column}"', attr
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.owner, ast.Identifier)
+            and node.owner.name == self.variable
+        ):
+            return self.operand(ast.Identifier(node.attr))
         if isinstance(node, ast.Attribute) and isinstance(node.owner, ast.Identifier):
             nav = nav_properties(self.table).get(node.owner.name)
             if nav is None or nav.collection:

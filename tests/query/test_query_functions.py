@@ -131,3 +131,24 @@ def test_raw_filter_text_and_unsupported_functions(conn: Connection) -> None:
         )
     with pytest.raises(d365nb.ConfigError):
         d365nb.where(createdon__thisyear=5)
+
+
+def test_lambda_any_and_all_equal_pandas(conn: Connection, accounts: pd.DataFrame) -> None:
+    opps = conn.read("opportunities", select=["parentaccountid", "estimatedvalue"], progress=False)
+    limit = float(opps["estimatedvalue"].median())
+    big = opps["estimatedvalue"] > limit
+    with_opps = set(opps["parentaccountid"].dropna())
+    anyone = set(opps.loc[big, "parentaccountid"].dropna())
+    not_all = set(opps.loc[~big, "parentaccountid"].dropna())  # null values fail gt too
+    everyone = set(accounts["accountid"].astype(str)) - not_all
+    nav = "opportunity_parent_account"
+    cases = {
+        f"{nav}/any(o: o/estimatedvalue gt {limit})": anyone,
+        f"{nav}/all(o: o/estimatedvalue gt {limit})": everyone,
+        f"{nav}/any()": with_opps,
+        f"not {nav}/any()": set(accounts["accountid"].astype(str)) - with_opps,
+    }
+    for text, want in cases.items():
+        got = conn.read("accounts", select=["accountid"], filter=text, progress=False)
+        assert set(got["accountid"].astype(str)) == want, text
+    assert anyone and want
