@@ -10,7 +10,9 @@ GUIDs come bare or quoted (with or without braces); lookups are filtered through
 Dataverse query functions the grammar cannot read (`Microsoft.Dynamics.CRM.In(...)` with
 JSON arrays) are cut out first and put back as placeholders; In, NotIn, Between and
 NotBetween are supported, and the date and hierarchy functions of `_functions`; the
-others answer 400.
+others answer 400.  Lambda `any`/`all` on one-to-many navigation properties become
+`EXISTS` subqueries; parameter aliases (`@p1`, given as `&@p1=value`) are substituted
+before parsing.
 
 Paging is keyset-based: the `$skiptoken` cookie carries the last row's sort values and
 primary key, and the next page is `WHERE (sort values) > (last values)`, so reading page N
@@ -46,6 +48,7 @@ __all__ = [
     "parse_filter",
     "parse_orderby",
     "parse_select",
+    "resolve_aliases",
     "skiptoken_param",
     "sql_value",
 ]
@@ -290,6 +293,23 @@ def _extract_functions(text: str) -> tuple[str, list[tuple[str, dict[str, Any]]]
         pos = end + 1
     pieces.append(text[pos:])
     return "".join(pieces), found
+
+
+_ALIAS = re.compile(r"'(?:[^']|'')*'|@([A-Za-z_]\w*)")
+
+
+def resolve_aliases(text: str, params: dict[str, str]) -> str:
+    """`name eq @p1` with `@p1='x'` in the query string → `name eq 'x'` (quoted text kept)."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) is None:
+            return m.group(0)
+        value = params.get(f"@{m.group(1)}")
+        if value is None:
+            raise syntax_error(f"The parameter alias '@{m.group(1)}' has no value.")
+        return value
+
+    return _ALIAS.sub(sub, text)
 
 
 def parse_filter(table: Table, text: str, *, alias: str = "t") -> tuple[str, list[Any]]:
