@@ -232,7 +232,10 @@ class AggregatePlan:
         for m in self.measures:
             values = [_finish(m.func, dict(self.roles[m.name]), merged[k]) for k in keys]
             out[m.name] = _series(m, values)
-        result: pd.DataFrame = out.set_index(names).sort_index() if self.by else out
+        if self.by:  # pandas' order: by value, missing last (sort_index keeps NaN first
+            # when the codes already ascend, as the service's null group comes first)
+            out = out.sort_values(names, na_position="last", kind="stable").set_index(names)
+        result: pd.DataFrame = out
         return result
 
 

@@ -163,3 +163,12 @@ def test_bad_requests_raise_config_error(
 ) -> None:
     with pytest.raises(d365nb.ConfigError):
         conn.aggregate("opportunities", by=by, **named)
+
+
+def test_groups_in_pandas_order_with_the_missing_group_last(conn: Connection) -> None:
+    df = conn.read("accounts", select=["industrycode", "revenue"], progress=False)
+    assert df["industrycode"].isna().any()
+    named = {"total": ("revenue", "sum"), "n": ("accountid", "count")}
+    got = conn.aggregate("accounts", by="industrycode", **named)
+    want = df.groupby("industrycode", dropna=False, observed=True, sort=True).agg(**named)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
