@@ -41,6 +41,7 @@ from decimal import Decimal
 from typing import Any
 
 from ._exceptions import ConfigError
+from ._functions import QUERY_FUNCTIONS, query_function
 
 __all__ = [
     "F",
@@ -233,11 +234,13 @@ def _condition(key: str, value: Any) -> str:
                 f"{key}= needs True or False.", field="filter", hint=f"Write {key}=True."
             )
         return f"{name} {'eq' if value else 'ne'} null"
+    if op in QUERY_FUNCTIONS:  # Microsoft.Dynamics.CRM.LastXDays, ThisYear, Under...
+        return query_function(op, name, value)
     raise ConfigError(
         f"Unknown filter operator {op!r} in {key!r}.",
         field="filter",
         hint="Use one of __eq __ne __gt __ge __lt __le __contains __startswith __endswith "
-        "__in __isnull, or F('...') for other expressions.",
+        "__in __isnull, a query function (__lastxdays __thisyear __under ...), or F('...').",
     )
 
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from ._apply import AGGREGATE_LIMIT
 from ._errors import ApiError
 from ._exchange import Call, Reply
+from ._fetch_aggregate import run_fetch_aggregate
 from ._limits import ROWS_HEADER
+from ._links import Join, plan_links
 from ._query import cookie_values, keyset_where, make_cookie, sql_value
 from ._reads import COUNT_CAP, metadata_context
 from ._rows import Annotations, RowPlan
@@ -57,6 +60,7 @@ class FetchXml:
     def __init__(self, store: Store, *, max_page_size: int) -> None:
         self.store = store
         self.max_page_size = max_page_size
+        self.aggregate_limit = AGGREGATE_LIMIT
 
     def run(self, call: Call, table: Table) -> Reply:
         try:
@@ -71,12 +75,12 @@ class FetchXml:
                 f"The entity name '{entity.get('name')}' does not match the entity set "
                 f"'{table.entity_set}'."
             )
-        if entity.find("link-entity") is not None or fetch.get("aggregate") == "true":
-            # Refused rather than ignored, so no query silently returns the wrong rows.
-            raise _bad(
-                "The sandbox supports FetchXML on one table: link-entity and aggregate "
-                "queries are not supported."
-            )
+        if fetch.get("aggregate") == "true":
+            if entity.find("link-entity") is not None:
+                # Refused rather than ignored, so no query silently returns the wrong rows.
+                raise _bad("The sandbox does not support link-entity in aggregate queries.")
+            return self._aggregate(call, table, fetch, entity)
+        join = plan_links(table, entity, lambda t, f, a: self._filter(t, f, alias=a))
         select: list[Attribute] | None = []
         assert select is not None
         if entity.find("all-attributes") is not None or entity.find("attribute") is None:
@@ -93,7 +97,10 @@ class FetchXml:
         where: list[str] = []
         args: list[Any] = []
         for flt in entity.findall("filter"):
-            sql, ps = self._filter(table, flt)
+            sql, ps = self._filter(table, flt, join=join)
+            where.append(sql)
+            args.extend(ps)
+        for sql, ps in join.where:
             where.append(sql)
             args.extend(ps)
         ann = Annotations(call.prefer.get("odata.include-annotations", "").strip('"') or None)
@@ -121,15 +128,16 @@ class FetchXml:
             else:
                 offset = (page - 1) * count
         key_start = len(plan.columns)
-        cols = plan.columns + [f't."{c}"' for c, _ in order]
+        cols = plan.columns + [f't."{c}"' for c, _ in order] + join.select
+        link_start = len(plan.columns) + len(order)
         sql = (
-            f'SELECT {", ".join(cols)} FROM "{table.entity_set}" t'
+            f'SELECT {", ".join(cols)} FROM "{table.entity_set}" t{join.sql}'
             + (f" WHERE {' AND '.join(where)}" if where else "")
             + " ORDER BY "
             + ", ".join(f't."{c}"{" DESC" if d else ""}' for c, d in order)
             + f" LIMIT {limit + 1} OFFSET {offset}"
         )
-        rows = self.store.query(sql, args)
+        rows = self.store.query(sql, join.args + args)
         more = len(rows) > limit and top is None
         rows = rows[:limit]
         body: dict[str, Any] = {
@@ -142,9 +150,9 @@ class FetchXml:
         if fetch.get("returntotalrecordcount") == "true":
             cond = " AND ".join(base_where) or "1"
             total = self.store.query(
-                f'SELECT COUNT(*) FROM (SELECT 1 FROM "{table.entity_set}" t WHERE {cond} '
-                f"LIMIT {COUNT_CAP + 1})",
-                base_args,
+                f'SELECT COUNT(*) FROM (SELECT 1 FROM "{table.entity_set}" t{join.sql} '
+                f"WHERE {cond} LIMIT {COUNT_CAP + 1})",
+                join.args + base_args,
             )[0][0]
             body["@Microsoft.Dynamics.CRM.totalrecordcount"] = min(int(total), COUNT_CAP)
             body["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] = total > COUNT_CAP
@@ -157,16 +165,45 @@ class FetchXml:
                 body[f"@{_COOKIE}"] = make_cookie(
                     page,
                     guid_cols,
-                    list(rows[0][key_start:]),
-                    list(rows[-1][key_start:]),
+                    list(rows[0][key_start:link_start]),
+                    list(rows[-1][key_start:link_start]),
                     encodings=2,
                 )
             if ann.wants(_MORE):
                 body[f"@{_MORE}"] = True
-        body["value"] = [plan.emit(r) for r in rows]
+        body["value"] = [self._emit(plan, join, r, link_start, ann) for r in rows]
         headers = [("Preference-Applied", f'odata.include-annotations="{ann.spec}"')] if ann else []
         headers.append((ROWS_HEADER, str(len(body["value"]))))
         return Reply.json(200, body, headers)
+
+    def _aggregate(self, call: Call, table: Table, fetch: ET.Element, entity: ET.Element) -> Reply:
+        where: list[str] = []
+        args: list[Any] = []
+        for flt in entity.findall("filter"):
+            sql, ps = self._filter(table, flt)
+            where.append(sql)
+            args.extend(ps)
+        ann = Annotations(call.prefer.get("odata.include-annotations", "").strip('"') or None)
+        rows = run_fetch_aggregate(
+            self.store,
+            table,
+            fetch,
+            entity,
+            (" AND ".join(where) or "1", args),
+            self._attr,
+            limit=self.aggregate_limit,
+            labels=ann.wants("OData.Community.Display.V1.FormattedValue"),
+        )
+        body = {"@odata.context": metadata_context(call.root, table.entity_set), "value": rows}
+        return Reply.json(200, body, [(ROWS_HEADER, str(len(rows)))])
+
+    @staticmethod
+    def _emit(plan: RowPlan, join: Join, row: Any, start: int, ann: Annotations) -> dict[str, Any]:
+        out: dict[str, Any] = plan.emit(row)
+        if join.links:
+            labels = ann.wants("OData.Community.Display.V1.FormattedValue")
+            join.emit(tuple(row[start:]), out, labels=labels)
+        return out
 
     @staticmethod
     def _attr(table: Table, name: str) -> Attribute:
@@ -191,24 +228,30 @@ class FetchXml:
             return float(value)
         return value
 
-    def _filter(self, table: Table, flt: ET.Element) -> tuple[str, list[Any]]:
+    def _filter(
+        self, table: Table, flt: ET.Element, *, alias: str = "t", join: Join | None = None
+    ) -> tuple[str, list[Any]]:
         joiner = " OR " if flt.get("type", "and") == "or" else " AND "
         parts: list[str] = []
         args: list[Any] = []
         for child in flt:
             if child.tag == "filter":
-                sql, ps = self._filter(table, child)
+                sql, ps = self._filter(table, child, alias=alias, join=join)
             elif child.tag == "condition":
-                sql, ps = self._condition(table, child)
+                where_table, where_alias = table, alias
+                if child.get("entityname") and join is not None:
+                    link = join.by_alias(child.get("entityname", ""))
+                    where_table, where_alias = link.table, link.sql_alias
+                sql, ps = self._condition(where_table, child, where_alias)
             else:
                 continue
             parts.append(sql)
             args.extend(ps)
         return ("(" + joiner.join(parts) + ")" if parts else "1"), args
 
-    def _condition(self, table: Table, el: ET.Element) -> tuple[str, list[Any]]:
+    def _condition(self, table: Table, el: ET.Element, alias: str = "t") -> tuple[str, list[Any]]:
         attr = self._attr(table, el.get("attribute", ""))
-        col = f't."{attr.column}"'
+        col = f'{alias}."{attr.column}"'
         op = el.get("operator", "eq")
         value = el.get("value")
 

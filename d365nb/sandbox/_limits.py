@@ -65,6 +65,7 @@ The middleware multiplies it by `latency_per_row_ms`, then removes the header.
 
 KNOBS = frozenset(
     {
+        "aggregate_record_limit",
         "dop_hint",
         "fault_503_rate",
         "fault_drop_rate",
@@ -466,6 +467,7 @@ def _validate(options: SandboxOptions) -> None:
         ),
         ("max_concurrent_requests", options.max_concurrent_requests >= 1, "must be at least 1"),
         ("dop_hint", options.dop_hint >= 1, "must be at least 1"),
+        ("aggregate_record_limit", options.aggregate_record_limit >= 1, "must be at least 1"),
         (
             "retry_after_seconds",
             options.retry_after_seconds is None or options.retry_after_seconds >= 0,

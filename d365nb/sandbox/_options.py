@@ -54,6 +54,8 @@ class SandboxOptions:
     # Larger request bodies get 413.  [UNVERIFIED] 128 MiB, the size Dataverse is commonly
     # reported to refuse above; the service documents 413 but not the number.
     max_request_bytes: int = 128 * 1024 * 1024
+    # Source rows an aggregate ($apply, FetchXML aggregate) may cover (AggregateQueryRecordLimit)
+    aggregate_record_limit: int = 50_000
 
     # -- service protection limits (per user, per window); defaults are Dataverse's
     window_seconds: float = 300.0

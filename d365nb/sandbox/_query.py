@@ -9,7 +9,10 @@ GUIDs come bare or quoted (with or without braces); lookups are filtered through
 `_x_value`, and `nav/column` walks a single-valued navigation property.
 Dataverse query functions the grammar cannot read (`Microsoft.Dynamics.CRM.In(...)` with
 JSON arrays) are cut out first and put back as placeholders; In, NotIn, Between and
-NotBetween are supported, the others answer 400.
+NotBetween are supported, and the date and hierarchy functions of `_functions`; the
+others answer 400.  Lambda `any`/`all` on one-to-many navigation properties become
+`EXISTS` subqueries; parameter aliases (`@p1`, given as `&@p1=value`) are substituted
+before parsing.
 
 Paging is keyset-based: the `$skiptoken` cookie carries the last row's sort values and
 primary key, and the next page is `WHERE (sort values) > (last values)`, so reading page N
@@ -23,6 +26,7 @@ import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -31,6 +35,7 @@ from odata_query.grammar import ODataLexer, ODataParser
 
 from ._boolean import Group, Leaf, TooDeep, join, normalize
 from ._errors import ApiError, no_property, syntax_error
+from ._functions import DATE_FUNCTIONS, HIERARCHY_FUNCTIONS, date_function, hierarchy_function
 from ._schema import Attribute, NavProperty, Table, nav_properties, table_by_logical
 
 __all__ = [
@@ -43,6 +48,7 @@ __all__ = [
     "parse_filter",
     "parse_orderby",
     "parse_select",
+    "resolve_aliases",
     "skiptoken_param",
     "sql_value",
 ]
@@ -207,7 +213,7 @@ def _int_option(name: str, value: str) -> int:
 # -- $filter
 
 
-_QUERY_FUNCTION = re.compile(r"Microsoft\.Dynamics\.CRM\.([A-Za-z]+)\(")
+_QUERY_FUNCTION = re.compile(r"Microsoft\.Dynamics\.CRM\.([A-Za-z0-9]+)\(")
 _PLACEHOLDER = re.compile(r"^_d365fn(\d+)_$")
 
 
@@ -289,6 +295,23 @@ def _extract_functions(text: str) -> tuple[str, list[tuple[str, dict[str, Any]]]
     return "".join(pieces), found
 
 
+_ALIAS = re.compile(r"'(?:[^']|'')*'|@([A-Za-z_]\w*)")
+
+
+def resolve_aliases(text: str, params: dict[str, str]) -> str:
+    """`name eq @p1` with `@p1='x'` in the query string → `name eq 'x'` (quoted text kept)."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) is None:
+            return m.group(0)
+        value = params.get(f"@{m.group(1)}")
+        if value is None:
+            raise syntax_error(f"The parameter alias '@{m.group(1)}' has no value.")
+        return value
+
+    return _ALIAS.sub(sub, text)
+
+
 def parse_filter(table: Table, text: str, *, alias: str = "t") -> tuple[str, list[Any]]:
     """`$filter` text → (SQL boolean expression over `alias`, parameters)."""
     original = text
@@ -330,9 +353,23 @@ class _Filter:
         self.alias = alias
         self.params = params
         self.functions = functions
+        self.variable: str | None = None  # a lambda's range variable (`a` in any(a: ...))
 
     def query_function(self, name: str, args: dict[str, Any]) -> str:
-        """Dataverse query functions: In, NotIn, Between, NotBetween."""
+        """Dataverse query functions: In, NotIn, Between, NotBetween, dates, hierarchies."""
+        if name in HIERARCHY_FUNCTIONS:
+            sql, ps = hierarchy_function(name, self.table, args, self.alias)
+            self.params.extend(ps)
+            return sql
+        if name in DATE_FUNCTIONS:
+            prop = str(args.get("PropertyName", ""))
+            attr = self.table.by_column(prop)
+            if attr is None:
+                raise no_property(prop, self.table.logical)
+            now = datetime.now(timezone.utc)
+            sql, ps = date_function(name, attr, f'{self.alias}."{attr.column}"', args, now)
+            self.params.extend(ps)
+            return sql
         if name not in ("In", "NotIn", "Between", "NotBetween"):
             raise ApiError(
                 400,
@@ -363,7 +400,32 @@ class _Filter:
             return f"(NOT {sql})" if shape.negated else sql
         return join(shape.op, [self.compile(item) for item in shape.items])
 
+    def lambda_(self, node: ast.CollectionLambda) -> str:
+        """`navs/any(a: a/x eq 1)`, `navs/all(...)` on a one-to-many property → EXISTS."""
+        owner = node.owner
+        nav = nav_properties(self.table).get(getattr(owner, "name", ""))
+        if not isinstance(owner, ast.Identifier) or nav is None or not nav.collection:
+            raise syntax_error(f"'{_describe(owner)}' is not a collection-valued property.")
+        target = table_by_logical(nav.target)
+        assert target is not None
+        inner = f"{self.alias}_{len(self.alias)}"
+        link = (
+            f'{inner}."_{nav.relationship.attribute}_value" = '
+            f'{self.alias}."{self.table.primary_id}"'
+        )
+        cond = "1"
+        if node.lambda_ is not None:
+            sub = _Filter(target, inner, self.params, self.functions)
+            sub.variable = node.lambda_.identifier.name
+            cond = sub.compile(normalize(node.lambda_.expression, max_depth=_MAX_FILTER_DEPTH))
+        source = f'SELECT 1 FROM "{target.entity_set}" {inner} WHERE {link}'
+        if isinstance(node.operator, ast.All):
+            return f"(NOT EXISTS ({source} AND NOT COALESCE({cond}, 0)))"
+        return f"(EXISTS ({source} AND {cond}))"
+
     def visit(self, node: Any) -> str:
+        if isinstance(node, ast.CollectionLambda):
+            return self.lambda_(node)
         if isinstance(node, ast.Compare):
             return self.compare(node)
         if isinstance(node, ast.Call):
@@ -384,6 +446,12 @@ class _Filter:
             if attr is None:
                 raise no_property(node.name, self.table.logical)
             return f'{self.alias}."{attr.column}"', attr
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.owner, ast.Identifier)
+            and node.owner.name == self.variable
+        ):
+            return self.operand(ast.Identifier(node.attr))
         if isinstance(node, ast.Attribute) and isinstance(node.owner, ast.Identifier):
             nav = nav_properties(self.table).get(node.owner.name)
             if nav is None or nav.collection:

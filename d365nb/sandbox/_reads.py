@@ -19,6 +19,7 @@ from ._query import (
     parse_filter,
     parse_orderby,
     parse_select,
+    resolve_aliases,
     skiptoken_param,
 )
 from ._rows import Annotations, RowPlan
@@ -66,7 +67,7 @@ class Reader:
         if "$select" in params:
             q.select = parse_select(table, params["$select"])
         if "$filter" in params:
-            q.where.append(parse_filter(table, params["$filter"]))
+            q.where.append(parse_filter(table, resolve_aliases(params["$filter"], params)))
         if "$orderby" in params:
             q.orderby = parse_orderby(table, params["$orderby"])
         if "$expand" in params:

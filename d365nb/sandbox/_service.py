@@ -13,6 +13,7 @@ import json
 import sqlite3
 from typing import Any
 
+from ._apply import AGGREGATE_LIMIT, run_apply
 from ._associations import Associations
 from ._errors import ApiError, not_found, syntax_error
 from ._exchange import Call, Reply
@@ -22,6 +23,7 @@ from ._limits import ROWS_HEADER
 from ._metadata import Metadata, csdl
 from ._metadata_writes import MetadataWriter
 from ._reads import Reader, metadata_context
+from ._rows import Annotations
 from ._schema import Table, all_tables, nav_properties, table_by_logical, table_by_set
 from ._store import Store
 from ._writes import Writer, parse_key
@@ -90,6 +92,16 @@ class Service:
         self.files = FileColumns(store)
         self.associations = Associations(store, self.reader, self.writer)
         self.fetchxml = FetchXml(store, max_page_size=max_page_size)
+        self.aggregate_limit = AGGREGATE_LIMIT
+
+    @property
+    def aggregate_limit(self) -> int:
+        """AggregateQueryRecordLimit (`$apply`, FetchXML); the `aggregate_record_limit` knob."""
+        return self.fetchxml.aggregate_limit
+
+    @aggregate_limit.setter
+    def aggregate_limit(self, value: int) -> None:
+        self.fetchxml.aggregate_limit = value
 
     def handle(self, call: Call) -> Reply:
         """Answer one call; `ApiError` becomes the JSON error reply."""
@@ -281,12 +293,36 @@ class Service:
                 )
             if "fetchXml" in call.params:
                 reply = self.fetchxml.run(call, table)
+            elif "$apply" in call.params:
+                reply = self._apply(call, table)
             else:
                 reply = self.reader.collection(call, table)
             return reply
         if call.method == "POST":
             return self._create(call, table)
         raise _method_not_allowed(call)
+
+    def _apply(self, call: Call, table: Table) -> Reply:
+        extra = sorted(set(call.params) - {"$apply"})
+        if extra:
+            raise ApiError(
+                400, "0x80060888", f"The sandbox runs $apply without other options ({extra[0]})."
+            )
+        rows, names = run_apply(
+            self.store, table, call.params["$apply"], limit=self.aggregate_limit
+        )
+        ann = Annotations(call.prefer.get("odata.include-annotations", "").strip('"') or None)
+        if ann.wants("OData.Community.Display.V1.FormattedValue"):
+            for row in rows:
+                for name in list(row):
+                    attr = table.by_column(name)
+                    if attr is not None and attr.options and row[name] is not None:
+                        label = attr.label_of(row[name])
+                        if label is not None:
+                            row[f"{name}@OData.Community.Display.V1.FormattedValue"] = label
+        fragment = f"{table.entity_set}({','.join(names)})"
+        body = {"@odata.context": metadata_context(call.root, fragment), "value": rows}
+        return Reply.json(200, body, [(ROWS_HEADER, str(len(rows)))])
 
     def _create(self, call: Call, table: Table) -> Reply:
         body = call.json()

@@ -73,6 +73,7 @@ def create_webapi(
 
     def dispatch(call: Call) -> Reply:
         token = CURRENT_CATALOG.set(store.catalog)  # this sandbox's custom tables
+        service.aggregate_limit = protection.options.aggregate_record_limit
         try:
             if call.path == "$batch" and call.method == "POST":
                 return run_batch(call, store, service.handle)

@@ -434,9 +434,7 @@ def test_dataverse_query_functions_in_and_between(api: httpx.Client) -> None:
     assert names and names <= {"O'Brian", "Smith"}
     r = api.get(
         "accounts",
-        params={
-            "$filter": "Microsoft.Dynamics.CRM.LastXDays(PropertyName='createdon',PropertyValue=7)"
-        },
+        params={"$filter": "Microsoft.Dynamics.CRM.ThisFiscalYear(PropertyName='createdon')"},
     )
-    assert r.status_code == 400
-    assert "LastXDays" in r.json()["error"]["message"]
+    assert r.status_code == 400  # fiscal periods are not emulated (LastXDays now is)
+    assert "ThisFiscalYear" in r.json()["error"]["message"]
