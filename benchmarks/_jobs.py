@@ -16,7 +16,6 @@ import os
 import ssl
 import sys
 import time
-import types
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -171,9 +170,9 @@ def _odata_headers(token: str) -> dict[str, str]:
 
 
 def _d365nb_connection(info: dict[str, str]) -> Any:
-    from d365nb.sandbox._connect import connect_to
+    import d365nb.sandbox
 
-    return connect_to(types.SimpleNamespace(**info))  # type: ignore[arg-type]
+    return d365nb.sandbox.connect(info)
 
 
 def _d365nb_stats(conn: Any, stats: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +237,7 @@ def read_d365nb(info: dict[str, str], params: dict[str, Any], stats: dict) -> pd
     try:
         return conn.read(
             "accounts",
-            select=list(READ_COLUMNS),
+            select=list(params.get("columns", READ_COLUMNS)),
             parallel=params.get("parallel", True),
             page_size=PAGE_SIZE,
             progress=False,
@@ -289,7 +288,37 @@ def read_httpx(info: dict[str, str], params: dict[str, Any], stats: dict) -> pd.
     return pd.json_normalize(rows)
 
 
+def _with_token(reader: Callable[..., pd.DataFrame]) -> Callable[..., pd.DataFrame]:
+    """A contender of `_expert` with the token fetched the way every script does it."""
+
+    def run(info: dict[str, str], params: dict[str, Any], stats: dict) -> pd.DataFrame:
+        import httpx
+
+        with httpx.Client(verify=_ssl(info), timeout=60, trust_env=False) as client:
+            token = _token(info, client)
+        select = list(params.get("columns", READ_COLUMNS))
+        return reader(info, token, select, PAGE_SIZE, stats)
+
+    return run
+
+
+def read_expert(info: dict[str, str], params: dict[str, Any], stats: dict) -> pd.DataFrame:
+    """The expert's 50-line script (`benchmarks/_expert.py`)."""
+    from ._expert import read_expert as expert
+
+    return _with_token(expert)(info, params, stats)
+
+
+def read_wire_floor(info: dict[str, str], params: dict[str, Any], stats: dict) -> pd.DataFrame:
+    """The same concurrent fetch, bytes only (`benchmarks/_expert.py`)."""
+    from ._expert import read_wire_floor as floor
+
+    return _with_token(floor)(info, params, stats)
+
+
 READERS: dict[str, Callable[[dict[str, str], dict[str, Any], dict], pd.DataFrame]] = {
+    "expert-script": read_expert,
+    "wire-floor": read_wire_floor,
     "d365nb": read_d365nb,
     "d365nb-sequential": lambda info, params, stats: read_d365nb(
         info, {**params, "parallel": False}, stats
@@ -445,18 +474,21 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         job: Callable[[], Any] = lambda: READERS[contender](info, params, stats)  # noqa: E731
         # Import what the contender needs before the baseline.
         if contender.startswith("d365nb"):
-            import d365nb.sandbox._connect  # noqa: F401
+            import d365nb.sandbox._connect  # noqa: F401  (loads the client before the baseline)
         elif contender == "official-sdk":
             import azure.identity  # noqa: F401
             import PowerPlatform.Dataverse.client  # noqa: F401
         else:
             import httpx  # noqa: F401
+            import orjson  # noqa: F401
+
+            from . import _expert  # noqa: F401
     elif kind == "write":
         frame = write_frame(params["rows"], params["existing"], params["tag"])
         job = lambda: WRITERS[contender](info, frame, stats)  # noqa: E731
         if contender == "d365nb":
             _register_accessor()
-            import d365nb.sandbox._connect  # noqa: F401
+            import d365nb.sandbox._connect  # noqa: F401  (loads the client before the baseline)
         elif contender == "official-sdk":
             import PowerPlatform.Dataverse.client  # noqa: F401
     else:
@@ -480,10 +512,10 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     if kind == "read":
         if output is not None:
             df = output
-            result["rows"] = len(df)
+            result["rows"] = stats.pop("wire_rows", len(df))
             result["columns"] = len(df.columns)
             result["frame_bytes"] = int(df.memory_usage(deep=True).sum())
-            if spec.get("fingerprint", True) and len(df):
+            if spec.get("fingerprint", True) and len(df) and contender != "wire-floor":
                 result["fingerprint"] = fingerprint(df, FINGERPRINT_COLUMNS)
         else:
             result["rows"] = 0

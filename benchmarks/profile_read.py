@@ -43,10 +43,10 @@ def _cpu(pid: int) -> float:
 
 
 def _end_to_end(sb: Any, lines: list[str]) -> None:
-    from d365nb.sandbox._connect import connect_to
+    import d365nb.sandbox
 
     pid = sb._process.pid
-    conn = connect_to(sb)
+    conn = d365nb.sandbox.connect(sb)
     try:
         conn.read("accounts", top=10, progress=False)  # token and metadata, not measured
         lines += [
@@ -130,11 +130,11 @@ def _wire(sb: Any, lines: list[str]) -> list[bytes]:
 def _client_offline(sb: Any, bodies: list[bytes], lines: list[str]) -> None:
     import orjson
 
-    from d365nb._convert import FrameBuilder
+    import d365nb.sandbox
+    from d365nb._frames import FrameBuilder
     from d365nb._sync import run_sync
-    from d365nb.sandbox._connect import connect_to
 
-    conn = connect_to(sb)
+    conn = d365nb.sandbox.connect(sb)
     try:
         table = run_sync(conn.catalog.table("account"))
     finally:
@@ -169,12 +169,12 @@ def _memory(sb: Any, lines: list[str]) -> None:
     import httpx
     import orjson
 
-    from d365nb._convert import FrameBuilder
+    import d365nb.sandbox
+    from d365nb._frames import FrameBuilder
     from d365nb._sync import run_sync
-    from d365nb.sandbox._connect import connect_to
 
     info = sb.info()
-    conn = connect_to(sb)
+    conn = d365nb.sandbox.connect(sb)
     try:
         table = run_sync(conn.catalog.table("account"))
     finally:
@@ -217,9 +217,9 @@ def _memory(sb: Any, lines: list[str]) -> None:
 
 
 def _py_spy(sb: Any, lines: list[str], top: int) -> None:
-    from d365nb.sandbox._connect import connect_to
+    import d365nb.sandbox
 
-    conn = connect_to(sb)
+    conn = d365nb.sandbox.connect(sb)
     try:
         conn.read("accounts", top=10, progress=False)
         with tempfile.TemporaryDirectory() as tmp:

@@ -31,9 +31,20 @@ from . import _jobs
 from ._report import write_chart, write_markdown
 
 HERE = Path(__file__).resolve().parent
-READ_CONTENDERS = ("d365nb", "d365nb-sequential", "official-sdk", "httpx-loop")
+READ_CONTENDERS = (
+    "d365nb",
+    "d365nb-sequential",
+    "expert-script",
+    "wire-floor",
+    "official-sdk",
+    "httpx-loop",
+)
+#: The latency scenario's contenders: d365nb against the strongest alternatives only.
+LATENCY_CONTENDERS = ("d365nb", "expert-script", "wire-floor")
+#: Lookups the latency scenario selects (d365nb's names, and the wire names scripts use).
+LOOKUPS = ("parentaccountid", "primarycontactid")
 WRITE_CONTENDERS = ("d365nb", "official-sdk", "httpx-per-row")
-SCENARIOS = ("read", "conversion", "write", "throttled", "growth")
+SCENARIOS = ("read", "latency", "conversion", "write", "throttled", "growth")
 
 
 @dataclass
@@ -56,7 +67,17 @@ class Config:
     throttled_max_requests: int = 8
     throttled_max_concurrent: int = 2
     throttled_reps: int = 3
-    throttled_contenders: tuple[str, ...] = READ_CONTENDERS
+    throttled_contenders: tuple[str, ...] = (
+        "d365nb",
+        "d365nb-sequential",
+        "expert-script",
+        "official-sdk",
+        "httpx-loop",
+    )
+    latency_rows: int = 200_000
+    latency_ms: float = 300.0
+    latency_dops: tuple[int, ...] = (4, 8, 16)
+    latency_reps: int = 3
     growth_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     growth_reps: int = 3
     growth_reps_largest: int = 2
@@ -78,7 +99,11 @@ class Config:
             throttled_window_seconds=1.0,
             throttled_max_requests=5,
             throttled_reps=1,
-            throttled_contenders=("d365nb", "official-sdk", "httpx-loop"),
+            throttled_contenders=("d365nb", "expert-script", "official-sdk", "httpx-loop"),
+            latency_rows=12_000,
+            latency_ms=20.0,
+            latency_dops=(4, 16),
+            latency_reps=1,
             growth_sizes=(2_000, 6_000),
             growth_reps=1,
             growth_reps_largest=1,
@@ -341,10 +366,82 @@ def _read_contenders(cfg: Config, sb: Any, results: Results) -> None:
 
 
 def _identical(summary_: dict[str, Any]) -> bool:
-    prints = {fp for entry in summary_.values() for fp in entry.get("fingerprints", [])}
+    # The wire floor parses nothing, so it has row counts but no fingerprint.
+    prints = {
+        fp
+        for name, entry in summary_.items()
+        if name != "wire-floor"
+        for fp in entry.get("fingerprints", [])
+    }
     rows = {n for entry in summary_.values() for n in entry.get("rows", [])}
     complete = all(entry.get("failures", 1) == 0 for entry in summary_.values())
     return complete and len(prints) == 1 and len(rows) == 1
+
+
+def scenario_latency(cfg: Config, data_root: Path, results: Results) -> None:
+    """Latency-bound reads with lookups selected, at several `x-ms-dop-hint` values:
+    d365nb against the expert's script and the wire floor (issue 15's contenders)."""
+    by_dop = {str(dop): _latency_at(cfg, data_root, dop) for dop in cfg.latency_dops}
+    lo, hi = str(min(cfg.latency_dops)), str(max(cfg.latency_dops))
+    speedups: dict[str, float] = {}
+    for name in LATENCY_CONTENDERS:
+        a = by_dop[lo]["contenders"].get(name, {}).get("seconds")
+        b = by_dop[hi]["contenders"].get(name, {}).get("seconds")
+        if a and b:
+            speedups[name] = a["median"] / b["median"]
+    results.scenarios["latency"] = {
+        "rows": cfg.latency_rows,
+        "latency_ms": cfg.latency_ms,
+        "lookups": list(LOOKUPS),
+        "dops": list(cfg.latency_dops),
+        "by_dop": by_dop,
+        "speedup_low_to_high": speedups,
+    }
+
+
+def _latency_at(cfg: Config, data_root: Path, dop: int) -> dict[str, Any]:
+    """One `x-ms-dop-hint` value of the latency scenario."""
+    sb = start_sandbox(
+        data_root / f"accounts-{cfg.latency_rows}",
+        rows=cfg.latency_rows,
+        latency_ms=cfg.latency_ms,
+        dop_hint=dop,
+        max_concurrent_requests=cfg.max_concurrent_requests,
+    )
+    try:
+        info = sb.info()
+
+        def spec(contender: str, rep: int) -> dict[str, Any]:
+            names = LOOKUPS if contender.startswith("d365nb") else [f"_{n}_value" for n in LOOKUPS]
+            columns = [*_jobs.READ_COLUMNS, *names]
+            return {
+                "kind": "read",
+                "contender": contender,
+                "sandbox": info,
+                "params": {"columns": columns},
+            }
+
+        runs = _alternate(
+            LATENCY_CONTENDERS,
+            cfg.latency_reps,
+            spec,
+            before=lambda: _reset_counters(sb),
+            timeout=cfg.job_timeout,
+            label=f"latency dop {dop}",
+        )
+    finally:
+        sb.stop()
+    summary_ = _by_contender(runs, LATENCY_CONTENDERS)
+    floor = summary_.get("wire-floor", {}).get("seconds")
+    expert = summary_.get("expert-script", {}).get("seconds")
+    mine = summary_.get("d365nb", {}).get("seconds")
+    return {
+        "contenders": summary_,
+        "runs": runs,
+        "identical": _identical(summary_),
+        "of_floor": floor["median"] / mine["median"] if floor and mine else None,
+        "vs_expert": mine["median"] / expert["median"] if expert and mine else None,
+    }
 
 
 def capture_pages(sb: Any) -> list[bytes]:
@@ -375,12 +472,12 @@ def scenario_conversion(cfg: Config, sb: Any, results: Results) -> None:
     import orjson
     import pandas as pd
 
-    from d365nb._convert import FrameBuilder
+    import d365nb.sandbox
+    from d365nb._frames import FrameBuilder
     from d365nb._sync import run_sync
-    from d365nb.sandbox._connect import connect_to
 
     bodies = capture_pages(sb)
-    conn = connect_to(sb)
+    conn = d365nb.sandbox.connect(sb)
     try:
         table = run_sync(conn.catalog.table("account"))
     finally:
@@ -665,6 +762,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "throttled_reps",
             "growth_reps",
             "growth_reps_largest",
+            "latency_reps",
         ):
             setattr(cfg, name, args.reps)
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -689,6 +787,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenario_read(
             cfg, data_root, results, read="read" in chosen, conversion="conversion" in chosen
         )
+    if "latency" in chosen:
+        scenario_latency(cfg, data_root, results)
     if "write" in chosen:
         scenario_write(cfg, data_root, results)
     if "throttled" in chosen:

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 # The one import with a side effect: it registers the `df.d365` accessor with pandas.
 from . import _accessor  # noqa: E402, F401
+from ._analysis import Analysis
 from ._client import Connection, WhoAmI, connect
 from ._config import Settings
-from ._convert import ColumnTypeWarning, InvalidFrameError
 from ._exceptions import (
     AuthError,
+    ColumnTypeWarning,
     ConfigError,
     D365Error,
     D365Warning,
     InsecureTransportWarning,
+    InvalidFrameError,
     ODataError,
     PartialReadError,
     PushError,
@@ -29,11 +31,14 @@ from ._exceptions import (
     TransportError,
 )
 from ._odata import F, Query, literal, where
+from ._options import PushOptions
 from ._report import PushPlan, PushReport
 from ._setup import connection, setup
+from ._transport import RetryPolicy
 from ._version import __version__
 
 __all__ = [
+    "Analysis",
     "AuthError",
     "ColumnTypeWarning",
     "ConfigError",
@@ -46,9 +51,11 @@ __all__ = [
     "ODataError",
     "PartialReadError",
     "PushError",
+    "PushOptions",
     "PushPlan",
     "PushReport",
     "Query",
+    "RetryPolicy",
     "Settings",
     "ThrottledError",
     "TransportError",

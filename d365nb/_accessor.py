@@ -2,8 +2,8 @@
 
 Importing this module registers the accessor (`pd.api.extensions.register_dataframe_accessor`);
 `d365nb/__init__.py` imports it once, on purpose.  pandas builds a new accessor object on
-every attribute access, so it holds no state: it checks the arguments (before any I/O) and
-delegates to `_write.apush()`.
+every attribute access, so it holds no state: it checks the arguments (before any I/O),
+finds the connection (`resolve_connection()`) and delegates to the engine, `_write.apush()`.
 
 ```python
 df = conn.read("accounts", select=["name", "revenue"])
@@ -17,18 +17,38 @@ plan = df.d365.push(dry_run=True)       # what would be sent; nothing is written
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 
-from ._plan import PushMode, resolve_connection, validate_push
-from ._write import apush
+from . import _setup
+from ._client import Connection, connection_by_id
+from ._exceptions import ConfigError
+from ._options import PushOptions, check_push, frame_info
+from ._report import PushPlan, PushReport
+from ._sync import blocking
+from ._types import OnError, PushMode
+from ._write import apush as _apush
 
-if TYPE_CHECKING:
-    from ._client import Connection
-    from ._report import PushPlan, PushReport
+__all__ = ["D365Accessor", "resolve_connection"]
 
-__all__ = ["D365Accessor"]
+
+def resolve_connection(df: pd.DataFrame, conn: Connection | None = None) -> Connection:
+    """`conn`, else the connection the frame was read through, else `d365nb.connection()`."""
+    if conn is not None:
+        return conn
+    found = connection_by_id(frame_info(df).get("connection"))
+    if found is not None and not found._closed:
+        return found
+    try:  # d365nb.connection(): the one signed in through the setup panel
+        current = _setup.connection()
+    except Exception as exc:  # not signed in through the panel
+        raise ConfigError(
+            "No connection to push through: this frame was not read through an open "
+            "connection and nobody signed in with d365nb.setup().",
+            field="conn",
+            hint="Pass conn=, e.g. df.d365.push('accounts', conn=conn).",
+        ) from exc
+    return current
 
 
 @pd.api.extensions.register_dataframe_accessor("d365")
@@ -40,7 +60,7 @@ class D365Accessor:
             raise AttributeError("df.d365 is only available on pandas DataFrames.")
         self._obj = pandas_obj
 
-    def push(
+    async def apush(
         self,
         table: str | None = None,
         *,
@@ -50,7 +70,7 @@ class D365Accessor:
         columns: Sequence[str] | None = None,
         batch_size: int | None = None,
         parallel: bool | int | None = None,
-        on_error: Literal["collect", "raise"] = "collect",
+        on_error: OnError = "collect",
         dry_run: bool = False,
         progress: bool = True,
         force: bool = False,
@@ -90,53 +110,10 @@ class D365Accessor:
         * **progress** - show a progress bar.
         * **force** - overwrite rows changed on the service since the read (no `If-Match`).
 
-        Returns a `PushReport` (or a `PushPlan` for a dry run).
+        Returns a `PushReport` (or a `PushPlan` for a dry run); `push()` is the same without
+        `await`.
         """
-        from ._sync import run_sync
-
-        connection = self._check(
-            table, key, mode, conn, columns, batch_size, parallel, on_error, force
-        )
-        return run_sync(
-            apush(
-                connection,
-                self._obj,
-                table,
-                key=key,
-                mode=mode,
-                columns=columns,
-                batch_size=batch_size,
-                parallel=parallel,
-                on_error=on_error,
-                dry_run=dry_run,
-                progress=progress,
-                force=force,
-            )
-        )
-
-    async def apush(
-        self,
-        table: str | None = None,
-        *,
-        key: str | Sequence[str] | None = None,
-        mode: PushMode = "upsert",
-        conn: Connection | None = None,
-        columns: Sequence[str] | None = None,
-        batch_size: int | None = None,
-        parallel: bool | int | None = None,
-        on_error: Literal["collect", "raise"] = "collect",
-        dry_run: bool = False,
-        progress: bool = True,
-        force: bool = False,
-    ) -> PushReport | PushPlan:
-        """Async twin of `push()`: `report = await df.d365.apush(...)`."""
-        connection = self._check(
-            table, key, mode, conn, columns, batch_size, parallel, on_error, force
-        )
-        return await apush(
-            connection,
-            self._obj,
-            table,
+        options = PushOptions(
             key=key,
             mode=mode,
             columns=columns,
@@ -147,28 +124,8 @@ class D365Accessor:
             progress=progress,
             force=force,
         )
+        check_push(self._obj, table, options)
+        connection = resolve_connection(self._obj, conn)
+        return await _apush(connection, connection.catalog, self._obj, table, options)
 
-    def _check(
-        self,
-        table: str | None,
-        key: str | Sequence[str] | None,
-        mode: str,
-        conn: Connection | None,
-        columns: Sequence[str] | None,
-        batch_size: int | None,
-        parallel: bool | int | None,
-        on_error: str,
-        force: bool,
-    ) -> Connection:
-        validate_push(
-            self._obj,
-            table,
-            key=key,
-            mode=mode,
-            columns=columns,
-            batch_size=batch_size,
-            parallel=parallel,
-            on_error=on_error,
-            force=force,
-        )
-        return resolve_connection(self._obj, conn)
+    push = blocking(apush)

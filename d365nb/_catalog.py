@@ -9,7 +9,7 @@ of the connection (`refresh()` forgets them).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._exceptions import ODataError
 from ._metadata import (
@@ -20,18 +20,16 @@ from ._metadata import (
     parse_entity_definitions,
     resolve_table,
 )
-
-if TYPE_CHECKING:
-    from ._client import Connection
+from ._session import Session
 
 __all__ = ["Catalog"]
 
 
 class Catalog:
-    """Table metadata for one connection, fetched lazily and cached."""
+    """Table metadata for one session (connection), fetched lazily and cached."""
 
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
+    def __init__(self, session: Session) -> None:
+        self._session = session
         self._tables: dict[str, Table] | None = None
         self._details: dict[str, Table] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -44,7 +42,7 @@ class Catalog:
     async def tables(self) -> dict[str, Table]:
         """Every table, by logical name (without attributes)."""
         if self._tables is None:
-            response = await self._connection.arequest("GET", TABLES_REQUEST)
+            response = await self._session.arequest("GET", TABLES_REQUEST)
             self._tables = parse_entity_definitions(response.json())
         return self._tables
 
@@ -68,8 +66,8 @@ class Catalog:
                 try:
                     # Through the adaptive limiter like every data request: sixteen at
                     # once would meet the service-protection limits before the read does.
-                    async with self._connection.limiter:
-                        response = await self._connection.arequest("GET", url)
+                    async with self._session.limiter:
+                        response = await self._session.arequest("GET", url)
                     return response.json()
                 except ODataError as exc:
                     if exc.status == 404 and "ManyToOneRelationships" in url:

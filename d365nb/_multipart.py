@@ -57,7 +57,7 @@ from email.message import Message
 from http import HTTPStatus
 from typing import Any, TypeAlias
 
-from ._exceptions import D365Error
+from ._exceptions import BatchFormatError
 
 __all__ = [
     "BatchFormatError",
@@ -81,23 +81,6 @@ _JSON_RESPONSE = "application/json; odata.metadata=minimal"
 
 Headers: TypeAlias = "tuple[tuple[str, str], ...]"
 HeaderTypes: TypeAlias = "Mapping[str, str] | Iterable[tuple[str, str]] | None"
-
-
-class BatchFormatError(D365Error, ValueError):
-    """A `$batch` body could not be built or read.
-
-    `status`, `code` and `message` are what the Web API answers for such a body, so
-    the sandbox can send them back as `{"error": {"code": ..., "message": ...}}`.
-    """
-
-    def __init__(self, message: str, *, code: str = "0x0", status: int = 400) -> None:
-        self.status = status
-        self.code = code
-        super().__init__(message)
-
-    def to_json(self) -> dict[str, Any]:
-        """The Dataverse error body for this error."""
-        return {"error": {"code": self.code, "message": self.message}}
 
 
 def _normalise_headers(headers: HeaderTypes) -> Headers:

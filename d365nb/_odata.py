@@ -1,4 +1,4 @@
-"""OData query building for the Dataverse Web API: literal quoting, filters, `Query`, FetchXML.
+"""OData query building for the Dataverse Web API: literal quoting, filters, `Query`.
 
 Pure code: nothing here does I/O.  A value never changes a query's meaning: every value
 that reaches a `$filter` goes through `literal()`, which quotes it for OData 4.0.
@@ -36,22 +36,30 @@ import re
 import string
 import urllib.parse
 import uuid
-import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from ._exceptions import ConfigError, TransportError
+from ._exceptions import ConfigError
 
 __all__ = [
     "F",
     "Query",
+    "action_path",
+    "and_filter",
     "check_name",
-    "fetchxml_entity",
-    "fetchxml_with_page",
+    "encode_query",
+    "entity_path",
+    "extreme_query",
     "in_",
+    "key_filter_literal",
+    "key_lookup_urls",
+    "key_segment",
+    "key_value",
     "literal",
-    "paging_cookie_from_annotation",
+    "query_options",
+    "range_filters",
+    "select_path",
     "where",
 ]
 
@@ -477,106 +485,211 @@ class Query:
         return f"{path}?{query}" if query else path
 
 
-_FETCH_PAGING_ATTRIBUTES = ("page", "count", "paging-cookie")
+# -- request URLs: query strings, key segments, look-ups, read ranges -----------------------
 
 
-def _parse_fetch(xml: str) -> ET.Element:
-    """The `<fetch>` element of a FetchXML document, or `ConfigError` saying what is wrong."""
-    try:
-        # The FetchXML is the user's own text (no external entities are resolved by expat).
-        root = ET.fromstring(xml)
-    except ET.ParseError as exc:
-        raise ConfigError(
-            f"The FetchXML is not well-formed XML: {exc}.",
-            field="fetchxml",
-            hint="Check quotes and closing tags; test it in the FetchXML Builder first.",
-        ) from exc
-    if root.tag != "fetch":
-        raise ConfigError(
-            f"The FetchXML root element is <{root.tag}>, not <fetch>.",
-            field="fetchxml",
-            hint="Start the query with <fetch>.",
-        )
-    return root
+def encode_query(params: Mapping[str, str]) -> str:
+    """Query options as the request's query string (`%20` for spaces, `$'(),:/@` kept)."""
+    # Dataverse wants %20 for spaces, and $ and quotes kept readable.
+    return urllib.parse.urlencode(params, quote_via=urllib.parse.quote, safe="$'(),:/@")
 
 
-def fetchxml_entity(xml: str) -> tuple[str, bool]:
-    """The table a FetchXML query reads (`<entity name=...>`) and whether it sets `top`.
+def query_options(
+    *,
+    select: Iterable[str] | None = None,
+    filter: str | None = None,  # noqa: A002 - the OData name
+    orderby: str | Iterable[str] | None = None,
+    top: int | None = None,
+    expand: str | Iterable[str] | None = None,
+    count: bool = False,
+) -> dict[str, str]:
+    """A read's query options (`$select`, `$filter`, ...), in `Query.to_params()` order, as
+    given (no name checks: `orderby="name desc, revenue"` and nested `$expand` pass)."""
+    joined = {
+        "$select": select,
+        "$filter": filter,
+        "$orderby": orderby,
+        "$top": None if top is None else str(top),
+        "$expand": expand,
+        "$count": "true" if count else None,
+    }
+    return {k: v if isinstance(v, str) else ",".join(v) for k, v in joined.items() if v}
 
-    **Parameters:**
 
-    * **xml** - a FetchXML document whose root element is `<fetch>`.
-    """
-    root = _parse_fetch(xml)
-    entity = root.find("entity")
-    if entity is None or not entity.get("name"):
-        raise ConfigError(
-            "The FetchXML needs an <entity name='...'> inside <fetch>.",
-            field="fetchxml",
-            hint="Start from <fetch><entity name='account'>...</entity></fetch>.",
-        )
-    return str(entity.get("name")), root.get("top") is not None
-
-
-def fetchxml_with_page(xml: str, *, page: int, count: int, paging_cookie: str | None) -> str:
-    """Return `xml` with `page`, `count` and `paging-cookie` set on its `<fetch>` element.
-
-    The cookie is the decoded `<cookie page="1">...</cookie>` text from
-    `paging_cookie_from_annotation()`; ElementTree escapes it as an attribute value.
+def and_filter(expression: str | None, condition: str, *, group: bool = True) -> str:
+    """`condition` and-ed to `expression`: `(expression) and (condition)`.
 
     **Parameters:**
 
-    * **xml** - a FetchXML document whose root element is `<fetch>`, without `top`.
-    * **page** - the 1-based page number to ask for.
-    * **count** - rows per page (1 to 5,000).
-    * **paging_cookie** - the previous page's cookie, or `None` (first page or simple paging).
+    * **expression** - the filter so far (`None` or empty: `condition` alone).
+    * **condition** - the condition to add.
+    * **group** - put `condition` in parentheses (leave off for a single comparison).
     """
-    root = _parse_fetch(xml)
-    if root.get("top") is not None:
-        raise ConfigError(
-            "A FetchXML query with top cannot be paged.",
-            field="fetchxml",
-            hint="Remove top= from <fetch> (d365nb pages through every row), or use count.",
-        )
-    if not (isinstance(page, int) and page >= 1 and isinstance(count, int) and count >= 1):
-        raise ConfigError(
-            f"page and count must be positive whole numbers, got {page!r} and {count!r}.",
-            field="fetchxml",
-        )
-    if count > 5000:
-        raise ConfigError(
-            f"count={count} is above the service's 5,000 rows per page.",
-            field="fetchxml",
-            hint="Use count=5000 or less.",
-        )
-    root.set("page", str(page))
-    root.set("count", str(count))
-    if paging_cookie is None:
-        root.attrib.pop("paging-cookie", None)
+    if not expression:
+        return condition
+    return f"({expression}) and ({condition})" if group else f"({expression}) and {condition}"
+
+
+def extreme_query(params: Mapping[str, str], column: str, direction: str) -> dict[str, str]:
+    """The query for the first row of `params`' rows by `column` (`asc` or `desc`), nulls out."""
+    query = dict(params)
+    query["$select"] = column
+    query["$orderby"] = f"{column} {direction}"
+    query["$top"] = "1"
+    query.pop("$count", None)
+    query.pop("$expand", None)
+    query["$filter"] = and_filter(query.get("$filter"), f"{column} ne null", group=False)
+    return query
+
+
+def _instant(moment: dt.datetime) -> str:
+    """A datetime literal to the second (`2024-01-01T00:00:00Z`)."""
+    return literal(moment.astimezone(dt.timezone.utc).replace(microsecond=0))
+
+
+def range_filters(column: str, low: str, high: str, n: int) -> list[str]:
+    """`n` half-open filters on `column` covering `low`..`high`, plus one for null.
+
+    Every row falls in exactly one filter, whatever the service's sort order.
+    """
+    start = dt.datetime.fromisoformat(low.replace("Z", "+00:00"))
+    end = dt.datetime.fromisoformat(high.replace("Z", "+00:00"))
+    span = (end - start).total_seconds()
+    cuts: list[str] = []
+    for i in range(1, n):
+        text = _instant(start + dt.timedelta(seconds=round(span * i / n)))
+        if not cuts or text > cuts[-1]:
+            cuts.append(text)
+    if not cuts:
+        return [f"{column} ne null", f"{column} eq null"]
+    filters = [f"{column} lt {cuts[0]}"]
+    filters += [
+        f"{column} ge {a} and {column} lt {b}" for a, b in zip(cuts, cuts[1:], strict=False)
+    ]
+    filters.append(f"{column} ge {cuts[-1]}")
+    filters.append(f"{column} eq null")
+    return filters
+
+
+def key_value(value: Any, *, lookup: bool = False, guid: bool = False) -> str:
+    """A key value as it goes in a key segment: `'A-1'`, `42`, a bare GUID; URL-escaped.
+
+    **Parameters:**
+
+    * **value** - the value (as JSON would carry it).
+    * **lookup** - the key column is a lookup: the value is a bare GUID, never a number.
+    * **guid** - the key column is a `Uniqueidentifier`: the value is a bare GUID.
+    """
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, (int, float)) and not lookup:
+        text = str(int(value)) if float(value).is_integer() else repr(float(value))
+    elif lookup or guid:
+        text = str(value)
     else:
-        root.set("paging-cookie", paging_cookie)
-    return ET.tostring(root, encoding="unicode")
+        text = "'" + str(value).replace("'", "''") + "'"
+    return urllib.parse.quote(text, safe="'-_.~")
 
 
-def paging_cookie_from_annotation(value: str) -> str:
-    """Decode the `@Microsoft.Dynamics.CRM.fetchxmlpagingcookie` annotation into a cookie.
+def key_segment(pairs: Iterable[tuple[str, str]]) -> str:
+    """The inside of an alternate-key segment: `k1='a',k2=3` (values from `key_value()`)."""
+    return ",".join(f"{name}={value}" for name, value in pairs)
 
-    The annotation is `<cookie pagenumber="2" pagingcookie="%253ccookie..." ... />`; its
-    `pagingcookie` attribute is URL-encoded twice.  The result is the plain
-    `<cookie page="1">...</cookie>` text that `fetchxml_with_page()` expects.
+
+def entity_path(entity_set: str, key: str) -> str:
+    """One row's path: `accounts(<id>)` or `accounts(accountnumber='A-1')`."""
+    return f"{entity_set}({key})"
+
+
+def action_path(entity_set: str, action: str) -> str:
+    """A bound action's path: `accounts/Microsoft.Dynamics.CRM.CreateMultiple`."""
+    return f"{entity_set}/Microsoft.Dynamics.CRM.{action}"
+
+
+def select_path(path: str, columns: Iterable[str]) -> str:
+    """`path?$select=a,b`: read back only `columns` of one row."""
+    return f"{path}?$select={','.join(columns)}"
+
+
+_GUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+
+
+def key_filter_literal(value: Any, *, bare_guid: bool = True) -> str:
+    """A key value in `$filter`: `'A-1'` (quotes doubled), `42`, `true`, a bare GUID.
 
     **Parameters:**
 
-    * **value** - the annotation's value as found in the response body.
+    * **value** - the value (as JSON would carry it).
+    * **bare_guid** - GUID-shaped text is written bare (id, lookup and unknown columns);
+      `False` for text columns, where it stays a quoted string.
     """
-    hint = "Read the query with OData paging instead of FetchXML, or report the response."
-    try:
-        element = ET.fromstring(value)
-    except ET.ParseError as exc:
-        raise TransportError(
-            f"The service sent a paging cookie that is not XML: {exc}.", hint=hint
-        ) from exc
-    encoded = element.get("pagingcookie")
-    if encoded is None:
-        raise TransportError("The service sent a paging cookie without pagingcookie.", hint=hint)
-    return urllib.parse.unquote(urllib.parse.unquote(encoded))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    text = str(value)
+    if _GUID_TEXT.match(text) and bare_guid:
+        return text
+    return "'" + text.replace("'", "''") + "'"
+
+
+def key_lookup_urls(
+    entity_set: str,
+    select: Sequence[str],
+    names: Sequence[str],
+    keys: Sequence[Mapping[str, Any]],
+    *,
+    quoted_guids: Collection[str] = (),
+    limit: int = 7500,
+) -> list[str]:
+    """GET URLs (relative to the Web API root, each under `limit` characters) that return
+    the rows among `keys`: `$select=<select>` and `$filter=` on the keys.
+
+    One text column or the primary id: `Microsoft.Dynamics.CRM.In(PropertyName='k',
+    PropertyValues=["a","b"])`; otherwise (composite keys, numbers, lookups, text holding
+    a double quote or a backslash): `(k1 eq 'a' and k2 eq 2) or ...`.  Names in
+    `quoted_guids` are text columns: GUID-shaped values there stay quoted.
+    """
+    quote = urllib.parse.quote
+    head = f"{entity_set}?$select={','.join(dict.fromkeys(select))}&$filter="
+    plain = (
+        len(names) == 1
+        and not names[0].startswith("_")
+        and all(
+            isinstance(k.get(names[0]), str) and not set(k[names[0]]) & {'"', "\\"} for k in keys
+        )
+    )
+    if plain:
+        prefix = quote(
+            f"Microsoft.Dynamics.CRM.In(PropertyName='{names[0]}',PropertyValues=[", safe="()'"
+        )
+        suffix = quote("])", safe="()'")
+        terms = [quote(json.dumps(k[names[0]], ensure_ascii=False), safe="") for k in keys]
+        glue = quote(",")
+    else:
+        prefix = suffix = ""
+        terms = [
+            quote(
+                "("
+                + " and ".join(
+                    f"{n} eq {key_filter_literal(k.get(n), bare_guid=n not in quoted_guids)}"
+                    for n in names
+                )
+                + ")",
+                safe="()'",
+            )
+            for k in keys
+        ]
+        glue = quote(" or ")
+    urls: list[str] = []
+    batch: list[str] = []
+    size = len(head) + len(prefix) + len(suffix)
+    for term in terms:
+        if batch and size + len(glue) + len(term) > limit:
+            urls.append(head + prefix + glue.join(batch) + suffix)
+            batch, size = [], len(head) + len(prefix) + len(suffix)
+        batch.append(term)
+        size += len(glue) + len(term)
+    if batch:
+        urls.append(head + prefix + glue.join(batch) + suffix)
+    return urls

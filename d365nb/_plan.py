@@ -1,238 +1,40 @@
-"""Planning a push: check the arguments, then turn a frame into one step per row.
+"""Planning a push: turn a frame into one step per row.
 
-No I/O but the metadata look-ups of `plan_push()`; `_write` sends what is planned here.
+Pure code, no I/O: `_write` fetches the metadata, and sends what is planned here.
 
-* `validate_push()` checks options, index, key and column names before anything else.
-* `plan_push()` fetches the table's metadata and decides, per row: the operation
+* `plan_push()` takes the frame, the table's metadata and the options and decides, per
+  row: the operation
   (`create`, `update`, `upsert`, `delete`, or nothing to send), the URL (primary id or
   alternate-key segment, `accounts(accountnumber='A-1')`), the JSON body
-  (`_convert.build_payloads`, plus `@odata.bind` by a related table's alternate key from
+  (`_payloads.build_payloads`, plus `@odata.bind` by a related table's alternate key from
   columns named `<lookup>.<column>`), client-generated ids for creates (uuid5) and the
   conditions (`If-Match` with the read's ETag, `If-Match: *`).  Every problem in the frame
   is raised at once as `InvalidFrameError`: nothing is sent.
-* `group_rows()` picks the transport for each row: `CreateMultiple`, `UpdateMultiple`,
-  `UpsertMultiple` or `$batch`; `plan_report()` turns a plan into the `PushPlan` of a
-  dry run.
+
+`_batching` then groups the planned rows into requests (bulk actions or `$batch`).
 """
 
 from __future__ import annotations
 
-import importlib
-import math
 import re
 import unicodedata
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote
+from typing import Any
 
 import pandas as pd
 
-from ._convert import ETAG_COLUMN, InvalidFrameError, Problem, build_payloads
-from ._exceptions import ConfigError
+from ._dtypes import ETAG_COLUMN
+from ._exceptions import ConfigError, InvalidFrameError, Problem
 from ._metadata import Attribute, Table, suggest
-from ._multipart import MAX_BATCH_OPERATIONS
-from ._report import PushPlan, rows_frame
+from ._odata import entity_path, key_segment, key_value
+from ._options import PushOptions, frame_info
+from ._payloads import build_payloads
 
-if TYPE_CHECKING:
-    from ._client import Connection
-
-__all__ = [
-    "BATCH_CHUNK",
-    "BULK_CHUNK",
-    "MODES",
-    "UPSERT_CHUNK",
-    "ON_ERROR",
-    "Plan",
-    "PlannedRow",
-    "PushMode",
-    "chunk_size",
-    "chunks",
-    "describe_groups",
-    "frame_info",
-    "group_rows",
-    "key_list",
-    "loose_key",
-    "plan_push",
-    "plan_report",
-    "resolve_connection",
-    "validate_push",
-]
-
-PushMode = Literal["create", "update", "upsert", "delete"]
-MODES: tuple[PushMode, ...] = ("create", "update", "upsert", "delete")
-ON_ERROR = ("collect", "raise")
-
-#: Rows per bulk action (`CreateMultiple`/`UpdateMultiple`); Microsoft suggests 1,000.
-BULK_CHUNK = 1000
-#: Requests per `$batch` (at most 1,000).  250 went as fast as 500 or 1,000 against the
-#: sandbox with 50 ms latency, and keeps each request short on the real service (its
-#: execution time counts against service protection; a retry redoes less).
-BATCH_CHUNK = 250
-#: Rows per `UpsertMultiple` (one existence check, one bulk call).  Against the sandbox
-#: with 50 ms latency, 20,000 rows by alternate key: 250 rows 2.4 s, 500 1.6 s,
-#: 1,000 1.3 s, 2,000 1.4 s (fewer, longer calls overlap less).
-UPSERT_CHUNK = 1000
-#: Internal switch: False sends every upsert as a per-row `$batch` part (the path before
-#: `UpsertMultiple`; exact statuses from 201/200 without an existence check).
-UPSERT_MULTIPLE = True
+__all__ = ["Plan", "PlannedRow", "loose_key", "plan_push", "related_tables"]
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-
-
-# -- validation (no I/O) ------------------------------------------------------------------
-
-
-def frame_info(df: pd.DataFrame) -> dict[str, Any]:
-    """The frame's `attrs["d365nb"]` (what a read recorded), or an empty dict."""
-    info = df.attrs.get("d365nb")
-    return dict(info) if isinstance(info, Mapping) else {}
-
-
-def key_list(key: str | Sequence[str] | None) -> list[str] | None:
-    """`key=` as a list of names (`None` stays `None`)."""
-    if key is None:
-        return None
-    return [key] if isinstance(key, str) else list(key)
-
-
-def validate_push(
-    df: Any,
-    table: str | None = None,
-    *,
-    key: str | Sequence[str] | None = None,
-    mode: str = "upsert",
-    columns: Sequence[str] | None = None,
-    batch_size: int | None = None,
-    parallel: bool | int | None = None,
-    on_error: str = "collect",
-    force: bool = False,
-) -> None:
-    """Check a push's arguments and frame without any I/O; raise `ConfigError` naming the fix."""
-    if not isinstance(df, pd.DataFrame):
-        raise ConfigError(f"push() needs a pandas DataFrame, not {type(df).__name__}.", field="df")
-    if mode not in MODES:
-        raise ConfigError(
-            f"mode={mode!r} is not a push mode.",
-            field="mode",
-            hint=f"Use one of {', '.join(repr(m) for m in MODES)}.",
-        )
-    if on_error not in ON_ERROR:
-        raise ConfigError(
-            f"on_error={on_error!r} is not valid.",
-            field="on_error",
-            hint="Use 'collect' (failed rows in the report) or 'raise' (PushError).",
-        )
-    if batch_size is not None and (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
-        or not 1 <= batch_size <= MAX_BATCH_OPERATIONS
-    ):
-        raise ConfigError(
-            f"batch_size={batch_size!r} is out of range.",
-            field="batch_size",
-            hint=f"Use 1 to {MAX_BATCH_OPERATIONS} rows per request, or None for the default.",
-        )
-    if parallel is not None and not isinstance(parallel, bool):
-        if not isinstance(parallel, int) or parallel < 1:
-            raise ConfigError(
-                f"parallel={parallel!r} is not valid.",
-                field="parallel",
-                hint="Use True (adaptive), False (one request at a time) or a number >= 1.",
-            )
-    if not isinstance(force, bool):
-        raise ConfigError(f"force={force!r} must be True or False.", field="force")
-    if table is not None and (not isinstance(table, str) or not table.strip()):
-        raise ConfigError(
-            f"table={table!r} is not a table name.",
-            field="table",
-            hint="Pass the logical name (account) or entity set name (accounts).",
-        )
-    info = frame_info(df)
-    if table is None and not info.get("table"):
-        raise ConfigError(
-            "This frame was not read from Dataverse, so push() does not know its table.",
-            field="table",
-            hint="Pass the table, e.g. df.d365.push('accounts').",
-        )
-    names = [str(c) for c in df.columns]
-    if columns is not None:
-        if isinstance(columns, str):
-            raise ConfigError(
-                f"columns={columns!r} must be a list of column names.",
-                field="columns",
-                hint=f"Use columns=[{columns!r}].",
-            )
-        for column in columns:
-            if column not in df.columns:
-                raise ConfigError(
-                    f"columns= names {column!r}, which is not a column of the frame.",
-                    field="columns",
-                    hint=suggest(str(column), names) or "Check the spelling.",
-                )
-    keys = key_list(key)
-    if keys is not None:
-        if not keys or not all(isinstance(k, str) and k for k in keys):
-            raise ConfigError(
-                f"key={key!r} is not a column name or a list of them.",
-                field="key",
-                hint="Pass a column (key='accountnumber') or several (key=['a', 'b']).",
-            )
-        if mode != "create":
-            for k in keys:
-                if k not in df.columns and not _is_key_name(k):
-                    raise ConfigError(
-                        f"key={k!r} is not a column of the frame.",
-                        field="key",
-                        hint=suggest(k, names)
-                        or "Add the key column, or pass the column that identifies rows.",
-                    )
-    if not df.index.is_unique:
-        dupes = df.index[df.index.duplicated()].unique()[:5].tolist()
-        raise ConfigError(
-            f"The frame's index has duplicate labels ({', '.join(map(repr, dupes))}); the "
-            "push report names rows by label.",
-            field="df",
-            hint="Use df.reset_index(drop=True) before pushing.",
-        )
-
-
-def _is_key_name(name: str) -> bool:
-    """True for names that may be an alternate key's name (checked against metadata later)."""
-    return "key" in name.lower()
-
-
-def resolve_connection(df: pd.DataFrame, conn: Connection | None = None) -> Connection:
-    """`conn`, else the connection the frame was read through, else `d365nb.connection()`."""
-    if conn is not None:
-        return conn
-    from ._client import connection_by_id
-
-    found = connection_by_id(frame_info(df).get("connection"))
-    if found is not None and not getattr(found, "_closed", False):
-        return found
-    try:  # d365nb.connection(): the one signed in through the setup panel
-        default = getattr(importlib.import_module("d365nb"), "connection", None)
-        if default is None:
-            default = importlib.import_module("d365nb._setup").connection
-        current = default()
-    except (ImportError, AttributeError):
-        current = None
-    except Exception as exc:  # not signed in through the panel
-        raise ConfigError(
-            "No connection to push through: this frame was not read through an open "
-            "connection and nobody signed in with d365nb.setup().",
-            field="conn",
-            hint="Pass conn=, e.g. df.d365.push('accounts', conn=conn).",
-        ) from exc
-    if current is None:
-        raise ConfigError(
-            "No connection to push through.",
-            field="conn",
-            hint="Pass conn=, e.g. df.d365.push('accounts', conn=conn).",
-        )
-    return current  # type: ignore[no-any-return]
 
 
 # -- planning -----------------------------------------------------------------------------
@@ -313,18 +115,10 @@ def _is_na(value: Any) -> bool:
 
 
 def _literal(value: Any, attribute: Attribute | None) -> str:
-    """A key value as it goes in a key segment: `'A-1'`, `42`, a bare GUID; URL-escaped."""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, (int, float)) and not (attribute and attribute.is_lookup):
-        text = str(int(value)) if float(value).is_integer() else repr(float(value))
-    elif attribute is not None and (
-        attribute.is_lookup or attribute.attribute_type == "Uniqueidentifier"
-    ):
-        text = str(value)
-    else:
-        text = "'" + str(value).replace("'", "''") + "'"
-    return quote(text, safe="'-_.~")
+    """A key value as it goes in a key segment (`_odata.key_value()` for this column)."""
+    lookup = attribute is not None and attribute.is_lookup
+    guid = attribute is not None and attribute.attribute_type == "Uniqueidentifier"
+    return key_value(value, lookup=lookup, guid=guid)
 
 
 def _key_segments(
@@ -356,17 +150,17 @@ def _key_segments(
     missing = []
     clean = len(problems) == before
     for i in range(len(df)):
-        parts = []
+        parts: list[tuple[str, str]] = []
         row: dict[str, Any] = {}
         for k, attribute in zip(key, attributes, strict=True):
             value = wire[k][i] if i < len(wire[k]) else None
             if value is None:
                 break
             name = attribute.property_name if attribute is not None else k
-            parts.append(f"{name}={_literal(value, attribute)}")
+            parts.append((name, _literal(value, attribute)))
             row[name] = value
         else:
-            out.append(",".join(parts))
+            out.append(key_segment(parts))
             values.append(row)
             continue
         out.append(None)
@@ -466,24 +260,46 @@ def _bind_by_key(
             )
         )
     problems.extend(p for p in inner if "has no value" not in p.message)
-    values = [None if seg is None else f"/{target.entity_set_name}({seg})" for seg in segments]
+    values = [
+        None if seg is None else "/" + entity_path(target.entity_set_name, seg) for seg in segments
+    ]
     return f"{attribute.navigation_property(target.logical_name)}@odata.bind", values
 
 
-async def plan_push(
-    conn: Connection,
+def related_tables(df: pd.DataFrame, table: Table, options: PushOptions) -> list[str]:
+    """The tables whose metadata `plan_push()` needs besides `table`: those that columns
+    named `<lookup>.<column>` bind to by alternate key (fetch them, pass as `related`)."""
+    if options.mode == "delete":
+        return []
+    columns = options.columns
+    return [
+        target
+        for (_, target), cols in _lookup_key_columns(df, table).items()
+        if columns is None or any(c in columns for c, _ in cols)
+    ]
+
+
+def plan_push(
     df: pd.DataFrame,
-    table_name: str,
+    table: Table,
+    tables: Mapping[str, Table],
+    options: PushOptions,
     *,
-    key: list[str] | None,
-    mode: str,
-    columns: Sequence[str] | None,
-    force: bool,
+    related: Mapping[str, Table],
+    connection_id: str,
 ) -> Plan:
-    """Plan one request per row of `df` (see the module docstring); raises before any write."""
+    """Plan one request per row of `df` (see the module docstring); raises before any write.
+
+    **Parameters:**
+
+    * **df** - the frame to push.
+    * **table** - the table's metadata (with attributes); **tables** - every table.
+    * **options** - the push's options.
+    * **related** - the metadata of `related_tables()`, by logical name.
+    * **connection_id** - recorded in the planned frame's attrs (`report.failed.d365.push()`).
+    """
+    key, mode, columns, force = options.keys, options.mode, options.columns, options.force
     info = frame_info(df)
-    table = await conn.catalog.table(table_name)
-    tables = await conn.catalog.tables()
     same = info.get("table") == table.logical_name
     keys = _resolve_key(table, key)
     pk = table.primary_id
@@ -606,7 +422,7 @@ async def plan_push(
                 for c, _ in cols:
                     skipped[c] = "not in columns="
                 continue
-            target = await conn.catalog.table(target_name)
+            target = related[target_name]
             bind, values = _bind_by_key(frame, table, target, lookup, cols, problems)
             if bind:
                 binds.append((bind, values))
@@ -626,7 +442,7 @@ async def plan_push(
             "table": table.logical_name,
             "entity_set": table.entity_set_name,
             "key": pk,
-            "connection": conn.id,
+            "connection": connection_id,
             "partial": False,
             "count": None,
             **(info if same else {}),
@@ -641,7 +457,7 @@ async def plan_push(
             created[pk] = ids[i]
             rows.append(PlannedRow(i, "create", entity_set, created, ids[i], generated[i]))
             continue
-        path = f"{entity_set}({ids[i]})" if by_pk else f"{entity_set}({segments[i]})"
+        path = entity_path(entity_set, str(ids[i]) if by_pk else str(segments[i]))
         headers: dict[str, str] = {}
         guarded = etags[i] is not None
         if guarded:
@@ -668,22 +484,6 @@ async def plan_push(
                 )
             )
     return Plan(table, mode, keys, frame, rows, sent, skipped)
-
-
-# -- grouping into requests ---------------------------------------------------------------
-
-
-def chunks(rows: Sequence[PlannedRow], size: int) -> Iterator[list[PlannedRow]]:
-    """`rows` in slices of at most `size`."""
-    for start in range(0, len(rows), size):
-        yield list(rows[start : start + size])
-
-
-def chunk_size(strategy: str, batch_size: int | None) -> int:
-    """Rows per request for `strategy` (`batch_size=` when given)."""
-    if batch_size:
-        return batch_size
-    return {"$batch": BATCH_CHUNK, "UpsertMultiple": UPSERT_CHUNK}.get(strategy, BULK_CHUNK)
 
 
 _ID_NAMESPACE = uuid.UUID("6f1d2c1e-7b7a-4d0e-9c55-d365b0b0c0de")
@@ -734,103 +534,3 @@ def loose_key(values: Mapping[str, Any]) -> tuple[Any, ...]:
         else:
             out.append(value)
     return tuple(out)
-
-
-def group_rows(plan: Plan, no_bulk: set[tuple[str, str]]) -> list[tuple[str, list[PlannedRow]]]:
-    """(strategy, rows): `CreateMultiple`, `UpdateMultiple`, `UpsertMultiple` or `$batch`.
-
-    Upserts go to `UpsertMultiple` unless they carry an ETag (`If-Match` needs one request
-    per row), the table does not support it, or another row of the frame has the same key
-    (those are sent one by one, in order, so the first creates and the next updates).
-    """
-    logical = plan.table.logical_name
-    create, update, upsert, other = [], [], [], []
-    bulk_upsert = UPSERT_MULTIPLE and (logical, "UpsertMultiple") not in no_bulk
-    seen: dict[tuple[Any, ...], int] = {}
-    if bulk_upsert:
-        for row in plan.rows:
-            if row.op == "upsert" and row.key_values:
-                loose = loose_key(row.key_values)
-                seen[loose] = seen.get(loose, 0) + 1
-    for row in plan.rows:
-        if row.op == "create" and (logical, "CreateMultiple") not in no_bulk:
-            create.append(row)
-        elif (
-            bulk_upsert
-            and row.op == "upsert"
-            and not row.guarded
-            and row.key_values
-            and seen.get(loose_key(row.key_values)) == 1
-        ):
-            upsert.append(row)
-        elif (
-            row.op == "update"
-            and not row.guarded
-            and plan.key == (plan.table.primary_id,)
-            and (logical, "UpdateMultiple") not in no_bulk
-        ):
-            update.append(row)
-        elif row.op != "none":
-            other.append(row)
-    return [
-        (name, rows)
-        for name, rows in (
-            ("CreateMultiple", create),
-            ("UpdateMultiple", update),
-            ("UpsertMultiple", upsert),
-            ("$batch", other),
-        )
-        if rows
-    ]
-
-
-def describe_groups(
-    groups: list[tuple[str, list[PlannedRow]]], batch_size: int | None
-) -> tuple[str, ...]:
-    """The requests a plan sends, in words (`"CreateMultiple x 3 (<= 1,000 rows each)"`)."""
-    out = []
-    for name, rows in groups:
-        size = chunk_size(name, batch_size)
-        count = math.ceil(len(rows) / size)
-        what = f"{name} of {len(rows):,} rows" if count == 1 else f"{name} x {count:,}"
-        extra = "; their keys looked up first" if name == "UpsertMultiple" else ""
-        out.append(f"{what} (<= {size:,} rows each{extra})")
-    return tuple(out)
-
-
-def plan_report(
-    plan: Plan, groups: list[tuple[str, list[PlannedRow]]], batch_size: int | None
-) -> PushPlan:
-    """The `PushPlan` a dry run returns."""
-    ops = {row.pos: row for row in plan.rows}
-    n = len(plan.frame)
-    operation = [ops[i].op if ops[i].op != "none" else "unchanged" for i in range(n)]
-    condition = [
-        " ".join(f"{k}: {v}" for k, v in ops[i].headers.items()) if i in ops else ""
-        for i in range(n)
-    ]
-    first = next((r for r in plan.rows if r.op != "none"), None)
-    sample: dict[str, Any] | None = None
-    if first is not None:
-        method = {"create": "POST", "delete": "DELETE"}.get(first.op, "PATCH")
-        sample = {"method": method, "url": first.path, "body": first.body}
-        if first.headers:
-            sample["headers"] = dict(first.headers)
-    return PushPlan(
-        table=plan.table.logical_name,
-        entity_set=plan.table.entity_set_name,
-        mode=plan.mode,
-        key=plan.key,
-        rows=rows_frame(
-            plan.frame.index,
-            {
-                "operation": operation,
-                "id": [ops[i].row_id for i in range(n)],
-                "condition": condition,
-            },
-        ),
-        columns=plan.columns,
-        skipped=plan.skipped,
-        requests=describe_groups(groups, batch_size),
-        sample=sample,
-    )

@@ -25,13 +25,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._config import ENV_CONFIG, ENV_PREFIX, FIELDS, SECRET_FIELDS, _unknown_field
+import platformdirs
+import tomli_w
+
 from ._exceptions import ConfigError
+from ._fields import ENV_CONFIG, ENV_PREFIX, FIELDS, SECRET_FIELDS, unknown_field
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = ["default_profile_path", "list_profiles"]
 
@@ -52,8 +55,6 @@ def default_profile_path(environ: Mapping[str, str] | None = None) -> Path:
     override = (env.get(ENV_CONFIG) or "").strip()
     if override:
         return Path(override).expanduser()
-    import platformdirs
-
     return Path(platformdirs.user_config_dir("d365nb", appauthor=False)) / "profiles.toml"
 
 
@@ -102,8 +103,6 @@ def write_profile(
     table[name] = {k: v for k, v in values.items() if k in FIELDS and k not in SECRET_FIELDS}
     document = {**document, _TABLE: table}
 
-    import tomli_w
-
     data = tomli_w.dumps(document).encode()
     folder = file.parent
     if not folder.exists():
@@ -127,7 +126,8 @@ def write_profile(
 def _load_document(file: Path) -> dict[str, Any]:
     try:
         with file.open("rb") as handle:
-            return tomllib.load(handle)
+            document: dict[str, Any] = tomllib.load(handle)
+            return document
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"The profile file {file} is not valid TOML: {exc}.",
@@ -179,7 +179,7 @@ def _validate(document: Mapping[str, Any], file: Path) -> dict[str, dict[str, st
                     f"instead (or pass {key}= in code).",
                 )
             if key not in FIELDS:
-                err = _unknown_field(key)
+                err = unknown_field(key)
                 raise ConfigError(
                     f"Profile {name!r} in {file}: unknown setting {key!r}.",
                     field=key,

@@ -17,25 +17,25 @@ and `resume()`, which fetches only what is missing.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import datetime as dt
-import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-from ._convert import FrameBuilder, concat_frames, wire_select
-from ._exceptions import AuthError, D365Error, PartialReadError, TransportError
+from ._dtypes import wire_select
+from ._exceptions import AuthError, ConfigError, D365Error, PartialReadError, TransportError
+from ._fetchxml import fetchxml_entity, fetchxml_with_page, paging_cookie_from_annotation
+from ._frames import FrameBuilder, concat_frames
 from ._metadata import Table
-from ._odata import fetchxml_entity, fetchxml_with_page, paging_cookie_from_annotation
+from ._odata import and_filter, encode_query, extreme_query, query_options, range_filters
+from ._progress import progress_bar, progress_var
+from ._session import Session
+from ._sync import run_sync
 from ._transport import check_same_origin
+from ._types import SelectTypes
 
-if TYPE_CHECKING:
-    from ._client import Connection
-
-__all__ = ["ReadPlan", "progress_var", "read_frame", "read_fetchxml"]
+__all__ = ["MAX_PAGE_SIZE", "ReadPlan", "read_fetchxml", "read_frame"]
 
 MAX_PAGE_SIZE = 5000
 PARTITION_COLUMN = "createdon"
@@ -45,9 +45,6 @@ _ANNOTATIONS = (
     "Microsoft.Dynamics.CRM.lookuplogicalname,"
     "Microsoft.Dynamics.CRM.associatednavigationproperty"
 )
-
-#: The progress bar of the read running in this context (the transport reports waits to it).
-progress_var: contextvars.ContextVar[Any] = contextvars.ContextVar("d365nb_progress", default=None)
 
 try:  # orjson parses large pages 2-3x faster than json; optional.
     import orjson
@@ -81,7 +78,7 @@ class _Part:
 class ReadPlan:
     """Everything needed to run, and to resume, one read."""
 
-    connection: Connection
+    session: Session
     table: Table
     headers: dict[str, str]
     parts: list[_Part] = field(default_factory=list)
@@ -147,7 +144,7 @@ class ReadPlan:
             "table": self.table.logical_name,
             "entity_set": self.table.entity_set_name,
             "key": self.table.primary_id,
-            "connection": self.connection.id,
+            "connection": self.session.id,
             "partial": partial,
             "count": self.count,
         }
@@ -179,15 +176,11 @@ def _prefer(page_size: int, *, annotations: bool, fetchxml: bool = False) -> str
     return prefer
 
 
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 async def _get_json(plan: ReadPlan, url: str) -> Any:
-    conn = plan.connection
-    check_same_origin(url, conn.api_root)
-    async with conn.limiter:
-        response = await conn.arequest("GET", url, headers=plan.headers)
+    session = plan.session
+    check_same_origin(url, session.api_root)
+    async with session.limiter:
+        response = await session.arequest("GET", url, headers=plan.headers)
         body = await response.aread()
     return _loads(body)
 
@@ -216,7 +209,7 @@ async def _run_part(plan: ReadPlan, part: _Part) -> None:
             next_link = None
         if next_link is not None:
             # Replayed verbatim, but only ever to the configured host.
-            check_same_origin(next_link, plan.connection.api_root)
+            check_same_origin(next_link, plan.session.api_root)
         part.url = next_link
 
 
@@ -224,17 +217,8 @@ async def _bounds(plan: ReadPlan, base: str, params: Mapping[str, str]) -> tuple
     """The smallest and largest `createdon` the query matches (two tiny requests)."""
 
     async def one(direction: str) -> str | None:
-        query = dict(params)
-        query["$select"] = PARTITION_COLUMN
-        query["$orderby"] = f"{PARTITION_COLUMN} {direction}"
-        query["$top"] = "1"
-        query.pop("$count", None)
-        query.pop("$expand", None)
-        condition = f"{PARTITION_COLUMN} ne null"
-        if "$filter" in query:
-            condition = f"({query['$filter']}) and {condition}"
-        query["$filter"] = condition
-        body = await _get_json(plan, f"{base}?{_encode(query)}")
+        query = extreme_query(params, PARTITION_COLUMN, direction)
+        body = await _get_json(plan, f"{base}?{encode_query(query)}")
         rows = body.get("value", [])
         return str(rows[0][PARTITION_COLUMN]) if rows else None
 
@@ -242,32 +226,6 @@ async def _bounds(plan: ReadPlan, base: str, params: Mapping[str, str]) -> tuple
     if low is None or high is None:
         return None
     return low, high
-
-
-def _encode(params: Mapping[str, str]) -> str:
-    # Dataverse wants %20 for spaces, and $ and quotes kept readable.
-    return urllib.parse.urlencode(params, quote_via=urllib.parse.quote, safe="$'(),:/@")
-
-
-def _ranges(low: str, high: str, n: int) -> list[str]:
-    """`n` half-open filters covering every createdon, plus one for null."""
-    start = dt.datetime.fromisoformat(low.replace("Z", "+00:00"))
-    end = dt.datetime.fromisoformat(high.replace("Z", "+00:00"))
-    span = (end - start).total_seconds()
-    cuts: list[str] = []
-    for i in range(1, n):
-        moment = start + dt.timedelta(seconds=round(span * i / n))
-        text = _iso(moment)
-        if not cuts or text > cuts[-1]:
-            cuts.append(text)
-    col = PARTITION_COLUMN
-    if not cuts:
-        return [f"{col} ne null", f"{col} eq null"]
-    filters = [f"{col} lt {cuts[0]}"]
-    filters += [f"{col} ge {a} and {col} lt {b}" for a, b in zip(cuts, cuts[1:], strict=False)]
-    filters.append(f"{col} ge {cuts[-1]}")
-    filters.append(f"{col} eq null")
-    return filters
 
 
 # What stops a read part-way and becomes `PartialReadError` (rows so far + resume()).
@@ -298,10 +256,10 @@ async def _execute(plan: ReadPlan) -> pd.DataFrame:
 
 
 async def read_frame(
-    conn: Connection,
-    entity: str,
+    session: Session,
+    table: Table,
     *,
-    select: Sequence[str] | None = None,
+    select: SelectTypes = None,
     filter: str | None = None,  # noqa: A002 - the OData name users know
     orderby: str | Sequence[str] | None = None,
     top: int | None = None,
@@ -316,33 +274,22 @@ async def read_frame(
 ) -> pd.DataFrame:
     """Read a table into a DataFrame (see `Connection.read`)."""
     if not 1 <= page_size <= MAX_PAGE_SIZE:
-        from ._exceptions import ConfigError
-
         raise ConfigError(
             f"page_size={page_size} is out of range.",
             field="page_size",
             hint=f"Use 1 to {MAX_PAGE_SIZE} (the service's maximum page size).",
         )
     if top is not None and top < 0:
-        from ._exceptions import ConfigError
-
         raise ConfigError("top must be 0 or more.", field="top", hint="Pass top=None for all.")
-    table = await conn.catalog.table(entity)
-    params: dict[str, str] = {}
-    if select:
-        params["$select"] = ",".join(wire_select(table, list(select)))
-    if filter:
-        params["$filter"] = filter
-    if orderby:
-        params["$orderby"] = orderby if isinstance(orderby, str) else ",".join(orderby)
-    if top is not None:
-        params["$top"] = str(top)
-    expand_text = None
-    if expand:
-        expand_text = expand if isinstance(expand, str) else ",".join(expand)
-        params["$expand"] = expand_text
-    if count:
-        params["$count"] = "true"
+    params = query_options(
+        select=wire_select(table, list(select)) if select else None,
+        filter=filter,
+        orderby=orderby,
+        top=top,
+        expand=expand,
+        count=count,
+    )
+    expand_text = params.get("$expand")
     lookups = (
         any(a.is_lookup for a in table.attributes.values())
         if not select
@@ -350,7 +297,7 @@ async def read_frame(
     )
     headers = {"Prefer": _prefer(page_size, annotations=formatted or lookups)}
     plan = ReadPlan(
-        connection=conn,
+        session=session,
         table=table,
         headers=headers,
         top=top,
@@ -358,11 +305,11 @@ async def read_frame(
         builder_options={"formatted": formatted, "dtypes": dtypes, "decimal": decimal},
         expand=_expand_names(expand_text) if expand_text else (),
     )
-    base = conn.api_root + table.entity_set_name
-    first_url = f"{base}?{_encode(params)}" if params else base
+    base = session.api_root + table.entity_set_name
+    first_url = f"{base}?{encode_query(params)}" if params else base
     plan.parts.append(_Part(url=first_url, builder=plan.new_builder()))
     if progress:
-        plan.progress = _progress_bar(table.entity_set_name)
+        plan.progress = progress_bar(f"Reading {table.entity_set_name}")
     try:
         can_split = (
             parallel is not False
@@ -402,14 +349,15 @@ async def read_frame(
             raise _partial_error(plan, exc) from exc
         if bounds is None:
             return await _execute(plan)
-        n = _partitions(conn) if parallel is True else max(1, int(parallel))
+        n = _partitions(session) if parallel is True else max(1, int(parallel))
         plan.parts = []
         plan.partitioned = True
-        for condition in _ranges(bounds[0], bounds[1], n):
+        for condition in range_filters(PARTITION_COLUMN, bounds[0], bounds[1], n):
             query = dict(params)
-            query["$filter"] = f"({params['$filter']}) and ({condition})" if filter else condition
+            query["$filter"] = and_filter(params["$filter"] if filter else None, condition)
             query.pop("$count", None)
-            plan.parts.append(_Part(url=f"{base}?{_encode(query)}", builder=plan.new_builder()))
+            url = f"{base}?{encode_query(query)}"
+            plan.parts.append(_Part(url=url, builder=plan.new_builder()))
         return await _execute(plan)
     finally:
         if plan.progress is not None:
@@ -417,7 +365,8 @@ async def read_frame(
 
 
 async def read_fetchxml(
-    conn: Connection,
+    session: Session,
+    table: Table,
     xml: str,
     *,
     page_size: int = MAX_PAGE_SIZE,
@@ -426,11 +375,10 @@ async def read_fetchxml(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Run a FetchXML query, following its paging cookies (see `Connection.fetchxml`)."""
-    name, user_top = fetchxml_entity(xml)
-    table = await conn.catalog.table(name)
+    _, user_top = fetchxml_entity(xml)
     headers = {"Prefer": _prefer(page_size, annotations=True, fetchxml=True)}
     plan = ReadPlan(
-        connection=conn,
+        session=session,
         table=table,
         headers=headers,
         builder_options={"formatted": formatted, "dtypes": dtypes},
@@ -438,8 +386,8 @@ async def read_fetchxml(
     part = _Part(url=None, builder=plan.new_builder())
     plan.parts.append(part)
     if progress:
-        plan.progress = _progress_bar(table.entity_set_name)
-    base = conn.api_root + table.entity_set_name
+        plan.progress = progress_bar(f"Reading {table.entity_set_name}")
+    base = session.api_root + table.entity_set_name
     state: dict[str, Any] = {"page": 1, "cookie": None, "done": False}
 
     async def run() -> pd.DataFrame:
@@ -452,7 +400,7 @@ async def read_fetchxml(
                 )
             )
             try:
-                body = await _get_json(plan, f"{base}?{_encode({'fetchXml': text})}")
+                body = await _get_json(plan, f"{base}?{encode_query({'fetchXml': text})}")
             except (D365Error, OSError, asyncio.CancelledError) as exc:
                 raise _partial_error(plan, exc, resume=run) from exc
             rows = body.get("value", [])
@@ -479,14 +427,14 @@ async def read_fetchxml(
             plan.progress.close()
 
 
-def _partitions(conn: Connection) -> int:
+def _partitions(session: Session) -> int:
     """How many ranges to split a large read into when the caller did not say.
 
     Twice what the service lets run at once (its `x-ms-dop-hint`, or the user's cap), so
     a slow range never leaves a slot idle, and at most `DEFAULT_PARTITIONS`: every range
     costs the service a scan of its own, so more ranges than slots only add work.
     """
-    return max(2, min(DEFAULT_PARTITIONS, 2 * conn.limiter.ceiling))
+    return max(2, min(DEFAULT_PARTITIONS, 2 * session.limiter.ceiling))
 
 
 def _expand_names(text: str) -> tuple[str, ...]:
@@ -505,12 +453,6 @@ def _expand_names(text: str) -> tuple[str, ...]:
             current += char
     names.append(current.strip())
     return tuple(n for n in names if n)
-
-
-def _progress_bar(name: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(desc=f"Reading {name}", unit=" rows", leave=False, dynamic_ncols=True)
 
 
 def _partial_error(
@@ -537,5 +479,6 @@ def _partial_error(
         f"({missing} of {len(plan.parts)} range(s) unfinished) because {reason}.",
         partial=partial,
         resume=resume or resume_parts,
+        run=run_sync,
         hint="err.partial holds the rows so far; err.resume() fetches only the rest.",
     )

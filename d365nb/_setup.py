@@ -13,9 +13,10 @@ One panel per kernel: calling `setup()` again shows the same panel in its curren
 profile or `new=True` starts a fresh panel; the previous connection stays the current one
 until the new panel has signed in.
 
-`setup()` also registers (once, and only if no other handler is set) an IPython handler
-that shows a `D365Error` raised in a cell as its message and hint, two lines instead of a
-long traceback; `%tb` still prints the full traceback.  Nothing happens at import time.
+In IPython (Jupyter), `import d365nb` registers (once, and only if no other handler is
+set) a handler that shows a `D365Error` raised in a cell as its message and its fix instead
+of a long traceback; `%tb` still prints the full traceback.  Outside IPython importing
+this module does nothing (it does not even import IPython).
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ._client import Connection
+from ._connstr import parse_connection_string
 from ._exceptions import AuthError, D365Error
 
-if TYPE_CHECKING:
-    from ._client import Connection
+if TYPE_CHECKING:  # imported when a panel is made: ipywidgets stays out of `import d365nb`
     from .widgets import SetupPanel
 
 __all__ = ["connection", "setup"]
@@ -77,7 +79,8 @@ def setup(
     * **settings** - any `Settings` field (`service_url=`, `client_id=`, `tenant=`, ...).
     """
     global _panel
-    from ._config import parse_connection_string
+    # Lazy: ipywidgets (and IPython under it) cost ~0.13 s and are not needed by scripts,
+    # the CLI or the sandbox; `import d365nb` never pulls them in.
     from .widgets import SetupPanel
 
     fresh = new or _panel is None or connection_string or profile or sandbox is not None
@@ -130,6 +133,7 @@ def _track(panel: SetupPanel, what: str) -> None:
 
 
 def _display(panel: SetupPanel) -> None:
+    # IPython is imported here, not at the top: `import d365nb` stays free of it.
     try:
         from IPython import get_ipython
         from IPython.display import display
@@ -192,3 +196,18 @@ def install_error_display() -> bool:
         return False
     shell.set_custom_exc((D365Error,), _short_traceback)
     return True
+
+
+def _install_in_ipython() -> None:
+    """At import: in a running IPython shell, `install_error_display()`; else nothing.
+
+    Looks only at modules already loaded: a script or the CLI never imports IPython here.
+    """
+    ipython = sys.modules.get("IPython")
+    get_shell = getattr(ipython, "get_ipython", None)
+    if get_shell is not None and get_shell() is not None:
+        install_error_display()
+
+
+# `import d365nb` in a notebook: errors show as one line plus their fix from the first cell.
+_install_in_ipython()

@@ -38,14 +38,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import os
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Final, Generic, Literal, TypeVar, cast
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any, Final, Generic, Literal, ParamSpec, TypeVar, cast
 
-from ._exceptions import ConfigError
+from ._exceptions import ConfigError, D365Error
 
 __all__ = [
     "DEFAULT_RUNNER",
@@ -53,12 +54,14 @@ __all__ = [
     "RUNNER_ENV",
     "Runner",
     "background_loop",
+    "blocking",
     "resolve_runner",
     "run_sync",
     "submit",
 ]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 Runner = Literal["thread", "nest"]
 RUNNER_ENV: Final = "D365NB_RUNNER"
 DEFAULT_RUNNER: Final[Runner] = "thread"
@@ -155,6 +158,7 @@ def _run_in_thread(work: CoroOrFactory[T]) -> T:
     loop = background_loop()
     stop, done = threading.Event(), threading.Event()
     tasks: list[asyncio.Task[T]] = []
+    unwound: list[D365Error] = []  # the d365nb error the work ended with, if any
 
     async def guarded() -> T:
         try:
@@ -166,6 +170,11 @@ def _run_in_thread(work: CoroOrFactory[T]) -> T:
             if task is not None:
                 tasks.append(cast("asyncio.Task[T]", task))
             return await _as_coroutine(work)
+        except BaseException as exc:
+            inner = _unwrap_group(exc)
+            if isinstance(inner, D365Error):
+                unwound.append(inner)
+            raise
         finally:
             done.set()
 
@@ -188,6 +197,10 @@ def _run_in_thread(work: CoroOrFactory[T]) -> T:
             stop.set()
             loop.call_soon_threadsafe(cancel)
             done.wait(_CANCEL_GRACE)
+            if unwound:
+                # The work turned its cancellation into an error of its own (a read's
+                # `PartialReadError`, with the rows so far): that, not a bare interrupt.
+                raise unwound[0] from None
             raise
         inner = _unwrap_group(exc)
         if inner is exc:
@@ -230,6 +243,10 @@ def run_sync(work: CoroOrFactory[T], *, runner: str | None = None) -> T:
       called on the loop that runs it (so loop-bound objects are made on the right loop).
     * **runner** - `"thread"` or `"nest"`; default `$D365NB_RUNNER`, else `DEFAULT_RUNNER`.
       Without a running loop in the calling thread the background loop is used either way.
+
+    Ctrl-C (the Stop button) cancels the work; if the work answers its cancellation with
+    a d365nb error (a read's `PartialReadError`, holding the rows so far and `resume()`),
+    that error is raised instead of the bare `KeyboardInterrupt`.
     """
     try:
         chosen = resolve_runner(runner)
@@ -251,6 +268,34 @@ def run_sync(work: CoroOrFactory[T], *, runner: str | None = None) -> T:
     if running is not None and chosen == "nest":
         return _run_nested(work, running)
     return _run_in_thread(work)
+
+
+def blocking(
+    afn: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, T]:
+    """The sync twin of a coroutine function: same parameters, same docstring.
+
+    ```python
+    class Connection:
+        async def aread(self, entity: str, *, top: int | None = None) -> pd.DataFrame:
+            \"\"\"Every row of a table ...\"\"\"
+
+        read = blocking(aread)      # conn.read("accounts", top=5), typed like aread
+    ```
+
+    The twin runs the coroutine through `run_sync()` (so Ctrl-C takes one path for every
+    verb), creating it on the loop that runs it.  Its name drops the leading `a`.
+    """
+
+    @functools.wraps(afn)
+    def twin(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(lambda: afn(*args, **kwargs))
+
+    name = afn.__name__.removeprefix("a")
+    owner, _, _ = afn.__qualname__.rpartition(".")
+    twin.__name__ = name
+    twin.__qualname__ = f"{owner}.{name}" if owner else name
+    return twin
 
 
 class LoopLocal(Generic[T]):

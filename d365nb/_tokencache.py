@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import msal
+import platformdirs
 
 __all__ = ["TokenCacheFile", "default_cache_dir"]
 
@@ -31,8 +32,6 @@ def default_cache_dir() -> Path:
     env = os.environ.get("D365NB_TOKEN_CACHE_DIR")
     if env:
         return Path(env).expanduser()
-    import platformdirs
-
     return Path(platformdirs.user_cache_dir("d365nb")) / "tokens"
 
 

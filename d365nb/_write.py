@@ -2,7 +2,8 @@
 
 `apush()` is the engine behind `df.d365.push()` and `Connection.push()`:
 
-1. **Validate** (`_plan.validate_push()`, no I/O): options, index, key and column names.
+1. **Validate** (`PushOptions` and `_options.check_push()`, no I/O): options, index, key
+   and column names.
 2. **Plan** (`_plan.plan_push()`, after fetching the table's metadata, before any write):
    one operation per row (`create`, `update`, `upsert`, `delete`), its URL, JSON body and
    conditions.  Every problem in the frame is reported at once (`InvalidFrameError`).
@@ -22,7 +23,7 @@
    are looked up first (`_Push.run_upsert()`): found is `updated`, not found `created`.
    Upserts whose key another row of the frame repeats, or that the look-up cannot place
    for sure, are sent as per-row `$batch` parts (`return=representation`: 201 or 200).
-   `_plan.UPSERT_MULTIPLE = False` sends every upsert that way (the switch back).
+   `_batching.UPSERT_MULTIPLE = False` sends every upsert that way (the switch back).
 4. **Report** (`PushReport`): every input row once, with its status, code, message and id.
 
 Safety: rows read with an ETag are written with `If-Match` (a row changed or deleted since
@@ -42,22 +43,19 @@ client-generated ids (uuid5 of table, index label and values, returned in
 from __future__ import annotations
 
 import asyncio
-import json
-import math
-import re
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote
+from typing import Any
 
 import httpx
 import pandas as pd
 
-from ._convert import encode_json
+from ._batching import BATCH_CHUNK, chunk_size, chunks, group_rows, plan_report
+from ._catalog import Catalog
 from ._exceptions import ODataError, PushError, ThrottledError, TransportError
-from ._metadata import Attribute, Table
+from ._metadata import Table
 from ._multipart import (
     BatchFormatError,
     BatchRequest,
@@ -66,27 +64,16 @@ from ._multipart import (
     decode_batch_response,
     encode_batch_request,
 )
-from ._plan import (
-    BATCH_CHUNK,
-    Plan,
-    PlannedRow,
-    PushMode,
-    chunk_size,
-    chunks,
-    frame_info,
-    group_rows,
-    key_list,
-    loose_key,
-    plan_push,
-    plan_report,
-    validate_push,
-)
+from ._odata import action_path, entity_path, key_lookup_urls, select_path
+from ._options import PushOptions, check_push, frame_info
+from ._outcomes import error_of, exact_key, holds, navigation_map, unsupported
+from ._payloads import encode_json
+from ._plan import Plan, PlannedRow, loose_key, plan_push, related_tables
+from ._progress import progress_bar, progress_var
 from ._report import PushPlan, PushReport, rows_frame
+from ._session import Session
 
-if TYPE_CHECKING:
-    from ._client import Connection
-
-__all__ = ["apush", "push"]
+__all__ = ["apush"]
 
 _ATTEMPTS = 8  # sends of one request when its connection drops
 _DUPLICATE = "0x80040237"
@@ -94,8 +81,8 @@ _VERSION_MISMATCH = "0x80060882"
 _JSON = "application/json"
 _JSON_ENTRY = "application/json; type=entry"
 
-# Tables on which a bulk action answered "not supported", per connection.
-_NO_BULK: weakref.WeakKeyDictionary[Connection, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+# Tables on which a bulk action answered "not supported", per session (connection).
+_NO_BULK: weakref.WeakKeyDictionary[Session, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
 
 
 # -- sending ------------------------------------------------------------------------------
@@ -124,14 +111,14 @@ class _Push:
 
     def __init__(
         self,
-        conn: Connection,
+        session: Session,
         plan: Plan,
         *,
         batch_size: int | None,
         parallel: bool | int | None,
         progress: Any,
     ) -> None:
-        self.conn = conn
+        self.session = session
         self.plan = plan
         self.batch_size = batch_size
         # True/None: the connection's adaptive limiter alone; False: one at a time.
@@ -144,10 +131,10 @@ class _Push:
         self.code: list[str | None] = [None] * n
         self.message: list[str | None] = [None] * n
         self.ids: list[str | None] = [None] * n
-        self.no_bulk = _NO_BULK.setdefault(conn, set())
+        self.no_bulk = _NO_BULK.setdefault(session, set())
         # Upserts sent by UpsertMultiple: did the key exist just before (existing())?
         self.existed: dict[int, bool] = {}
-        self.base = httpx.URL(conn.api_root).path
+        self.base = httpx.URL(session.api_root).path
 
     def settle(self, row: PlannedRow, outcome: _Outcome) -> None:
         """Record `row`'s outcome (the last one recorded wins)."""
@@ -165,13 +152,13 @@ class _Push:
             try:
                 self.requests += 1
                 if self.slots is not None:
-                    async with self.slots, self.conn.limiter:
-                        response = await self.conn.arequest(
+                    async with self.slots, self.session.limiter:
+                        response = await self.session.arequest(
                             method, url, content=content, headers=headers
                         )
                 else:
-                    async with self.conn.limiter:
-                        response = await self.conn.arequest(
+                    async with self.session.limiter:
+                        response = await self.session.arequest(
                             method, url, content=content, headers=headers
                         )
                 return _Sent(response, None, retried)
@@ -217,7 +204,7 @@ class _Push:
             targets.append(target)
         sent = await self.send(
             "POST",
-            f"{table.entity_set_name}/Microsoft.Dynamics.CRM.{action}",
+            action_path(table.entity_set_name, action),
             content=encode_json({"Targets": targets}),
             headers={"Content-Type": _JSON},
         )
@@ -233,7 +220,7 @@ class _Push:
                 rid = str(returned[i]) if i < len(returned) else row.row_id
                 self.settle(row, _Outcome(status, row_id=rid))
             return
-        if isinstance(sent.error, ODataError) and _unsupported(sent.error):
+        if isinstance(sent.error, ODataError) and unsupported(sent.error):
             self.no_bulk.add((table.logical_name, action))
         if isinstance(sent.error, ODataError):
             # All or nothing: send the rows one by one, so the good ones land.
@@ -293,7 +280,7 @@ class _Push:
             targets.append(target)
         sent = await self.send(
             "POST",
-            f"{table.entity_set_name}/Microsoft.Dynamics.CRM.UpsertMultiple",
+            action_path(table.entity_set_name, "UpsertMultiple"),
             content=encode_json({"Targets": targets}),
             headers={"Content-Type": _JSON},
         )
@@ -307,7 +294,7 @@ class _Push:
                     self.settle(row, _Outcome("created", row_id=ids.get(row.pos)))
             return
         if isinstance(sent.error, ODataError):
-            if _unsupported(sent.error):
+            if unsupported(sent.error):
                 self.no_bulk.add((table.logical_name, "UpsertMultiple"))
             await self.run_batch(rows, retried=sent.retried)
             return
@@ -361,12 +348,12 @@ class _Push:
             if not isinstance(page, Mapping) or "@odata.nextLink" in page:
                 return None  # more than one page: not worth following, go one by one
             records += [r for r in page.get("value") or [] if isinstance(r, Mapping)]
-        exact = {_exact_key(row.key_values or {}): row.pos for row in rows}
+        exact = {exact_key(row.key_values or {}): row.pos for row in rows}
         loose = {loose_key(row.key_values or {}): row.pos for row in rows}
         out: dict[int, str | None] = {row.pos: None for row in rows}
         for record in records:
             values = {name: record.get(name) for name in names}
-            pos = exact.get(_exact_key(values))
+            pos = exact.get(exact_key(values))
             if pos is not None:
                 out[pos] = str(record.get(pk) or "") or None
                 continue
@@ -494,7 +481,7 @@ class _Push:
                     )
                 return _Outcome("updated", row_id=returned)
             return _Outcome("updated")
-        code, message = _error_of(part)
+        code, message = error_of(part)
         if part.status == 412 and row.op == "create":
             # "Duplicate": an earlier attempt (of this push, or a push of report.failed) may
             # have landed with this id.  Settled by verify().
@@ -526,10 +513,12 @@ class _Push:
     def lookup(self, row: PlannedRow, kind: str) -> BatchRequest:
         """A GET that reads back what `row` would have written (after a lost response)."""
         table = self.plan.table
-        path = f"{table.entity_set_name}({row.row_id})" if row.op == "create" else row.path
+        path = row.path
+        if row.op == "create":
+            path = entity_path(table.entity_set_name, str(row.row_id))
         if kind == "landed":
-            return BatchRequest("GET", f"{self.base}{path}?$select={table.primary_id}")
-        navs = _navigation_map(table)
+            return BatchRequest("GET", self.base + select_path(path, [table.primary_id]))
+        navs = navigation_map(table)
         select = {table.primary_id}
         for name in row.body or {}:
             if name.endswith("@odata.bind"):
@@ -537,7 +526,7 @@ class _Push:
                 select.add(f"_{attribute.logical_name}_value" if attribute else table.primary_id)
             else:
                 select.add(name)
-        return BatchRequest("GET", f"{self.base}{path}?$select={','.join(sorted(select))}")
+        return BatchRequest("GET", self.base + select_path(path, sorted(select)))
 
     async def verify(self, rows: list[tuple[PlannedRow, str]]) -> None:
         """Settle rows whose outcome depends on whether an earlier, lost attempt landed.
@@ -563,7 +552,7 @@ class _Push:
             )
         except BatchFormatError:
             return
-        navs = _navigation_map(self.plan.table)
+        navs = navigation_map(self.plan.table)
         for (row, kind), part in zip(rows, parts, strict=False):
             if not isinstance(part, BatchResponse) or part.status != 200:
                 continue
@@ -571,7 +560,7 @@ class _Push:
                 self.settle(
                     row, _Outcome("created", message="created by an earlier attempt of this push")
                 )
-            elif kind == "same" and _holds(row.body or {}, part.json(), navs):
+            elif kind == "same" and holds(row.body or {}, part.json(), navs):
                 self.settle(
                     row,
                     _Outcome(
@@ -579,219 +568,67 @@ class _Push:
                         message="already there with these values (an earlier push landed)",
                     ),
                 )
-            elif kind == "ours" and _holds(row.body or {}, part.json(), navs):
+            elif kind == "ours" and holds(row.body or {}, part.json(), navs):
                 self.settle(
                     row, _Outcome("updated", message="updated by an earlier attempt of this push")
                 )
 
 
 _URL_LIMIT = 7500  # characters per look-up URL: under 8 KB anywhere (the service takes 32 KB)
-_GUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
-
-
-def _exact_key(values: Mapping[str, Any]) -> tuple[Any, ...]:
-    """A key as written: text as is (GUIDs in lower case), numbers as floats."""
-    out: list[Any] = []
-    for name in sorted(values):
-        value = values[name]
-        if isinstance(value, str) and _GUID_TEXT.match(value):
-            out.append(value.lower())
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out.append(float(value))
-        else:
-            out.append(value)
-    return tuple(out)
-
-
-def _filter_literal(value: Any, attribute: Attribute | None) -> str:
-    """A key value in `$filter`: `'A-1'` (quotes doubled), `42`, `true`, a bare GUID."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    text = str(value)
-    if _GUID_TEXT.match(text) and (
-        attribute is None or attribute.is_lookup or attribute.attribute_type == "Uniqueidentifier"
-    ):
-        return text
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _lookup_urls(table: Table, names: list[str], keys: list[Mapping[str, Any]]) -> list[str]:
-    """GET URLs (relative to the Web API root, each under `_URL_LIMIT`) that return the
-    rows among `keys`: `$select=<pk>,<key columns>` and `$filter=` on the keys.
-
-    One text column or the primary id: `Microsoft.Dynamics.CRM.In(PropertyName='k',
-    PropertyValues=["a","b"])`; otherwise (composite keys, numbers, lookups, text holding
-    a double quote or a backslash): `(k1 eq 'a' and k2 eq 2) or ...`.
-    """
+    """GET URLs that return the rows among `keys` (`_odata.key_lookup_urls()`), each under
+    `_URL_LIMIT`: `$select=<pk>,<key columns>` and `$filter=` on the keys."""
     by_property = {a.property_name: a for a in table.attributes.values()}
-    select = ",".join(dict.fromkeys([table.primary_id, *names]))
-    head = f"{table.entity_set_name}?$select={select}&$filter="
-    plain = (
-        len(names) == 1
-        and not names[0].startswith("_")
-        and all(
-            isinstance(k.get(names[0]), str) and not set(k[names[0]]) & {'"', "\\"} for k in keys
-        )
+    text_columns = {
+        name
+        for name in names
+        if (a := by_property.get(name)) is not None
+        and not (a.is_lookup or a.attribute_type == "Uniqueidentifier")
+    }
+    return key_lookup_urls(
+        table.entity_set_name,
+        [table.primary_id, *names],
+        names,
+        keys,
+        quoted_guids=text_columns,
+        limit=_URL_LIMIT,
     )
-    if plain:
-        prefix = quote(
-            f"Microsoft.Dynamics.CRM.In(PropertyName='{names[0]}',PropertyValues=[", safe="()'"
-        )
-        suffix = quote("])", safe="()'")
-        terms = [quote(json.dumps(k[names[0]], ensure_ascii=False), safe="") for k in keys]
-        glue = quote(",")
-    else:
-        prefix = suffix = ""
-        terms = [
-            quote(
-                "("
-                + " and ".join(
-                    f"{n} eq {_filter_literal(k.get(n), by_property.get(n))}" for n in names
-                )
-                + ")",
-                safe="()'",
-            )
-            for k in keys
-        ]
-        glue = quote(" or ")
-    urls: list[str] = []
-    batch: list[str] = []
-    size = len(head) + len(prefix) + len(suffix)
-    for term in terms:
-        if batch and size + len(glue) + len(term) > _URL_LIMIT:
-            urls.append(head + prefix + glue.join(batch) + suffix)
-            batch, size = [], len(head) + len(prefix) + len(suffix)
-        batch.append(term)
-        size += len(glue) + len(term)
-    if batch:
-        urls.append(head + prefix + glue.join(batch) + suffix)
-    return urls
-
-
-def _holds(body: Mapping[str, Any], current: Any, navs: Mapping[str, Attribute]) -> bool:
-    """True when the row read back (`current`) holds every value of `body`."""
-    if not isinstance(current, Mapping):
-        return False
-    for name, value in body.items():
-        if name.endswith("@odata.bind"):
-            attribute = navs.get(name[: -len("@odata.bind")])
-            if attribute is None:
-                return False
-            have = current.get(f"_{attribute.logical_name}_value")
-            want = None if value is None else str(value).rsplit("(", 1)[-1].rstrip(")")
-            if str(have or "").lower() != str(want or "").lower():
-                return False
-        elif not _same(value, current.get(name)):
-            return False
-    return True
-
-
-def _navigation_map(table: Table) -> dict[str, Attribute]:
-    out: dict[str, Attribute] = {}
-    for attribute in table.attributes.values():
-        if attribute.is_lookup:
-            for target in attribute.targets or (None,):
-                out[attribute.navigation_property(target)] = attribute
-    return out
-
-
-def _same(sent: Any, have: Any) -> bool:
-    if sent is None or have is None:
-        return sent is None and have is None
-    if isinstance(sent, bool) or isinstance(have, bool):
-        return bool(sent) == bool(have)
-    if isinstance(sent, (int, float)) and isinstance(have, (int, float)):
-        return math.isclose(float(sent), float(have), rel_tol=1e-9, abs_tol=1e-6)
-    if isinstance(sent, str) and isinstance(have, str):
-        if sent == have:
-            return True
-        try:
-            return bool(pd.Timestamp(sent) == pd.Timestamp(have))
-        except (ValueError, TypeError):
-            return sorted(sent.split(",")) == sorted(have.split(","))
-    return bool(str(sent) == str(have))
-
-
-def _error_of(part: BatchResponse) -> tuple[str | None, str]:
-    try:
-        error = part.json()["error"]
-        return (str(error.get("code") or "") or None, str(error.get("message") or ""))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None, part.body.decode("utf-8", "replace")[:300] or f"HTTP {part.status}"
-
-
-def _unsupported(error: ODataError) -> bool:
-    """True when a bulk action failed because the table does not support it (not a row)."""
-    text = error.service_message.lower()
-    return (
-        error.code == "0x8006088a"
-        or error.status in (405, 501)
-        or (error.status == 404 and error.code != "0x80040217" and "does not exist" not in text)
-        or "not yet been implemented" in text
-        or "is not supported" in text
-        or "no http resource" in text
-    )
-
-
-def _progress_bar(name: str, total: int) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=f"Pushing {name}", unit=" rows", leave=False, dynamic_ncols=True)
 
 
 # -- entry points -------------------------------------------------------------------------
 
 
 async def apush(
-    conn: Connection,
+    session: Session,
+    catalog: Catalog,
     df: pd.DataFrame,
-    table: str | None = None,
-    *,
-    key: str | Sequence[str] | None = None,
-    mode: PushMode = "upsert",
-    columns: Sequence[str] | None = None,
-    batch_size: int | None = None,
-    parallel: bool | int | None = None,
-    on_error: Literal["collect", "raise"] = "collect",
-    dry_run: bool = False,
-    progress: bool = True,
-    force: bool = False,
+    table: str | None,
+    options: PushOptions,
 ) -> PushReport | PushPlan:
-    """Write a DataFrame's rows to a table; see `Connection.push` for the parameters."""
-    validate_push(
-        df,
-        table,
-        key=key,
-        mode=mode,
-        columns=columns,
-        batch_size=batch_size,
-        parallel=parallel,
-        on_error=on_error,
-        force=force,
-    )
+    """Write a DataFrame's rows to a table; see `df.d365.push` for the options."""
+    check_push(df, table, options)
     started = time.perf_counter()
-    info = frame_info(df)
-    name = table or str(info["table"])
-    plan = await plan_push(
-        conn, df, name, key=key_list(key), mode=mode, columns=columns, force=force
-    )
-    no_bulk = _NO_BULK.setdefault(conn, set())
+    name = table or str(frame_info(df)["table"])
+    meta = await catalog.table(name)
+    tables = await catalog.tables()
+    related = {n: await catalog.table(n) for n in related_tables(df, meta, options)}
+    plan = plan_push(df, meta, tables, options, related=related, connection_id=session.id)
+    batch_size = options.batch_size
+    no_bulk = _NO_BULK.setdefault(session, set())
     groups = group_rows(plan, no_bulk)
-    if dry_run:
+    if options.dry_run:
         return plan_report(plan, groups, batch_size)
     bar = (
-        _progress_bar(plan.table.entity_set_name, len(plan.rows))
-        if progress and plan.rows
+        progress_bar(f"Pushing {plan.table.entity_set_name}", total=len(plan.rows))
+        if options.progress and plan.rows
         else None
     )
-    engine = _Push(conn, plan, batch_size=batch_size, parallel=parallel, progress=bar)
+    engine = _Push(session, plan, batch_size=batch_size, parallel=options.parallel, progress=bar)
     for row in plan.rows:
         if row.op == "none":
             engine.settle(row, _Outcome("unchanged", message="no writable column to send"))
-    from ._reader import progress_var
-
     token = progress_var.set(bar)  # the transport shows 429 waits on this bar
     try:
         tasks = []
@@ -808,7 +645,7 @@ async def apush(
             engine.settle(row, _Outcome("failed", "unsent", "The push stopped before this row."))
     report = PushReport(
         table=plan.table.logical_name,
-        mode=mode,
+        mode=options.mode,
         rows=rows_frame(
             plan.frame.index,
             {
@@ -822,7 +659,7 @@ async def apush(
         elapsed=time.perf_counter() - started,
         requests=engine.requests,
     )
-    if on_error == "raise" and not report.ok:
+    if options.on_error == "raise" and not report.ok:
         counts = report.counts
         raise PushError(
             f"{counts['failed']:,} rows failed and {counts['conflict']:,} conflicted of "
@@ -832,39 +669,3 @@ async def apush(
             "to fix and push again.",
         )
     return report
-
-
-def push(
-    conn: Connection,
-    df: pd.DataFrame,
-    table: str | None = None,
-    *,
-    key: str | Sequence[str] | None = None,
-    mode: PushMode = "upsert",
-    columns: Sequence[str] | None = None,
-    batch_size: int | None = None,
-    parallel: bool | int | None = None,
-    on_error: Literal["collect", "raise"] = "collect",
-    dry_run: bool = False,
-    progress: bool = True,
-    force: bool = False,
-) -> PushReport | PushPlan:
-    """Sync twin of `apush()` (runs it through `_sync.run_sync`)."""
-    from ._sync import run_sync
-
-    return run_sync(
-        apush(
-            conn,
-            df,
-            table,
-            key=key,
-            mode=mode,
-            columns=columns,
-            batch_size=batch_size,
-            parallel=parallel,
-            on_error=on_error,
-            dry_run=dry_run,
-            progress=progress,
-            force=force,
-        )
-    )

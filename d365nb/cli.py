@@ -23,193 +23,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .sandbox._info import SANDBOX_HELP
+
 if TYPE_CHECKING:
     from ._client import Connection, WhoAmI
     from .sandbox import SandboxInfo
 
-__all__ = ["build_parser", "main", "sandbox_main"]
+__all__ = ["build_parser", "main"]
 
 _SANDBOX_ENV = "D365NB_SANDBOX"  # the name `d365nb.sandbox.SandboxInfo.from_env` reads
 _CA_ENV = "D365NB_CA_CERT"
 
 
 def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
-    from .sandbox._options import SandboxOptions
+    from .sandbox._cli import add_sandbox_arguments  # needs the sandbox extra
 
-    d = SandboxOptions()
-    server = parser.add_argument_group("server")
-    server.add_argument(
-        "--host", help=f"interface to listen on (default {d.host}; 0.0.0.0 in a container)"
-    )
-    server.add_argument("--port", type=int, help="port to listen on (default: a free port)")
-    server.add_argument(
-        "--data-dir",
-        type=Path,
-        help=f"where the CA, keys and database live (default {d.data_dir})",
-    )
-    server.add_argument(
-        "--memory",
-        action="store_true",
-        default=None,
-        help="keep the database in memory (nothing written but the CA and keys)",
-    )
-    server.add_argument(
-        "--reset", action="store_true", default=None, help="re-seed the database on start"
-    )
-    data = parser.add_argument_group("data")
-    data.add_argument("--rows", type=int, help=f"number of accounts to seed (default {d.rows})")
-    data.add_argument("--seed", type=int, help=f"random seed of the data (default {d.seed})")
-    identity = parser.add_argument_group("sign-in")
-    identity.add_argument(
-        "--auto-approve",
-        action="store_true",
-        default=None,
-        help="device codes approve themselves as the first user (demos, Binder)",
-    )
-    identity.add_argument(
-        "--token-lifetime",
-        type=int,
-        metavar="SECONDS",
-        help=f"access token lifetime (default {d.access_token_lifetime}; msal refreshes "
-        "tokens with less than 300 s left)",
-    )
-    web = parser.add_argument_group("Web API behaviour")
-    web.add_argument(
-        "--latency-ms", type=float, help="delay added to every Web API request (default 0)"
-    )
-    web.add_argument(
-        "--max-requests",
-        type=int,
-        help="service protection: requests per user per window "
-        f"(default {d.max_requests_per_window})",
-    )
-    web.add_argument(
-        "--window",
-        type=float,
-        metavar="SECONDS",
-        help=f"service protection: window length (default {d.window_seconds:g})",
-    )
-    web.add_argument(
-        "--max-concurrent",
-        type=int,
-        help=f"service protection: concurrent requests per user (default "
-        f"{d.max_concurrent_requests})",
-    )
-    web.add_argument(
-        "--retry-after",
-        type=float,
-        metavar="SECONDS",
-        help="fixed Retry-After on HTTP 429 (default: time until the window ends)",
-    )
-    web.add_argument(
-        "--fault-503-rate",
-        type=float,
-        metavar="SHARE",
-        help="share of Web API requests answered 503, 0..1 (default 0)",
-    )
-    web.add_argument(
-        "--fault-drop-rate",
-        type=float,
-        metavar="SHARE",
-        help="share of Web API requests whose connection is dropped, 0..1 (default 0)",
-    )
-    # Used by start(subprocess=True) to hand every SandboxOptions field to the child.
-    parser.add_argument("--options-json", help=argparse.SUPPRESS)
-
-
-_FLAG_TO_OPTION = {
-    "host": "host",
-    "port": "port",
-    "data_dir": "data_dir",
-    "reset": "reset",
-    "rows": "rows",
-    "seed": "seed",
-    "auto_approve": "auto_approve",
-    "token_lifetime": "access_token_lifetime",
-    "latency_ms": "latency_ms",
-    "max_requests": "max_requests_per_window",
-    "window": "window_seconds",
-    "max_concurrent": "max_concurrent_requests",
-    "retry_after": "retry_after_seconds",
-    "fault_503_rate": "fault_503_rate",
-    "fault_drop_rate": "fault_drop_rate",
-}
-
-
-def _sandbox_knobs(args: argparse.Namespace) -> dict[str, Any]:
-    knobs: dict[str, Any] = {}
-    if args.options_json:
-        knobs.update(json.loads(args.options_json))
-    for flag, option in _FLAG_TO_OPTION.items():
-        value = getattr(args, flag)
-        if value is not None:
-            knobs[option] = value
-    if args.memory:
-        knobs["database"] = ":memory:"
-    return knobs
-
-
-def _instructions(info: dict[str, str], *, auto_approve: bool) -> str:
-    ca = info["ca_cert"]
-    secret = info.get("admin_secret", "")
-    approve = (
-        "  Device codes approve themselves (--auto-approve).\n"
-        if auto_approve
-        else (
-            f"  Approve a device code:  open {info['device_login_url']}\n"
-            f"                          or curl --cacert {ca} -H 'Content-Type: "
-            "application/json' \\\n"
-            f"                            -H 'X-D365NB-Sandbox-Secret: {secret}' \\\n"
-            f'                            -d \'{{"user_code": "CODE", "user": "alex"}}\''
-            f" {info['approve_url']}\n"
-        )
-    )
-    return (
-        f"d365nb sandbox running at {info['base_url']}  (Ctrl-C to stop)\n"
-        f"  Service URL (Web API):  {info['service_url']}\n"
-        f"  Authority:              {info['authority']}\n"
-        f"  Token URI:              POST {info['token_uri']}\n"
-        f"  Auth URI:               {info['auth_uri']}\n"
-        f"  Trust this CA:          {ca}\n"
-        f"  Public client id:       {info['public_client_id']}  (device code, auth code)\n"
-        f"  Confidential client id: {info['confidential_client_id']}  "
-        f"secret: {info['client_secret']}\n"
-        f"{approve}"
-        "  Users: alex, megan (Dataverse roles), norole (no role: reads get 403)\n"
-    )
+    add_sandbox_arguments(parser)
 
 
 def _run_sandbox(args: argparse.Namespace) -> int:
-    from .sandbox._server import start, wait_for_signal
+    from .sandbox._cli import run_sandbox
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    logger = logging.getLogger("d365nb.sandbox")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        sandbox = start(**_sandbox_knobs(args))
-        try:
-            info = sandbox.info()
-            sys.stdout.write(sandbox.describe().to_json() + "\n")
-            sys.stdout.flush()
-            sys.stderr.write(_instructions(info, auto_approve=sandbox.options.auto_approve))
-            sys.stderr.flush()
-            wait_for_signal()
-        finally:
-            sandbox.stop()
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-    sys.stderr.write("d365nb sandbox stopped.\n")
-    return 0
+    return run_sandbox(args)
 
 
 # -- shared connection options (login, whoami, export) ----------------------------------------
@@ -227,7 +67,7 @@ _FIELD_FLAGS: tuple[tuple[str, str, str], ...] = (
 
 
 def _add_connection_arguments(parser: argparse.ArgumentParser, *, login: bool = False) -> None:
-    from ._config import GRANTS
+    from ._fields import GRANTS
 
     group = parser.add_argument_group(
         "connection",
@@ -302,7 +142,7 @@ def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
     import os
 
     from ._client import Connection
-    from ._config import Settings
+    from ._config import Settings, chosen_grant
     from ._exceptions import ConfigError
     from .sandbox import SandboxInfo
 
@@ -313,7 +153,8 @@ def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
         fields["grant"] = args.grant
     info = _sandbox_info(args)
     if info is not None:
-        grant = fields.get("grant") or default_grant
+        chosen = chosen_grant(args.connection_string, profile=args.profile)
+        grant = fields.get("grant") or chosen or default_grant
         confidential = grant == "client_credentials"
         base = {
             "service_url": info.service_url,
@@ -325,9 +166,12 @@ def _connect(args: argparse.Namespace, *, default_grant: str) -> Connection:
         }
         if confidential:
             base["client_secret"] = info.client_secret
+        base["ca_cert"] = info.ca_cert
         fields = {**base, **fields}
+    if args.ca_cert:
+        fields["ca_cert"] = args.ca_cert  # kept in the settings, so a saved profile has it
     settings = Settings.resolve(args.connection_string, profile=args.profile, **fields)
-    verify: Any = args.ca_cert or os.environ.get(_CA_ENV) or None
+    verify: Any = settings.ca_cert or os.environ.get(_CA_ENV) or None
     if verify is None:
         # A sandbox's address: trust its CA (from --sandbox, or D365NB_SANDBOX).
         known = info
@@ -435,6 +279,44 @@ def _run_whoami(args: argparse.Namespace) -> int:
         else:
             for line in _describe_who(conn, who):
                 sys.stdout.write(line + "\n")
+    return 0
+
+
+# -- token --------------------------------------------------------------------------------------
+
+
+def _add_token_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_connection_arguments(parser)
+    parser.add_argument(
+        "--resource",
+        metavar="URL",
+        help="the resource the token is for (default: the Service URL's); v2 endpoints only",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object: accessToken, expiresOn (UTC), expires_on (epoch seconds), "
+        "tokenType, resource, tenant",
+    )
+
+
+def _run_token(args: argparse.Namespace) -> int:
+    from ._exceptions import ConfigError
+    from ._sync import run_sync
+
+    if args.resource:
+        args.scope = f"{args.resource.rstrip('/')}/.default"
+    with _connect(args, default_grant="client_credentials") as conn:
+        if args.resource and conn.settings.version == "v1":
+            raise ConfigError(
+                f"--resource needs v2 endpoints: v1 always asks for {conn.settings.resource}.",
+                field="resource",
+                hint="Leave --resource out, or use the v2 token URI (.../oauth2/v2.0/token).",
+            )
+        token = run_sync(conn._token())
+        resource = (args.resource or conn.settings.resource).rstrip("/")
+        payload = token.as_json(resource=resource, tenant=conn.settings.tenant_id)
+        sys.stdout.write((json.dumps(payload) if args.json else token.token) + "\n")
     return 0
 
 
@@ -571,12 +453,7 @@ _COMMANDS: dict[
         _add_demo_arguments,
         _run_demo,
     ),
-    "sandbox": (
-        "run a local stand-in for Entra ID and the Dataverse Web API over HTTPS; prints one "
-        "JSON line (service_url, authority, token_uri, ca_cert, client ids, ...) on stdout",
-        _add_sandbox_arguments,
-        _run_sandbox,
-    ),
+    "sandbox": (SANDBOX_HELP, _add_sandbox_arguments, _run_sandbox),
     "login": (
         "sign in (device code in a terminal by default), check the connection with WhoAmI and "
         "save the settings as a profile (never a secret); tokens go to the per-user cache",
@@ -587,6 +464,12 @@ _COMMANDS: dict[
         "who the service thinks you are: user (or application user), business unit, organization",
         _add_whoami_arguments,
         _run_whoami,
+    ),
+    "token": (
+        "print a current access token for the connection (like `az account get-access-token`), "
+        "for curl, Postman or a JDBC/ODBC driver's access-token flow; it is a credential",
+        _add_token_arguments,
+        _run_token,
     ),
     "export": (
         "read a table (or a query: --select, --filter, ...) with a progress bar and write it "
@@ -611,16 +494,6 @@ def build_parser(prog: str = "d365nb") -> argparse.ArgumentParser:
         add_arguments(sub)
         sub.set_defaults(run=run)
     return parser
-
-
-def sandbox_main(argv: Sequence[str] | None = None, *, prog: str = "d365nb sandbox") -> int:
-    """Run only the sandbox command (``python -m d365nb.sandbox``)."""
-    text, add_arguments, run = _COMMANDS["sandbox"]
-    parser = argparse.ArgumentParser(prog=prog, description=text)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    args.run = run
-    return _dispatch(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,6 +31,33 @@ _ENVIRON_KEYS = (
 )
 
 
+#: Folders whose every test starts kernels, servers, browsers or whole harnesses: `slow`.
+SLOW_FOLDERS = frozenset({"benchmarks", "browser", "dask", "kernel", "notebooks"})
+#: Single tests elsewhere that take over ~10 s on 2 cores.
+SLOW_TESTS = frozenset(
+    {
+        "test_large_push_is_chunked_and_complete",
+        "test_sandbox_restarted_mid_read",
+        "test_throttling_and_503s_mid_read_end_with_every_row",
+        "test_round_trip_reproduces_the_wire_values",
+        "test_reads_and_pushes_from_three_processes_at_once",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the slow tests, so that ``pytest -m "not slow"`` is the fast loop."""
+    root = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            folder = Path(str(item.path)).resolve().relative_to(root).parts[0]
+        except ValueError:
+            continue
+        name = getattr(item, "originalname", item.name)
+        if folder in SLOW_FOLDERS or name in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """Remove CA-bundle and proxy variables from the environment during each test."""
@@ -125,7 +152,7 @@ def sign_in() -> Callable[..., httpx.Response]:
 @pytest.fixture(autouse=True)
 def close_connections() -> Iterator[None]:
     """Close every connection a test opened (their sockets would leak into the next test)."""
-    from d365nb._client import _CONNECTIONS
+    from d365nb._session import _SESSIONS as _CONNECTIONS
 
     before = set(_CONNECTIONS)
     yield

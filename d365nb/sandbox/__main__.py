@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..cli import sandbox_main
+from ._cli import sandbox_main
 
 __all__: list[str] = []
 

@@ -50,10 +50,16 @@ class SandboxApp:
     """
 
     def __init__(
-        self, *, identity: Starlette, webapi: Starlette | None, admin_secret: str | None = None
+        self,
+        *,
+        identity: Starlette,
+        webapi: Starlette | None,
+        fno: Starlette | None = None,
+        admin_secret: str | None = None,
     ) -> None:
         self.identity = identity
         self.webapi = webapi
+        self.fno = fno  # the F&O environment under /fno (`_fno_app.py`), when on
         self._admin_secret = admin_secret
 
     def __repr__(self) -> str:
@@ -64,7 +70,8 @@ class SandboxApp:
             await self._lifespan(receive, send)
             return
         path: str = scope.get("path", "")
-        if path.startswith(_CONTROL_PREFIX) and not self._admitted(scope):
+        control = path.startswith((_CONTROL_PREFIX, "/fno" + _CONTROL_PREFIX))
+        if control and not self._admitted(scope):
             response = JSONResponse(
                 {
                     "message": "The sandbox's control routes need its admin secret.",
@@ -74,6 +81,9 @@ class SandboxApp:
                 status_code=401,
             )
             await response(scope, receive, send)
+            return
+        if self.fno is not None and (path == "/fno" or path.startswith("/fno/")):
+            await self.fno(scope, receive, send)
             return
         if path.startswith(_WEBAPI_PREFIXES) or path == "/api":
             if self.webapi is None:
@@ -201,10 +211,19 @@ def create_app(
       `SandboxOptions.require_admin_secret`: by default only off loopback).
     """
     webapi = _create_webapi(options, base_url=base_url, tokens=tokens)
+    fno = None
+    if options.fno:
+        from ._fno_app import create_fno_app
+
+        fno = create_fno_app(
+            options, base_url=base_url, verify_token=lambda t, aud: tokens.verify(t, audience=aud)
+        )
 
     def reset() -> bool:
+        if fno is not None:
+            fno.state.store.reset()
         if webapi is None:
-            return False
+            return fno is not None
         webapi.state.store.reset()
         return True
 
@@ -215,5 +234,8 @@ def create_app(
     if required and not admin_secret:
         raise ValueError("The sandbox's control routes need an admin secret off loopback.")
     return SandboxApp(
-        identity=identity, webapi=webapi, admin_secret=admin_secret if required else None
+        identity=identity,
+        webapi=webapi,
+        fno=fno,
+        admin_secret=admin_secret if required else None,
     )

@@ -108,7 +108,10 @@ class IdentityService:
         )
 
     def _resources(self, request: Request) -> set[str]:
-        return {*loopback_aliases(self.base_url), *loopback_aliases(origin_of(request))}
+        found = {*loopback_aliases(self.base_url), *loopback_aliases(origin_of(request))}
+        if self.options.fno:  # the F&O environment's resource, <origin>/fno (`_fno_app.py`)
+            found |= {f"{origin}/fno" for origin in found}
+        return found
 
     def _check_resource(self, request: Request, resource: str) -> None:
         if resource.rstrip("/") not in self._resources(request):

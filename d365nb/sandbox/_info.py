@@ -34,6 +34,7 @@ from ._directory import (
 __all__ = [
     "ADMIN_HEADER",
     "SANDBOX_ENV",
+    "SANDBOX_HELP",
     "RunningSandbox",
     "SandboxInfo",
     "find_sandbox",
@@ -42,6 +43,12 @@ __all__ = [
     "sandbox_info",
 ]
 
+#: The one-line help of ``d365nb sandbox`` (here so that `d365nb.cli` can show it without
+#: importing the server).
+SANDBOX_HELP: Final = (
+    "run a local stand-in for Entra ID and the Dataverse Web API over HTTPS; prints one "
+    "JSON line (service_url, authority, token_uri, ca_cert, client ids, ...) on stdout"
+)
 #: The environment variable that describes a running sandbox: its JSON line, or a file.
 SANDBOX_ENV: Final = "D365NB_SANDBOX"
 #: The request header that carries `SandboxInfo.admin_secret` to the control routes.
@@ -72,6 +79,7 @@ class SandboxInfo:
     client_secret: str | None = field(default=None, repr=False)
     approve_url: str | None = None
     device_login_url: str | None = None
+    fno_service_url: str | None = None  # the F&O environment (served when started with fno=True)
     #: Sent as `ADMIN_HEADER` to the control routes (`/_sandbox/*`); per sandbox start.
     admin_secret: str | None = field(default=None, repr=False)
 
@@ -185,6 +193,7 @@ def sandbox_info(base_url: str, ca_cert: str, *, admin_secret: str | None = None
         client_secret=CONFIDENTIAL_CLIENT_SECRET,
         approve_url=f"{base_url}/_sandbox/devicecode/approve",
         device_login_url=f"{base_url}/devicelogin",
+        fno_service_url=f"{base_url}/fno/data/",
         admin_secret=admin_secret,
     )
 

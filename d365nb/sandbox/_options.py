@@ -68,6 +68,11 @@ class SandboxOptions:
     fault_drop_rate: float = 0.0  # share of Web API requests whose connection is dropped
     fault_seed: int = 0
 
+    # -- finance and operations environment at <base_url>/fno (`_fno_app.py`)
+    fno: bool = False
+    fno_rows: int = 500  # customers across all companies; the other entities scale with it
+    fno_page_size: int = 10000  # server-driven page size (F&O's is 10,000)
+
     def replace(self, **changes: Any) -> SandboxOptions:
         """A copy with `changes` applied."""
         return dataclasses.replace(self, **changes)

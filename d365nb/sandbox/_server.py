@@ -183,7 +183,8 @@ class Sandbox:
     Attributes hold what clients need: `base_url`, `service_url` (the Web API root),
     `authority`, `token_uri`, `auth_uri`, `tenant`, `ca_cert` (path of the CA certificate
     to trust), `public_client_id`, `confidential_client_id`, `client_secret` (a
-    sandbox-only credential), `approve_url`, `device_login_url` and `options`.
+    sandbox-only credential), `approve_url`, `device_login_url`, `fno_service_url` (the
+    finance and operations environment, served when started with ``fno=True``) and `options`.
     Use it as a context manager, or call `stop()`.
     """
 
@@ -199,6 +200,7 @@ class Sandbox:
     client_secret: str
     approve_url: str
     device_login_url: str
+    fno_service_url: str  # finance and operations `/data/` root (served with fno=True)
     admin_secret: str | None
 
     def __init__(

@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import html
-import json
 from typing import TYPE_CHECKING, Any, Final
 
 import ipywidgets as w
+from IPython import get_ipython
+from IPython.display import display
 from traitlets import Unicode
 
-from .._config import SECRET_FIELDS
-from ._controller import (
-    METHOD_TITLES,
-    METHODS,
-    STEP_TITLES,
-    STEPS,
-    SetupController,
+from .._exceptions import AuthError, ConfigError
+from .._fields import SECRET_FIELDS
+from ._controller import SetupController
+from ._explain import FIELD_LABELS
+from ._form import METHOD_TITLES, METHODS, STEP_TITLES, STEPS
+from ._html import (
+    STYLE,
+    countdown_html,
+    device_code_html,
+    mark_html,
+    problem_html,
+    result_html,
+    step_status_html,
 )
 
 if TYPE_CHECKING:
@@ -32,23 +39,13 @@ __all__ = ["SetupPanel"]
 _WIDE: Final = {"description_width": "10em"}
 _TOGGLES: Final = {"description_width": "10em", "button_width": "auto"}
 _ROW: Final = {"width": "100%", "max_width": "760px"}
-_LABELS: Final = {
-    "service_url": "Service URL",
-    "tenant": "Tenant",
-    "client_id": "Client ID",
-    "client_secret": "Client Secret",
-    "auth_uri": "Auth URI",
-    "token_uri": "Token URI",
-    "scope": "Scope",
-    "redirect_uri": "Redirect URI",
-    "access_token": "Access token",
-    "refresh_token": "Refresh token",
-}
+# The fields the panel has an input for (the API version comes from the Service URL).
+_FIELDS_SHOWN: Final = tuple(name for name in FIELD_LABELS if name != "api_version")
 _PLACEHOLDERS: Final = {
     "service_url": "https://org.api.crm.dynamics.com/api/data/v9.2/",
     "tenant": "contoso.onmicrosoft.com or the Directory (tenant) ID",
     "client_id": "Application (client) ID, e.g. 00001111-aaaa-2222-bbbb-3333cccc4444",
-    "client_secret": "optional: the secret's Value (kept in memory only)",
+    "client_secret": "the secret's Value from Certificates & secrets (kept in memory only)",
     "auth_uri": "https://login.microsoftonline.com/<tenant>/oauth2/v2.0/authorize",
     "token_uri": "https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token",
     "scope": "https://org.crm.dynamics.com/user_impersonation offline_access",
@@ -66,9 +63,8 @@ _HELP: Final = {
     "app": (
         "From your app registration in the Azure portal (Microsoft Entra ID &gt; App "
         "registrations &gt; your app &gt; <i>Overview</i>): the <b>Directory (tenant) ID</b> "
-        "and the <b>Application (client) ID</b>. A <b>Client Secret</b> (<i>Certificates "
-        "&amp; secrets</i> &gt; the secret's <i>Value</i>) is only needed to sign in as the "
-        "app itself; it is kept in memory and never written to the notebook."
+        "and the <b>Application (client) ID</b>. A client secret, if your sign-in method "
+        "needs one, is asked for in step 5."
     ),
     "endpoints": (
         "Filled in from the tenant; edit them to match <i>App registrations &gt; "
@@ -90,11 +86,14 @@ _METHOD_HELP: Final = {
     "auth_code": (
         "Sign in in a browser tab. <b>This machine</b>: the browser runs where the kernel "
         "runs. <b>Paste the redirected URL</b>: on JupyterHub or Binder, after signing in "
-        "copy the address the browser lands on (it may fail to load) and paste it here."
+        "copy the address the browser lands on (it may fail to load) and paste it here. A "
+        "<b>Client Secret</b> is needed only for a confidential (web) app."
     ),
     "client_credentials": (
-        "Sign in as the app itself with its Client Secret (step 2). The app needs an "
-        "<i>application user</i> with a security role in the environment."
+        "Sign in as the app itself with its <b>Client Secret</b> (<i>Certificates &amp; "
+        "secrets</i> &gt; the secret's <i>Value</i>; kept in memory, never written to the "
+        "notebook). The app needs an <i>application user</i> with a security role in the "
+        "environment."
     ),
     "token": (
         "Use an access token and/or a refresh token you already have. Both are kept in "
@@ -118,6 +117,13 @@ def _button(description: str, *, style: str = "", tooltip: str = "") -> w.Button
         tooltip=tooltip or description,
         layout=w.Layout(width="auto", min_width="7em"),
     )
+
+
+def _indented(*children: w.Widget) -> w.HBox:
+    """A row that starts where the inputs start (under the labels' column)."""
+    box = w.HBox(list(children))
+    box.add_class("d365nb-indent")
+    return box
 
 
 def _hide(widget: w.DOMWidget, hidden: bool) -> None:
@@ -149,8 +155,8 @@ class SetupPanel:
         self._shown_in: int | None = None  # the cell d365nb.setup() displayed it in
         self._profile_names = ctl.profiles()  # read again after a save, not on every redraw
 
-        self.title = w.HTML(
-            "<b style='font-size:1.15em'>d365nb &middot; connect to Dynamics 365</b>"
+        self.title = w.HTML(  # carries the panel's stylesheet
+            f"{STYLE}<b style='font-size:1.15em'>d365nb &middot; connect to Dynamics 365</b>"
         )
         self.breadcrumbs = w.HTML()
         self.sandbox_note = w.HTML()
@@ -163,9 +169,9 @@ class SetupPanel:
         # -- fields
         self.inputs: dict[str, w.Text] = {}
         self.marks: dict[str, w.HTML] = {}
-        for name, label in _LABELS.items():
+        for name in _FIELDS_SHOWN:
             kwargs: dict[str, Any] = {
-                "description": label,
+                "description": FIELD_LABELS[name],
                 "placeholder": _PLACEHOLDERS[name],
                 "continuous_update": False,
                 "style": _WIDE,
@@ -181,9 +187,10 @@ class SetupPanel:
                 widget = w.Text(**kwargs)
             widget.observe(self._on_input, names="value")
             self.inputs[name] = widget
-            self.marks[name] = w.HTML(layout=w.Layout(margin="0 0 6px 10.5em"))
+            self.marks[name] = w.HTML()
+            self.marks[name].add_class("d365nb-mark")
         self.forget = {
-            name: _button("Forget", tooltip=f"Forget the {_LABELS[name]} held in memory")
+            name: _button("Forget", tooltip=f"Forget the {FIELD_LABELS[name]} held in memory")
             for name in SECRET_FIELDS
         }
         for name, button in self.forget.items():
@@ -211,7 +218,13 @@ class SetupPanel:
         self.auth_mode.observe(self._on_auth_mode, names="value")
         self.sign_in_button = _button("Sign in", style="primary")
         self.cancel_button = _button("Cancel", style="warning")
+        # The device-code box: the link and code are drawn once per code (a selection
+        # survives); only the countdown below them changes every second.
         self.device = w.HTML()
+        self.countdown = w.HTML()
+        self.device_box = w.VBox([self.device, self.countdown])
+        self.device_box.add_class("d365nb-devicecode")
+        self.device_box.add_class("d365nb-indent")
         self.auth_link = w.HTML()
         self.paste = _SecretInput(
             description="Redirected URL",
@@ -222,6 +235,7 @@ class SetupPanel:
         )
         self.paste.observe(self._on_paste, names="value")
         self.finish_button = _button("Finish sign-in", style="primary")
+        self.finish_button.add_class("d365nb-indent")
         self.paste_box = w.VBox([self.paste, self.finish_button])
 
         self.result = w.HTML()
@@ -233,7 +247,7 @@ class SetupPanel:
             [
                 self.result,
                 w.HBox([self.profile_name, self.save_button]),
-                w.HBox([self.sign_out_button, self.switch_button]),
+                _indented(self.sign_out_button, self.switch_button),
             ]
         )
 
@@ -245,7 +259,7 @@ class SetupPanel:
             return self.rows[name]
 
         def help_html(step: str) -> w.HTML:
-            return w.HTML(f"<div style='max-width:760px'>{_HELP[step]}</div>")
+            return w.HTML(f"<div class='d365nb-help'>{_HELP[step]}</div>")
 
         self.steps = w.Stack(
             [
@@ -255,7 +269,6 @@ class SetupPanel:
                         help_html("app"),
                         field("tenant"),
                         field("client_id"),
-                        field("client_secret", self.forget["client_secret"]),
                     ]
                 ),
                 w.VBox(
@@ -267,11 +280,12 @@ class SetupPanel:
                         self.method,
                         self.method_help,
                         self.auth_mode,
+                        field("client_secret", self.forget["client_secret"]),
                         field("redirect_uri"),
                         field("access_token", self.forget["access_token"]),
                         field("refresh_token", self.forget["refresh_token"]),
-                        w.HBox([self.sign_in_button, self.cancel_button]),
-                        self.device,
+                        _indented(self.sign_in_button, self.cancel_button),
+                        self.device_box,
                         self.auth_link,
                         self.paste_box,
                     ]
@@ -283,6 +297,7 @@ class SetupPanel:
         self.back_button = _button("Back")
         self.next_button = _button("Next", style="primary")
         self.status = w.HTML()
+        self.status.add_class("d365nb-indent")
         self.log = w.Output()
         self.details = w.Accordion(
             children=[self.log], titles=("Details (log)",), selected_index=None
@@ -294,7 +309,7 @@ class SetupPanel:
                 self.profile_box,
                 self.breadcrumbs,
                 self.steps,
-                w.HBox([self.back_button, self.next_button]),
+                _indented(self.back_button, self.next_button),
                 self.status,
                 self.details,
             ],
@@ -327,9 +342,6 @@ class SetupPanel:
         return self.widget._repr_mimebundle_(**kwargs)
 
     def _ipython_display_(self) -> None:
-        from IPython import get_ipython
-        from IPython.display import display
-
         count = getattr(get_ipython(), "execution_count", None)
         if self._shown_in is not None and self._shown_in == count:
             return  # d365nb.setup() has shown it in this very cell already
@@ -342,8 +354,6 @@ class SetupPanel:
             raise AttributeError(name)
         conn = self.connection
         if conn is None:
-            from .._exceptions import AuthError
-
             raise AuthError(
                 f"Not signed in yet, so there is no connection to call {name!r} on.",
                 hint="Finish signing in with the setup panel above (step 5), then run this "
@@ -382,7 +392,7 @@ class SetupPanel:
         # on an empty input says what to do.
         if self.controller.waiting_for_redirect:
             self.status.value = (
-                "<span style='color:#555'>Paste the address into the box above and press "
+                "<span class='d365nb-note'>Paste the address into the box above and press "
                 "Enter.</span>"
             )
 
@@ -403,7 +413,7 @@ class SetupPanel:
             asyncio.get_running_loop()
         except RuntimeError:
             self.status.value = (
-                "<span style='color:#b00'>Signing in from this panel needs a running Jupyter "
+                "<span class='d365nb-bad'>Signing in from this panel needs a running Jupyter "
                 "kernel.</span> Outside Jupyter use <code>d365nb.connect(...).sign_in()</code>."
             )
             return
@@ -418,8 +428,6 @@ class SetupPanel:
             self.controller.load_profile(str(self.profile_picker.value))
 
     def _on_save(self, _: Any) -> None:
-        from .._exceptions import ConfigError
-
         try:
             self.controller.save_profile(self.profile_name.value.strip() or "default")
         except ConfigError:
@@ -430,8 +438,8 @@ class SetupPanel:
     # -- drawing ---------------------------------------------------------------------
 
     def _on_change(self, what: str) -> None:
-        if what == "tick":
-            self.device.value = self._device_html()
+        if what == "tick":  # only the countdown: the link and code stay as drawn
+            self.countdown.value = self._countdown()
         else:
             self.refresh()
 
@@ -443,8 +451,7 @@ class SetupPanel:
             for name, widget in self.inputs.items():
                 if name not in SECRET_FIELDS:
                     widget.value = ctl.values.get(name, "")
-                status = ctl.status(name)
-                self.marks[name].value = _mark(status.ok, status.message)
+                self.marks[name].value = mark_html(ctl.status(name))
             for name, button in self.forget.items():
                 _hide(button, not ctl.has_secret(name))
             self.version.value = ctl.endpoint_version
@@ -473,12 +480,9 @@ class SetupPanel:
         _hide(self.profile_box, not names or ctl.state == "connected")
         crumbs = []
         for index, step in enumerate(STEPS):
-            title = f"{index + 1} {STEP_TITLES[step]}"
-            if index == ctl.step:
-                crumbs.append(f"<b style='color:#0067b8'>{title}</b>")
-            else:
-                crumbs.append(f"<span style='color:#777'>{title}</span>")
-        self.breadcrumbs.value = " &rsaquo; ".join(crumbs)
+            kind = "d365nb-current" if index == ctl.step else "d365nb-note"
+            crumbs.append(f"<span class='{kind}'>{index + 1} {STEP_TITLES[step]}</span>")
+        self.breadcrumbs.value = " <span class='d365nb-note'>&rsaquo;</span> ".join(crumbs)
         if ctl.endpoint_version == "v1":
             self.scope_help.value = (
                 "v1 endpoints take no scope: they ask for the <b>resource</b> "
@@ -497,7 +501,12 @@ class SetupPanel:
                 "the next step switches it to <code>&lt;org&gt;/.default</code>."
             )
         self.inputs["scope"].disabled = ctl.endpoint_version == "v1"
-        self.method_help.value = f"<div style='max-width:760px'>{_METHOD_HELP[ctl.method]}</div>"
+        self.method_help.value = f"<div class='d365nb-help'>{_METHOD_HELP[ctl.method]}</div>"
+        self.inputs["client_secret"].placeholder = (
+            "optional: only for a confidential (web) app; kept in memory only"
+            if ctl.method == "auth_code"
+            else _PLACEHOLDERS["client_secret"]
+        )
 
     def _draw_state(self) -> None:
         ctl = self.controller
@@ -505,9 +514,8 @@ class SetupPanel:
         self.steps.selected_index = ctl.step
         on_sign_in = STEPS[ctl.step] == "sign_in"
         _hide(self.auth_mode, ctl.method != "auth_code")
-        for name in ("access_token", "refresh_token"):
-            _hide(self.rows[name], ctl.method != "token")
-        _hide(self.rows["redirect_uri"], ctl.method != "auth_code" or ctl.auth_code_mode != "paste")
+        for name in ("client_secret", "redirect_uri", "access_token", "refresh_token"):
+            _hide(self.rows[name], not ctl.shows(name))
         for widget in (self.method, self.auth_mode, self.version):
             widget.disabled = busy
         self.sign_in_button.disabled = busy
@@ -521,7 +529,12 @@ class SetupPanel:
             self.next_button,
             ctl.step == len(STEPS) - 1 or (ctl.step >= at_sign_in and ctl.state != "connected"),
         )
-        self.device.value = self._device_html()
+        code = ctl.device_code if ctl.state == "device_code" else None
+        # Set only when the code changes: the same value is not sent again, so the box
+        # (and a selection in it) is left alone.  After sign-in the code is gone.
+        self.device.value = device_code_html(code) if code is not None else ""
+        self.countdown.value = self._countdown()
+        _hide(self.device_box, code is None)
         flow = ctl.auth_flow
         if flow is not None and ctl.state in ("browser", "paste"):
             uri = html.escape(flow.auth_uri, quote=True)
@@ -539,80 +552,19 @@ class SetupPanel:
             self.auth_link.value = ""
         _hide(self.paste_box, ctl.state != "paste")
         _hide(self.sign_in_button, not on_sign_in)
-        self.result.value = self._result_html()
+        self.result.value = result_html(ctl)
         self.status.value = self._status_html()
 
-    def _device_html(self) -> str:
+    def _countdown(self) -> str:
         code = self.controller.device_code
         if code is None or self.controller.state != "device_code":
             return ""
-        uri = html.escape(code.verification_uri, quote=True)
-        text = html.escape(code.user_code)
-        copy = html.escape(f"navigator.clipboard.writeText({json.dumps(code.user_code)})")
-        left = code.seconds_left
-        return (
-            "<div class='d365nb-devicecode' style='border:1px solid #0067b8;padding:10px;"
-            "max-width:740px'>"
-            f"1. Open <a href='{uri}' target='_blank' rel='noopener'><b>{uri}</b></a> "
-            "(opens a new tab)<br>2. Enter this code: "
-            f"<code class='d365nb-usercode' style='font-size:1.8em;letter-spacing:2px;"
-            f"user-select:all;padding:2px 8px'>{text}</code> "
-            f"<button onclick=\"{copy}\" title='Copy the code'>Copy</button><br>"
-            f"<span class='d365nb-countdown' style='color:#555'>The code expires in "
-            f"{left // 60}:{left % 60:02d}. Waiting for you to sign in; this notebook stays "
-            "usable meanwhile.</span></div>"
-        )
-
-    def _result_html(self) -> str:
-        ctl = self.controller
-        who = ctl.whoami
-        conn = ctl.connection
-        if ctl.state != "connected" or who is None or conn is None:
-            return "<i>Sign in (step 5) to test the connection.</i>"
-        rows = (
-            ("Signed in as", who.name or who.user_id),
-            ("Organization", f"{conn.settings.org_url} (id {who.organization_id})"),
-            ("Business unit", who.business_unit or who.business_unit_id),
-        )
-        table = "".join(
-            f"<tr><th style='text-align:left;padding-right:1em'>{k}</th>"
-            f"<td>{html.escape(str(v))}</td></tr>"
-            for k, v in rows
-        )
-        tables = ", ".join(
-            f"<code>{html.escape(set_name)}</code>" for _logical, set_name in ctl.tables
-        )
-        more = (
-            f" and {ctl.table_count - len(ctl.tables)} more"
-            if ctl.table_count > len(ctl.tables)
-            else ""
-        )
-        warning = ""
-        if ctl.warning is not None:
-            warning = (
-                "<div class='d365nb-warning' style='color:#a60'>&#9888; "
-                f"{html.escape(ctl.warning.message)}<br><b>Fix:</b> "
-                f"{html.escape(ctl.warning.hint)}</div>"
-            )
-        return (
-            "<div class='d365nb-whoami'><b style='color:green'>&#10003; Connected.</b>"
-            f"{warning}"
-            f"<table>{table}</table>"
-            f"<div>Tables: {tables or '<i>none visible</i>'}{more}.</div>"
-            "<div style='color:#555'>Use it in the next cell: "
-            "<code>conn = d365nb.connection()</code>, then "
-            '<code>conn.read("accounts")</code>.</div></div>'
-        )
+        return countdown_html(code.seconds_left)
 
     def _status_html(self) -> str:
         ctl = self.controller
         if ctl.problem is not None:
-            hint = f"<br><b>Fix:</b> {html.escape(ctl.problem.hint)}" if ctl.problem.hint else ""
-            return (
-                "<div class='d365nb-problem' style='color:#a00'>&#10007; "
-                f"{html.escape(ctl.problem.message)}{hint}"
-                "<br><span style='color:#777'>Details are in the log below.</span></div>"
-            )
+            return problem_html(ctl.problem)
         busy = {
             "starting": "Contacting the sign-in service&hellip;",
             "device_code": "Waiting for the device code to be entered&hellip;",
@@ -621,27 +573,16 @@ class SetupPanel:
             "testing": "Signed in; testing the connection (WhoAmI, tables)&hellip;",
         }.get(ctl.state)
         if busy:
-            return f"<span class='d365nb-busy' style='color:#555'>{busy}</span>"
+            return f"<span class='d365nb-busy d365nb-note'>{busy}</span>"
         if ctl.notice:
-            return (
-                f"<span class='d365nb-notice' style='color:#555'>{html.escape(ctl.notice)}</span>"
-            )
-        problems = ctl.step_problems(ctl.step)
-        if problems:
-            return "<span style='color:#a60'>Correct the field marked above to continue.</span>"
-        return ""
+            return f"<span class='d365nb-notice d365nb-note'>{html.escape(ctl.notice)}</span>"
+        return step_status_html(ctl.step_status())
 
     def _flush_log(self) -> None:
-        lines = self.controller.log[self._logged :]
-        self._logged = len(self.controller.log)
-        if lines:
-            self.log.append_stdout("".join(line + "\n" for line in lines))
-
-
-def _mark(ok: bool | None, message: str) -> str:
-    if ok is None:
-        return ""
-    if ok:
-        text = f" <span style='color:#555'>{html.escape(message)}</span>" if message else ""
-        return f"<span class='d365nb-ok' style='color:green'>&#10003;</span>{text}"
-    return f"<span class='d365nb-bad' style='color:#a00'>&#10007; {html.escape(message)}</span>"
+        """Show the controller's log (its last `LOG_LINES` lines) when it has grown."""
+        ctl = self.controller
+        if ctl.log_count == self._logged:
+            return
+        self._logged = ctl.log_count
+        text = "".join(line + "\n" for line in ctl.log)
+        self.log.outputs = ({"output_type": "stream", "name": "stdout", "text": text},)

@@ -18,7 +18,7 @@ from d365nb._sync import run_sync
 from d365nb.sandbox import Sandbox
 from d365nb.sandbox._connect import connect_to
 from d365nb.sandbox._directory import CONFIDENTIAL_CLIENT_ID, USERS, app_by_id, user_by_name
-from tests.oauth import client_credentials_token, device_code_tokens
+from tests._support.oauth import client_credentials_token, device_code_tokens
 
 pytestmark = pytest.mark.sandbox
 
@@ -100,7 +100,7 @@ def test_first_use_of_an_interactive_grant_signs_in_by_itself(
 
 def _play_browser(flow: AuthCodeFlow, sb: Sandbox, user: str = "alex") -> httpx.Response:
     """Follow the authorize URL, sign in as `user` on the sandbox page, return its answer."""
-    from tests.auth.browser import sign_in_on_page
+    from tests._support.browser import sign_in_on_page
 
     return sign_in_on_page(flow.auth_uri, sb, user=user)
 
@@ -130,7 +130,7 @@ def test_auth_code_pasted_url_of_another_attempt_is_refused(sandbox: Sandbox) ->
 
 
 def test_auth_code_loopback_receives_the_form_post(sandbox: Sandbox) -> None:
-    from tests.auth.browser import submit_form_post
+    from tests._support.browser import submit_form_post
 
     conn = connect_to(sandbox, grant="auth_code")
 

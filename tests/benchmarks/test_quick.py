@@ -50,6 +50,14 @@ def test_quick_mode_runs_and_contenders_agree(tmp_path: Path) -> None:
         assert entry["rows"] == [read["rows"]], name
     assert read["identical"], {n: e["fingerprints"] for n, e in read["contenders"].items()}
 
+    latency = s["latency"]
+    for dop, entry in latency["by_dop"].items():
+        for name, e in entry["contenders"].items():
+            assert e["failures"] == 0, (dop, name, [r.get("error") for r in entry["runs"]])
+            assert e["rows"] == [latency["rows"]], (dop, name)
+        assert entry["identical"], dop
+        assert 0 < entry["of_floor"], dop
+
     conversion = s["conversion"]
     assert conversion["identical"]
     assert conversion["rows"] == read["rows"]

@@ -86,7 +86,7 @@ SETUP_CELL = "import d365nb\npanel = d365nb.setup(token_cache=False)"
 NOTEBOOK = "setup.ipynb"
 
 
-def write_setup_notebook(root: Path) -> Path:
+def write_setup_notebook(root: Path, name: str = NOTEBOOK) -> Path:
     """A one-cell notebook that shows the setup panel."""
     notebook = {
         "nbformat": 4,
@@ -105,7 +105,7 @@ def write_setup_notebook(root: Path) -> Path:
             }
         ],
     }
-    path = root / NOTEBOOK
+    path = root / name
     path.write_text(json.dumps(notebook))
     return path
 

@@ -25,7 +25,7 @@ from d365nb.sandbox._connect import connect_to
 from d365nb.sandbox._directory import CONFIDENTIAL_CLIENT_SECRET
 
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")
-COMMANDS = ("demo", "sandbox", "login", "whoami", "export")
+COMMANDS = ("demo", "sandbox", "login", "whoami", "token", "export")
 
 
 def _no_secrets(*texts: str) -> None:
@@ -296,3 +296,99 @@ def test_whoami_with_client_credentials_from_the_environment(
     assert "confidential client" in out  # the application user's name
     assert not (cli_env / "tokens").exists()
     _no_secrets(out, err)
+
+
+@pytest.mark.sandbox
+def test_login_then_whoami_uses_the_saved_ca_and_the_default_profile(
+    approving_sandbox: Sandbox, cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sb = approving_sandbox
+    info = cli_env / "sandbox.json"
+    info.write_text(json.dumps(sb.info()) + "\n", "utf-8")
+    assert main(["login", "--sandbox", str(info)]) == 0
+    _, err = capsys.readouterr()
+    assert "Saved profile 'default'" in err and "whoami -p default" in err
+    profile = (cli_env / "profiles.toml").read_text()
+    assert f'ca_cert = "{sb.ca_cert}"' in profile
+    # No D365NB_SANDBOX: the CA comes from the profile alone.
+    assert "D365NB_SANDBOX" not in os.environ
+    for argv in (["whoami", "-p", "default", "--json"], ["whoami", "--json"]):
+        assert main(argv) == 0, capsys.readouterr().err
+        out, err = capsys.readouterr()
+        who = json.loads(out)
+        assert who["name"] == "Alex Wilber" and who["environment"] == sb.base_url
+        assert "enter the code" not in err
+    # export, with nothing but the table and the file: the default profile again.
+    target = cli_env / "accounts.csv"
+    assert main(["export", "accounts", "-o", str(target), "--select", "name"]) == 0
+    assert len(pd.read_csv(target)) == 20
+    assert "enter the code" not in capsys.readouterr().err
+
+
+# -- token ------------------------------------------------------------------------------------
+
+
+@pytest.mark.sandbox
+def test_token_prints_a_token_the_web_api_accepts(
+    sandbox: Sandbox, sandbox_file: Path, cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import httpx
+
+    from tests._support.oauth import tls
+
+    assert main(["token", "--sandbox", str(sandbox_file), "--no-token-cache"]) == 0
+    out, err = capsys.readouterr()
+    token = out.strip()
+    assert _JWT.match(token) and token.count(".") == 2 and token not in err
+    answer = httpx.get(f"{sandbox.service_url}WhoAmI", verify=tls(sandbox),
+                       headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.sandbox
+def test_token_json_has_expires_on_and_the_resource(
+    sandbox: Sandbox, sandbox_file: Path, cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from d365nb._auth import jwt_claims
+
+    argv = ["token", "--sandbox", str(sandbox_file), "--no-token-cache", "--json",
+            "--resource", sandbox.base_url + "/"]  # fmt: skip
+    assert main(argv) == 0
+    payload = json.loads(capsys.readouterr().out)
+    claims = jwt_claims(payload["accessToken"])
+    assert payload["expires_on"] == claims["exp"] > time.time()
+    assert payload["expiresOn"] == time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(claims["exp"]))
+    assert payload["tokenType"] == "Bearer"
+    assert payload["resource"] == sandbox.base_url
+    assert claims["aud"].rstrip("/") == sandbox.base_url
+    assert payload["tenant"] == sandbox.tenant
+
+
+@pytest.mark.sandbox
+def test_token_resource_on_v1_is_explained(
+    sandbox: Sandbox, sandbox_file: Path, cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    v1 = f"{sandbox.base_url}/{sandbox.tenant}/oauth2/token"
+    argv = ["token", "--sandbox", str(sandbox_file), "--token-uri", v1, "--auth-uri",
+            v1.replace("/token", "/authorize"), "--resource", "https://other.example"]  # fmt: skip
+    assert main(argv) == 2
+    assert "--resource needs v2" in capsys.readouterr().err
+
+
+@pytest.mark.sandbox
+def test_sandbox_option_keeps_the_grant_of_the_profile(
+    approving_sandbox: Sandbox, cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sb = approving_sandbox
+    info = cli_env / "sandbox.json"
+    info.write_text(json.dumps(sb.info()) + "\n", "utf-8")
+    assert main(["login", "--sandbox", str(info), "--save-as", "me"]) == 0
+    capsys.readouterr()
+    # whoami's own default is client credentials; the profile says device_code.
+    assert main(["whoami", "--sandbox", str(info), "-p", "me", "--json"]) == 0
+    who = json.loads(capsys.readouterr().out)
+    assert who["grant"] == "device_code" and who["name"] == "Alex Wilber"
+    assert main(["whoami", "--sandbox", str(info), "--json"]) == 0  # nothing chosen
+    assert json.loads(capsys.readouterr().out)["grant"] == "client_credentials"

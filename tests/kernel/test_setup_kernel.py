@@ -105,3 +105,52 @@ def test_setup_as_the_last_expression_shows_the_panel_once(kernel: Kernel) -> No
     ]
     assert len(views) == 1, [m["msg_type"] for m in found]
     assert not [m for m in found if m["msg_type"] in ("error", "execute_result")]
+
+
+def _error_lines(kernel: Kernel, code: str) -> tuple[str, list[str]]:
+    errors = [m["content"] for m in _messages(kernel, code) if m["msg_type"] == "error"]
+    assert len(errors) == 1, errors
+    return errors[0]["ename"], errors[0]["traceback"]
+
+
+def test_plain_import_shows_errors_as_one_line_and_the_fix(kernel: Kernel) -> None:
+    """No `setup()`: `import d365nb` alone makes a `D365Error` short in a notebook."""
+    name, lines = _error_lines(
+        kernel, "import d365nb\nraise d365nb.ConfigError('Bad Service URL.', hint='Use https.')"
+    )
+    assert name == "ConfigError" and len(lines) == 3
+    assert "Bad Service URL." in lines[0] and "Use https." in lines[1] and "%tb" in lines[2]
+    # Other errors keep IPython's full traceback.
+    name, lines = _error_lines(kernel, "1 / 0")
+    assert name == "ZeroDivisionError" and any("Traceback" in line for line in lines)
+
+
+def test_push_error_in_a_plain_notebook_is_one_line_with_its_fix(
+    kernel: Kernel, sandbox: Sandbox
+) -> None:
+    code = f"""
+import d365nb, pandas as pd
+conn = d365nb.connect(
+    service_url={sandbox.service_url!r}, tenant={sandbox.tenant!r},
+    client_id={sandbox.info()["confidential_client_id"]!r},
+    client_secret={sandbox.info()["client_secret"]!r},
+    verify={sandbox.info()["ca_cert"]!r}, token_cache=False,
+)
+pd.DataFrame({{"no_such_column": [1]}}).d365.push("accounts", conn=conn)
+"""
+    name, lines = _error_lines(kernel, code)
+    assert name == "InvalidFrameError" and len(lines) == 3, lines
+    assert "no_such_column" in lines[0] and "Fix:" in lines[1]
+    assert not any("Traceback" in line or "File " in line for line in lines)
+
+
+def test_plain_python_import_loads_no_ipython() -> None:
+    """Outside IPython nothing changes: importing d365nb does not even import IPython."""
+    import subprocess
+    import sys
+
+    code = "import sys, d365nb; print('IPython' in sys.modules, 'ipywidgets' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["False", "False"]

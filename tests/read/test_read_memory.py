@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from d365nb import Connection, _reader
-from d365nb._convert import FrameBuilder
+from d365nb._frames import FrameBuilder
 
 pytestmark = pytest.mark.sandbox
 

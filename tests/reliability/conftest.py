@@ -13,9 +13,8 @@ import pytest
 from d365nb._client import Connection
 from d365nb.sandbox import Sandbox, start
 from d365nb.sandbox._connect import connect_to
-
-from ._ledger import write_report
-from ._proxy import Proxy
+from tests._support.ledger import write_report
+from tests._support.proxy import Proxy
 
 Knobs = Callable[..., dict[str, Any]]
 

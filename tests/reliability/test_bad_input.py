@@ -23,13 +23,13 @@ import d365nb._accessor  # noqa: F401 - registers df.d365
 from d365nb import ConfigError, D365Error, F, ODataError, where
 from d365nb._client import Connection
 from d365nb._config import Settings
-from d365nb._convert import InvalidFrameError
+from d365nb._exceptions import InvalidFrameError
 from d365nb._report import PushReport
 from d365nb.sandbox import Sandbox
 from d365nb.sandbox._connect import connect_to
+from tests._support.ledger import record
 
 from ._helpers import landed
-from ._ledger import record
 
 AREA = "reliability/bad input"
 SLOW = settings(

@@ -16,9 +16,9 @@ import pytest
 
 from d365nb.sandbox import Sandbox, start
 from d365nb.sandbox._connect import connect_to
+from tests._support.ledger import record
 
 from ._helpers import landed
-from ._ledger import record
 from ._load import operations
 
 pytestmark = pytest.mark.sandbox

@@ -26,10 +26,10 @@ from d365nb._report import PushReport
 from d365nb._transport import RetryPolicy
 from d365nb.sandbox import Sandbox, start
 from d365nb.sandbox._connect import connect_to
-from tests.oauth import device_code_tokens
+from tests._support.ledger import record
+from tests._support.oauth import device_code_tokens
 
 from ._helpers import interrupt_after, landed, make_frame, stats
-from ._ledger import record
 from .conftest import knobs_for
 
 pytestmark = pytest.mark.sandbox
@@ -290,7 +290,8 @@ def test_refresh_token_revoked_mid_push_is_clear_and_nothing_is_half_written(
 def test_push_through_connections_cut_after_the_service_answered(wsb: Sandbox) -> None:
     """Every third write's answer is lost after the service did the work: the push sends
     again and settles each row; nothing is created twice, nothing is missing."""
-    from ._proxy import Action, Proxy
+    from tests._support.proxy import Action, Proxy
+
     from .conftest import through
 
     tag = _tag()
@@ -409,7 +410,8 @@ def test_push_under_503s_drops_and_429s_lands_every_row_once(
 def test_push_whose_answers_come_after_the_timeout(wsb: Sandbox) -> None:
     """Writes held past the client's timeout still reach the service (late): the push
     sends them again, and each row still ends up there once, with its values."""
-    from ._proxy import Action, Proxy
+    from tests._support.proxy import Action, Proxy
+
     from .conftest import through
 
     tag = _tag()

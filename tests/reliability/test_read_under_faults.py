@@ -18,7 +18,9 @@ from d365nb import AuthError, PartialReadError, ThrottledError, TransportError
 from d365nb._transport import RetryPolicy
 from d365nb.sandbox import Sandbox, start
 from d365nb.sandbox._connect import connect_to
-from tests.oauth import device_code_tokens
+from tests._support.ledger import record
+from tests._support.oauth import device_code_tokens
+from tests._support.proxy import Action, Proxy, answer
 
 from ._helpers import (
     assert_same_frame,
@@ -26,8 +28,6 @@ from ._helpers import (
     lost_and_duplicated,
     stats,
 )
-from ._ledger import record
-from ._proxy import Action, Proxy, answer
 from .conftest import Knobs, through
 
 pytestmark = pytest.mark.sandbox

@@ -24,6 +24,8 @@ CONTROL = (
     ("POST", "/_sandbox/devicecode/approve", {"user_code": "NOPE"}),
     ("POST", "/_sandbox/refresh-tokens/revoke", {}),
     ("POST", "/_sandbox/reset", {}),
+    ("GET", "/fno/_sandbox/knobs", None),
+    ("POST", "/fno/_sandbox/reset", {}),
 )
 
 
@@ -34,6 +36,8 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         database=":memory:",
         rows=5,
         require_admin_secret=True,
+        fno=True,
+        fno_rows=20,
     ) as sb:
         yield sb
 

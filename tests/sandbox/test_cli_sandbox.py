@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from d365nb import cli
+from d365nb.sandbox import _cli as sandbox_cli
 from d365nb.sandbox._server import make_options
 
 pytestmark = pytest.mark.sandbox
@@ -105,7 +106,7 @@ def test_flags_map_to_options(tmp_path):
             "--fault-drop-rate=0.05",
         ]
     )
-    options = make_options(**cli._sandbox_knobs(args))
+    options = make_options(**sandbox_cli._sandbox_knobs(args))
     assert options.data_dir == tmp_path
     assert options.database == ":memory:"
     assert options.reset and options.auto_approve
@@ -117,7 +118,7 @@ def test_flags_map_to_options(tmp_path):
     assert options.retry_after_seconds == 1.5
     assert (options.fault_503_rate, options.fault_drop_rate) == (0.1, 0.05)
     # Flags not given keep the defaults.
-    bare = make_options(**cli._sandbox_knobs(cli.build_parser().parse_args(["sandbox"])))
+    bare = make_options(**sandbox_cli._sandbox_knobs(cli.build_parser().parse_args(["sandbox"])))
     assert bare.database is None and not bare.auto_approve and bare.rows == 2000
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from d365nb import ConfigError
 from d365nb.sandbox import Sandbox
-from tests.oauth import client_credentials_token
+from tests._support.oauth import client_credentials_token
 
 
 def _whoami(https: httpx.Client, sandbox: Sandbox, token: str) -> httpx.Response:

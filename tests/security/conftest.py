@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from d365nb.sandbox import Sandbox
-from tests.reliability._ledger import write_report
-from tests.reliability._proxy import Proxy
+from tests._support.ledger import write_report
+from tests._support.proxy import Proxy
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -15,10 +15,10 @@ import d365nb
 from d365nb import AuthError, ConfigError, InsecureTransportWarning, TransportError
 from d365nb.sandbox import Sandbox
 from d365nb.sandbox._connect import connect_to
-from tests.oauth import device_code_tokens
+from tests._support.ledger import record
+from tests._support.oauth import device_code_tokens
+from tests._support.proxy import Proxy
 from tests.reliability._helpers import stats
-from tests.reliability._ledger import record
-from tests.reliability._proxy import Proxy
 
 pytestmark = pytest.mark.sandbox
 

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from d365nb.sandbox import Sandbox
 from d365nb.sandbox._directory import CONFIDENTIAL_CLIENT_ID, app_by_id, user_by_name
 from d365nb.sandbox._tokens import TokenService
-from tests.reliability._ledger import record
+from tests._support.ledger import record
 
 pytestmark = pytest.mark.sandbox
 

@@ -17,9 +17,9 @@ from d365nb._setup import error_lines
 from d365nb._transport import RetryPolicy
 from d365nb.sandbox import Sandbox
 from d365nb.sandbox._connect import connect_to
-from tests.oauth import device_code_tokens
-from tests.reliability._ledger import record
-from tests.reliability._proxy import Action, Proxy
+from tests._support.ledger import record
+from tests._support.oauth import device_code_tokens
+from tests._support.proxy import Action, Proxy
 from tests.reliability.conftest import through
 
 pytestmark = pytest.mark.sandbox

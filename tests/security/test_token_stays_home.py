@@ -13,8 +13,8 @@ from d365nb import PartialReadError, TransportError, where
 from d365nb._report import PushReport
 from d365nb._sync import run_sync
 from d365nb.sandbox import Sandbox
-from tests.reliability._ledger import record
-from tests.reliability._proxy import Action, Proxy, answer
+from tests._support.ledger import record
+from tests._support.proxy import Action, Proxy, answer
 from tests.reliability.conftest import through
 
 pytestmark = pytest.mark.sandbox

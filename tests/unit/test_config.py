@@ -8,8 +8,10 @@ import logging
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from d365nb._config import FIELDS, Settings, check_fields, redact
+from d365nb._analysis import check_fields
+from d365nb._config import Settings, chosen_grant
 from d365nb._exceptions import ConfigError
+from d365nb._fields import FIELDS, SECRET_FIELDS, redact
 
 TENANT = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
 PUBLIC = "00001111-aaaa-2222-bbbb-3333cccc4444"
@@ -268,6 +270,7 @@ def test_authority_host_follows_the_cloud_of_the_service_url(service_url: str, l
         ({"refresh_token": REFRESH}, "refresh_token"),
         ({"refresh_token": REFRESH, "client_secret": SECRET}, "refresh_token"),
         ({"client_secret": SECRET, "tenant": TENANT}, "client_credentials"),
+        ({"client_secret": SECRET, "scope": f"{ORG}/user_impersonation"}, "auth_code"),
         ({"client_secret": SECRET, "grant": "device_code"}, "device_code"),
         ({"grant": "auth_code"}, "auth_code"),
         ({"grant": "authorization_code"}, "auth_code"),
@@ -283,6 +286,63 @@ def test_authority_host_follows_the_cloud_of_the_service_url(service_url: str, l
 )
 def test_grant_resolution(fields: dict[str, str], grant: str):
     assert user(**fields).grant == grant
+
+
+# The vendor guide's connection strings (DataDirect "Connecting to hosted Dynamics 365 with
+# OAuth2"), exactly as written: each means one grant, and none is refused.
+GUIDE_API = "https://mywebinstance.api.crm.dynamics.com/api/data/v9.1/"
+GUIDE_USER_SCOPE = "https://mywebinstance.api.crm.dynamics.com/user_impersonation offline_access"
+GUIDE_BASE = f"ServiceURL={GUIDE_API};ClientID={CONFIDENTIAL};"
+GUIDE_ROWS = [
+    ("configuration-manager-v2", f"{GUIDE_BASE}ClientSecret={SECRET};TokenURI=POST {V2_TOKEN};"
+     f"Scope={GUIDE_USER_SCOPE};", "auth_code", "user scope"),
+    ("configuration-manager-v1", f"{GUIDE_BASE}ClientSecret={SECRET};TokenURI=POST {V1_TOKEN};"
+     f"Scope={GUIDE_USER_SCOPE};", "auth_code", "user scope"),
+    ("access-token-flow", f"{GUIDE_BASE}ClientSecret={SECRET};TokenURI=POST {V2_TOKEN};"
+     f"Scope={GUIDE_USER_SCOPE};AccessToken={ACCESS};RefreshToken={REFRESH};", "access_token",
+     "refresh token renews"),
+    ("refresh-token-grant", f"{GUIDE_BASE}ClientSecret={SECRET};TokenURI=POST {V2_TOKEN};"
+     f"Scope={GUIDE_USER_SCOPE};RefreshToken={REFRESH};", "refresh_token", "refresh-token"),
+    ("client-credentials", f"{GUIDE_BASE}ClientSecret={SECRET};TokenURI=POST {V2_TOKEN};",
+     "client_credentials", "client credentials"),
+    ("client-credentials-default-scope", f"{GUIDE_BASE}ClientSecret={SECRET};"
+     f"TokenURI=POST {V2_TOKEN};Scope=https://mywebinstance.api.crm.dynamics.com/.default;",
+     "client_credentials", "client credentials"),
+    ("client-credentials-v1", f"{GUIDE_BASE}ClientSecret={SECRET};TokenURI=POST {V1_TOKEN};",
+     "client_credentials", "client credentials"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "grant", "reason"), [r[1:] for r in GUIDE_ROWS], ids=[r[0] for r in GUIDE_ROWS]
+)
+def test_vendor_guide_connection_strings_mean_their_grant(text: str, grant: str, reason: str):
+    settings = Settings.from_connection_string(text)
+    assert settings.grant == grant
+    assert reason in settings.grant_reason
+    _assert_no_secret(settings.grant_reason, *settings.notes)
+
+
+def test_scope_on_v1_is_ignored_with_a_note():
+    settings = user(token_uri=V1_TOKEN, scope=f"{ORG}/user_impersonation offline_access")
+    assert settings.version == "v1"
+    assert settings.scope == f"{ORG}/user_impersonation offline_access"  # kept as given
+    assert settings.scopes == (f"{ORG}/user_impersonation", "offline_access")
+    (note,) = settings.notes
+    assert note.startswith("scope is not used") and ORG in note
+    assert user(token_uri=V2_TOKEN).notes == ()
+
+
+def test_notebook_display_says_the_grant_why_and_the_notes():
+    settings = user(token_uri=V1_TOKEN, client_secret=SECRET, scope=f"{ORG}/user_impersonation")
+    shown = settings._repr_html_()
+    assert "auth_code" in shown and "confidential app" in shown and "scope is not used" in shown
+    assert SECRET not in shown and "&lt;set&gt;" in shown
+
+
+def test_grant_reason_says_when_the_grant_was_chosen():
+    assert "choose grant auth_code" in user(grant="auth_code").grant_reason
+    assert "device code" in user().grant_reason
 
 
 def test_access_token_grant_needs_no_client_id():
@@ -369,8 +429,6 @@ REJECTIONS = [
     ("auth-tenant", {"token_uri": V2_TOKEN,
                      "auth_uri": "https://login.microsoftonline.com/common/oauth2/v2.0/authorize"},
      "auth_uri", TENANT),
-    ("scope-on-v1", {"token_uri": V1_TOKEN, "scope": f"{ORG}/user_impersonation"}, "scope",
-     "oauth2/v2.0/token"),
     ("v1-resource-as-scope", {"scope": f"{ORG}/"}, "scope", f"{ORG}/user_impersonation"),
     ("v1-resource-as-scope-bare", {"scope": ORG}, "scope", f"{ORG}/.default"),
     ("scope-without-resource", {"scope": "user_impersonation"}, "scope",
@@ -440,44 +498,6 @@ def test_construction_mentions_the_other_problems():
     assert "client_id" in str(info.value) and "api_version" in str(info.value)
 
 
-def test_check_fields_all_good_is_empty():
-    assert check_fields({"service_url": API, "client_id": PUBLIC}) == {}
-    assert (
-        check_fields({"service_url": ORG, "client_id": PUBLIC, "tenant": "", "scope": None}) == {}
-    )
-
-
-def test_check_fields_partial_skips_missing_but_not_malformed():
-    assert "client_id" in check_fields({"service_url": ORG})
-    assert check_fields({"service_url": ORG}, partial=True) == {}
-    assert check_fields({}, partial=True) == {}
-    assert check_fields({"grant": "client_credentials"}, partial=True) == {}
-    problems = check_fields({"service_url": "http://x.crm.dynamics.com", "client_id": "1"},
-                            partial=True)  # fmt: skip
-    assert set(problems) == {"service_url", "client_id"}
-
-
-def test_check_fields_reports_every_wrong_field():
-    problems = check_fields(
-        {
-            "service_url": "http://org.crm.dynamics.com",
-            "client_id": "x",
-            "api_version": "7",
-            "grant": "nope",
-            "redirect_uri": "ftp://x",
-            "tenant": "?",
-        }
-    )
-    assert set(problems) == {"service_url", "client_id", "api_version", "grant", "redirect_uri",
-                             "tenant"}  # fmt: skip
-    assert all(isinstance(text, str) and text for text in problems.values())
-
-
-def test_check_fields_unknown_key_did_you_mean():
-    problems = check_fields({"service_url": API, "client_id": PUBLIC, "clientid": PUBLIC})
-    assert "client_id" in problems["clientid"]
-
-
 # -- the value object ----------------------------------------------------------------------
 
 
@@ -541,6 +561,20 @@ def test_to_connection_string_round_trip_and_secrets():
     assert again == settings
 
 
+def test_to_connection_string_with_tokens_from_a_sign_in():
+    settings = user(client_secret=SECRET, scope=f"{ORG}/user_impersonation")
+    assert settings.grant == "auth_code"
+    plain = settings.to_connection_string()
+    assert "Grant=auth_code" in plain and SECRET not in plain
+    text = settings.to_connection_string(access_token=ACCESS, refresh_token=REFRESH)
+    assert f"AccessToken={ACCESS};RefreshToken={REFRESH};" in text
+    assert SECRET not in text and "Grant=" not in text
+    back = Settings.from_connection_string(text, client_secret=SECRET)
+    assert back.grant == "access_token" and back.refresh_token == REFRESH
+    chosen = user(grant="device_code").to_connection_string(access_token=ACCESS)
+    assert "Grant=device_code" in chosen  # a grant the user chose is kept
+
+
 def test_to_connection_string_writes_only_what_was_given():
     text = user().to_connection_string()
     assert text == f"ServiceURL={API};ClientID={PUBLIC};"
@@ -578,7 +612,8 @@ def test_from_env_reads_one_variable_per_field():
 @pytest.mark.parametrize(
     "name",
     ["service_url", "auth_uri", "token_uri", "client_id", "client_secret", "scope",
-     "access_token", "refresh_token", "tenant", "redirect_uri", "grant", "api_version"],
+     "access_token", "refresh_token", "tenant", "redirect_uri", "grant", "api_version",
+     "ca_cert"],
 )  # fmt: skip
 def test_every_field_has_an_environment_variable(name: str):
     values = {
@@ -594,6 +629,7 @@ def test_every_field_has_an_environment_variable(name: str):
         "redirect_uri": "http://localhost",
         "grant": "auth_code",
         "api_version": "9.2",
+        "ca_cert": "/etc/ssl/corporate-ca.pem",
     }
     environ = {"D365NB_SERVICE_URL": API, "D365NB_CLIENT_ID": PUBLIC, "D365NB_GRANT": "device_code"}
     environ["D365NB_" + name.upper()] = values[name]
@@ -639,6 +675,41 @@ def test_resolve_precedence(tmp_path):
     assert merged.grant == "client_credentials"
     # D365NB_PROFILE names the profile when none is passed.
     assert Settings.from_env({**environ, "D365NB_PROFILE": "p"}).client_id == ids["profile"]
+
+
+def test_resolve_uses_the_default_profile_only_when_nothing_is_given(tmp_path):
+    profiles = tmp_path / "profiles.toml"
+    environ = {"D365NB_CONFIG": str(profiles)}
+    with pytest.raises(ConfigError):
+        Settings.resolve(environ=environ)  # no profile file yet: nothing to fall back on
+    Settings(service_url=ORG, client_id=PUBLIC).save_profile("default", path=profiles)
+    assert Settings.resolve(environ=environ).client_id == PUBLIC
+    # Something given (a field, an environment variable): the default profile stays out.
+    with pytest.raises(ConfigError, match="client_id"):
+        Settings.resolve(environ=environ, service_url=API)
+    with pytest.raises(ConfigError, match="client_id"):
+        Settings.resolve(environ={**environ, "D365NB_SERVICE_URL": API})
+    assert Settings.resolve(environ=environ, profile="default").client_id == PUBLIC
+
+
+def test_profile_keeps_the_ca_certificate_as_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    profiles = tmp_path / "profiles.toml"
+    Settings(service_url=ORG, client_id=PUBLIC, ca_cert="ca.pem").save_profile("p", path=profiles)
+    loaded = Settings.from_profile("p", path=profiles)
+    assert loaded.ca_cert == str(tmp_path / "ca.pem")
+    assert "ca_cert" in profiles.read_text()
+
+
+def test_chosen_grant_reads_what_the_user_wrote(tmp_path):
+    profiles = tmp_path / "profiles.toml"
+    Settings(service_url=ORG, client_id=PUBLIC, grant="auth_code").save_profile("p", path=profiles)
+    environ = {"D365NB_CONFIG": str(profiles)}
+    assert chosen_grant(environ=environ) is None
+    assert chosen_grant("Grant=device_code;", profile="p", environ=environ) == "device_code"
+    assert chosen_grant(profile="p", environ=environ) == "auth_code"
+    assert chosen_grant(environ={**environ, "D365NB_PROFILE": "p"}) == "auth_code"
+    assert chosen_grant(environ={**environ, "D365NB_GRANT": "refresh_token"}) == "refresh_token"
 
 
 def test_resolve_rejects_unknown_fields():
@@ -731,25 +802,51 @@ def test_duplicate_secret_keys_are_not_echoed():
     _assert_no_secret(str(info.value))
 
 
-# -- redact ------------------------------------------------------------------------------
+# -- connection strings (the codec itself: test_connstr.py) ------------------------------
 
 
-def test_redact():
-    text = f"body client_secret={SECRET}&x=1 header Bearer {ACCESS}"
-    out = redact(text, [SECRET, ACCESS, None, ""])
-    _assert_no_secret(out)
-    assert out.startswith("body client_secret=") and out.endswith("x=1 header Bearer <redacted>")
+def test_overrides_win_over_the_string():
+    text = f"ServiceURL={ORG};ClientID={CONFIDENTIAL};ClientSecret=s;TenantID={TENANT}"
+    settings = Settings.from_connection_string(text, grant="device_code", tenant=None)
+    assert settings.grant == "device_code"
+    assert settings.tenant == TENANT  # None means "not given"
+    with pytest.raises(ConfigError):
+        Settings.from_connection_string(text, clientid=CONFIDENTIAL)
 
 
-def test_redact_url_encoded_and_nested():
-    secret = "a+b/c d=="
-    text = "form: a%2Bb%2Fc+d%3D%3D url: a%2Bb%2Fc%20d%3D%3D plain: a+b/c d=="
-    out = redact(text, [secret])
-    assert "a%2Bb" not in out and "a+b/c" not in out
-    assert out.count("<redacted>") == 3
-    # A secret that contains another is hidden whole, not left half-visible.
-    assert redact("xx-LONGSECRET-xx", ["SECRET", "LONGSECRET"]) == "xx-<redacted>-xx"
-    assert redact("nothing here", []) == "nothing here"
+secret_values = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40
+).map(lambda s: "zq\u00a7" + s.rstrip())  # a marker no other text contains
+
+
+@hsettings(deadline=None, database=None, max_examples=150)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={name: secret_values for name in SECRET_FIELDS}
+        | {
+            "scope": st.just(f"{ORG}/user_impersonation offline_access"),
+            "tenant": st.sampled_from([TENANT, "contoso.onmicrosoft.com"]),
+            "redirect_uri": st.sampled_from(["http://localhost", "https://x.contoso.com/cb"]),
+            "api_version": st.sampled_from(["9.0", "9.1", "9.2"]),
+            "token_uri": st.sampled_from([V2_TOKEN, f"POST {V2_TOKEN}"]),
+        },
+    )
+)
+def test_settings_round_trip_through_connection_strings(extra: dict[str, str]):
+    fields = {"service_url": ORG, "client_id": CONFIDENTIAL, "grant": "device_code", **extra}
+    if "token_uri" in fields and "tenant" in fields:
+        fields["tenant"] = TENANT
+    original = Settings(**fields)
+    text = original.to_connection_string(include_secrets=True)
+    assert Settings.from_connection_string(text) == original
+    redacted = original.to_connection_string()
+    for secret in original.secrets():
+        assert secret not in redacted
+    restored = Settings.from_connection_string(
+        redacted, **{name: getattr(original, name) for name in SECRET_FIELDS}
+    )
+    assert restored == original
 
 
 # -- one source of truth -------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 
 from d365nb.sandbox import Sandbox
-from tests.oauth import client_credentials_token, device_code_tokens
+from tests._support.oauth import client_credentials_token, device_code_tokens
 
 
 class RecordingComm:

@@ -14,13 +14,11 @@ from d365nb import AuthError, ConfigError
 from d365nb._client import odata_error_from_response
 from d365nb.sandbox import Sandbox
 from d365nb.sandbox._directory import CONFIDENTIAL_CLIENT_ID, app_by_id, user_by_name
-from d365nb.widgets._controller import (
-    STEPS,
-    SetupController,
-    describe_error,
-    find_sandbox,
-)
-from tests.auth.browser import sign_in_on_page, submit_form_post
+from d365nb.sandbox._info import find_sandbox
+from d365nb.widgets._controller import SetupController
+from d365nb.widgets._explain import describe_error
+from d365nb.widgets._form import STEPS
+from tests._support.browser import sign_in_on_page, submit_form_post
 
 from .conftest import app_access_token, user_refresh_token, wait_for
 
@@ -54,7 +52,7 @@ def test_service_url_web_api_url_is_ticked_and_derives_the_resource() -> None:
     [
         ("http://contoso.crm.dynamics.com", "https://contoso.crm.dynamics.com"),
         ("contoso.crm.dynamics.com", "https://contoso.crm.dynamics.com"),
-        ("https://login.microsoftonline.com/x", "token_uri"),
+        ("https://login.microsoftonline.com/x", "in the Token URI"),
         ("https://contoso.crm.dynamics.com/main.aspx?app=x", "without the page path"),
     ],
 )
@@ -453,7 +451,7 @@ async def test_wrong_client_secret_is_one_sentence_and_never_shown(
     assert ctl.state == "error" and ctl.problem is not None
     assert "AADSTS7000215" in ctl.problem.message
     assert "Certificates & secrets" in ctl.problem.hint
-    assert ctl.problem.field == "client_secret" and ctl.step == STEPS.index("app")
+    assert ctl.problem.field == "client_secret" and ctl.step == STEPS.index("sign_in")
     assert "Traceback" in ctl.problem.detail
     assert_no_token_shown(ctl, SECRET)
     assert SECRET not in ctl.problem.detail

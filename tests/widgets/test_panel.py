@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from pathlib import Path
 from unittest import mock
@@ -15,8 +16,10 @@ import d365nb._setup as d365nb_setup
 from d365nb import AuthError, ConfigError
 from d365nb.sandbox import Sandbox
 from d365nb.widgets import SetupController, SetupPanel
-from d365nb.widgets._controller import STEPS
-from tests.auth.browser import sign_in_on_page
+from d365nb.widgets._explain import describe_error
+from d365nb.widgets._form import LOG_LINES, STEPS
+from d365nb.widgets._html import STYLE
+from tests._support.browser import sign_in_on_page
 
 from .conftest import (
     app_access_token,
@@ -59,7 +62,7 @@ def test_first_step_validates_as_the_user_types_and_gates_next() -> None:
     assert not panel.next_button.disabled
     panel.next_button.click()
     assert panel.steps.selected_index == 1
-    assert "<b style='color:#0067b8'>2 App registration</b>" in panel.breadcrumbs.value
+    assert "<span class='d365nb-current'>2 App registration</span>" in panel.breadcrumbs.value
     panel.back_button.click()
     assert panel.steps.selected_index == 0
 
@@ -138,14 +141,16 @@ async def test_device_code_display_countdown_and_removal(
     shown = panel.device.value
     assert code.user_code in shown and "navigator.clipboard.writeText" in shown
     assert f"href='{code.verification_uri}' target='_blank' rel='noopener'" in shown
-    assert "expires in" in shown
+    assert "expires in" in panel.countdown.value
     assert panel.cancel_button.layout.display is None and panel.sign_in_button.disabled
     assert panel.next_button.layout.display == "none"
     threading.Thread(target=sandbox.approve, args=(code.user_code, "alex")).start()
     assert ctl.task is not None
     await ctl.task
     assert ctl.state == "connected", ctl.problem
-    assert panel.device.value == ""  # the code is gone once signed in
+    assert panel.device.value == "" and panel.countdown.value == ""  # the code is gone
+    assert panel.device_box.layout.display == "none"
+    assert code.user_code not in saved_state(panel.widget)
     assert panel.steps.selected_index == STEPS.index("test")
     assert "Alex Wilber" in panel.result.value and "<code>accounts</code>" in panel.result.value
     assert panel.connection is ctl.connection
@@ -183,7 +188,7 @@ async def test_wrong_secret_is_one_sentence_with_the_fix_and_a_log(
     assert panel.controller.task is not None
     await panel.controller.task
     assert "AADSTS7000215" in panel.status.value and "<b>Fix:</b>" in panel.status.value
-    assert panel.steps.selected_index == STEPS.index("app")
+    assert panel.steps.selected_index == STEPS.index("sign_in")
     log = "".join(item["text"] for item in panel.log.outputs)
     assert "Traceback" in log and "AuthError" in log
     assert SECRET not in log and SECRET not in saved_state(panel.widget)
@@ -352,3 +357,97 @@ def test_d365_errors_show_as_two_lines_in_ipython(capsys: pytest.CaptureFixture[
     finally:
         shell.set_custom_exc((), None)  # type: ignore[no-untyped-call]
         InteractiveShell.clear_instance()
+
+
+# -- issue 21: the panel polished ------------------------------------------------------------
+
+
+@pytest.mark.sandbox
+@pytest.mark.asyncio
+async def test_device_code_box_is_drawn_once_and_only_the_countdown_ticks(
+    sandbox: Sandbox, closing: list[SetupController]
+) -> None:
+    panel = sandbox_panel(sandbox, closing)
+    panel.use_sandbox_button.click()
+    panel.sign_in_button.click()
+    ctl = panel.controller
+    await wait_for(lambda: ctl.state == "device_code")
+    drawn, sent = panel.device.value, len(panel.device.comm.messages)
+    first = panel.countdown.value
+    await wait_for(lambda: panel.countdown.value != first, timeout=5)
+    second = panel.countdown.value
+    await wait_for(lambda: panel.countdown.value != second, timeout=5)
+    # The box with the link, the code and Copy was not sent again: a selection survives.
+    assert panel.device.value == drawn and len(panel.device.comm.messages) == sent
+    assert "class='d365nb-copy'" in drawn and "Copied" in drawn  # feedback on click
+    assert "class='d365nb-usercode'" in drawn
+    panel.cancel_button.click()
+    assert ctl.task is not None
+    await ctl.task
+    assert panel.device.value == "" and panel.countdown.value == ""
+
+
+def test_client_secret_field_sits_in_step_5_with_the_method_that_needs_it() -> None:
+    panel = plain_panel(values={"service_url": ORG})
+    sign_in_step = panel.steps.children[STEPS.index("sign_in")]
+    app_step = panel.steps.children[STEPS.index("app")]
+    assert panel.rows["client_secret"] in sign_in_step.children
+    assert panel.rows["client_secret"] not in app_step.children
+    assert panel.rows["client_secret"].layout.display == "none"  # device code: no secret
+    panel.method.value = "client_credentials"
+    assert panel.rows["client_secret"].layout.display is None
+    assert "Certificates & secrets" in panel.inputs["client_secret"].placeholder
+    panel.method.value = "auth_code"
+    assert panel.rows["client_secret"].layout.display is None
+    assert panel.inputs["client_secret"].placeholder.startswith("optional")
+    browser_types(panel.inputs["client_secret"], value=SECRET)
+    assert panel.inputs["client_secret"].value == ""
+    assert SECRET not in saved_state(panel.widget)
+
+
+def test_first_view_has_no_error_and_asks_for_the_service_url() -> None:
+    panel = plain_panel()
+    assert "Enter the Service URL to continue." in panel.status.value
+    assert "marked" not in panel.status.value and "d365nb-bad" not in panel.status.value
+    browser_types(panel.inputs["service_url"], value="http://contoso.crm.dynamics.com")
+    assert "Correct the field marked above" in panel.status.value
+    assert "service_url" not in panel.marks["service_url"].value
+
+
+_HEX = re.compile(r"(?<!&)#[0-9a-fA-F]{3,8}\b")  # not &#10007; (an entity)
+
+
+def test_colours_come_from_jupyterlab_css_variables() -> None:
+    """No hard-coded colour in what the panel draws; the stylesheet uses --jp-* variables."""
+    panel = plain_panel(values={"service_url": "http://contoso.crm.dynamics.com"})
+    panel.controller.problem = describe_error(ConfigError("Bad.", hint="Fix it."))
+    panel.refresh()
+    for widget in widget_tree(panel.widget):
+        value = getattr(widget, "value", None)
+        if not isinstance(widget, w.HTML) or not isinstance(value, str):
+            continue
+        shown = value.replace(STYLE, "")
+        assert "color" not in shown and not _HEX.search(shown), shown
+    for line in STYLE.splitlines():
+        for prop in re.findall(r"(?:^|[;{\s])((?:color|background|border[\w-]*)\s*:[^;]+)", line):
+            if _HEX.search(prop) or "rgba(" in prop:
+                assert "var(--jp-" in prop, prop  # a fallback only, inside var()
+
+
+def test_log_shows_the_last_lines_only() -> None:
+    panel = plain_panel()
+    for n in range(LOG_LINES + 30):
+        panel.controller._log(f"line {n}")
+    panel.refresh()
+    assert len(panel.log.outputs) == 1
+    lines = panel.log.outputs[0]["text"].splitlines()
+    assert len(lines) == LOG_LINES and lines[-1].endswith(f"line {LOG_LINES + 29}")
+
+
+def test_field_messages_keep_guids_whole_and_use_labels() -> None:
+    panel = plain_panel(values={"service_url": ORG})
+    browser_types(panel.inputs["client_id"], value="{not-a-guid}")
+    mark = panel.marks["client_id"].value
+    assert mark.startswith("<span class='d365nb-bad'>&#10007; Client ID must be")
+    assert "<span class='d365nb-id'>00001111-aaaa-2222-bbbb-3333cccc4444</span>" in mark
+    assert "client_id" not in mark

@@ -243,7 +243,7 @@ def test_dropped_connections_mid_upsert_multiple_keep_statuses_exact(
 def test_switch_off_sends_upserts_one_by_one(
     conn: Connection, sent: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("d365nb._plan.UPSERT_MULTIPLE", False)
+    monkeypatch.setattr("d365nb._batching.UPSERT_MULTIPLE", False)
     tag = _tag()
     _seed(conn, tag, 1)
     sent.clear()

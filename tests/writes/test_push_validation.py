@@ -8,11 +8,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from d365nb._accessor import D365Accessor
+from d365nb._accessor import D365Accessor, resolve_connection
 from d365nb._client import Connection
-from d365nb._convert import InvalidFrameError
-from d365nb._exceptions import ConfigError
-from d365nb._plan import resolve_connection, validate_push
+from d365nb._exceptions import ConfigError, InvalidFrameError
+from d365nb._options import validate_push
 
 
 def _frame() -> pd.DataFrame:

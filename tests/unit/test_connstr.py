@@ -5,14 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from d365nb._config import (
-    FIELDS,
-    SECRET_FIELDS,
-    Settings,
-    _format_connection_string,
-    parse_connection_string,
-)
+from d365nb._config import Settings
+from d365nb._connstr import _KEY_SPELLINGS, format_connection_string, parse_connection_string
 from d365nb._exceptions import ConfigError
+from d365nb._fields import FIELDS
 
 TENANT = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
 CLIENT = "11112222-bbbb-3333-cccc-4444dddd5555"
@@ -185,15 +181,6 @@ def test_unquoted_secret_with_semicolon_is_not_echoed(text: str):
     assert "quotes" in (info.value.hint or "")
 
 
-def test_overrides_win_over_the_string():
-    text = f"ServiceURL={ORG};ClientID={CLIENT};ClientSecret=s;TenantID={TENANT}"
-    settings = Settings.from_connection_string(text, grant="device_code", tenant=None)
-    assert settings.grant == "device_code"
-    assert settings.tenant == TENANT  # None means "not given"
-    with pytest.raises(ConfigError):
-        Settings.from_connection_string(text, clientid=CLIENT)
-
-
 # -- properties ----------------------------------------------------------------------------
 
 values_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=40)
@@ -208,14 +195,12 @@ field_maps = st.dictionaries(st.sampled_from(FIELDS), tricky_text, max_size=len(
 @fast
 @given(field_maps)
 def test_parse_inverts_format(values: dict[str, str]):
-    assert parse_connection_string(_format_connection_string(values)) == values
+    assert parse_connection_string(format_connection_string(values)) == values
 
 
 @st.composite
 def spelled(draw: st.DrawFn) -> tuple[str, str, str]:
     """A (raw text, field, value) with a random spelling, case and spacing of the key."""
-    from d365nb._config import _KEY_SPELLINGS
-
     field = draw(st.sampled_from(FIELDS))
     key = draw(st.sampled_from((*_KEY_SPELLINGS[field], field)))
     key = "".join(ch.upper() if draw(st.booleans()) else ch.lower() for ch in key)
@@ -243,38 +228,3 @@ def test_parser_fails_only_with_config_error(text: str):
         assert err.hint
     else:
         assert set(result) <= set(FIELDS)
-
-
-secret_values = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40
-).map(lambda s: "zq\u00a7" + s.rstrip())  # a marker no other text contains
-
-
-@fast
-@given(
-    st.fixed_dictionaries(
-        {},
-        optional={name: secret_values for name in SECRET_FIELDS}
-        | {
-            "scope": st.just(f"{ORG}/user_impersonation offline_access"),
-            "tenant": st.sampled_from([TENANT, "contoso.onmicrosoft.com"]),
-            "redirect_uri": st.sampled_from(["http://localhost", "https://x.contoso.com/cb"]),
-            "api_version": st.sampled_from(["9.0", "9.1", "9.2"]),
-            "token_uri": st.sampled_from([TOKEN, f"POST {TOKEN}"]),
-        },
-    )
-)
-def test_settings_round_trip_through_connection_strings(extra: dict[str, str]):
-    fields = {"service_url": ORG, "client_id": CLIENT, "grant": "device_code", **extra}
-    if "token_uri" in fields and "tenant" in fields:
-        fields["tenant"] = TENANT
-    original = Settings(**fields)
-    text = original.to_connection_string(include_secrets=True)
-    assert Settings.from_connection_string(text) == original
-    redacted = original.to_connection_string()
-    for secret in original.secrets():
-        assert secret not in redacted
-    restored = Settings.from_connection_string(
-        redacted, **{name: getattr(original, name) for name in SECRET_FIELDS}
-    )
-    assert restored == original

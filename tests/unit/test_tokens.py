@@ -8,7 +8,8 @@ import json
 import pytest
 
 from d365nb import AuthError
-from d365nb._auth import _HINTS, auth_error_from_result, jwt_claims, parse_redirect
+from d365nb._auth import parse_redirect
+from d365nb._tokens import _HINTS, auth_error_from_result, jwt_claims
 
 
 def _entra_error(code: int, error: str) -> dict[str, object]:

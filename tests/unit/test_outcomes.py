@@ -6,8 +6,13 @@ import pytest
 
 from d365nb._exceptions import ODataError
 from d365nb._metadata import Attribute, Table
+from d365nb._outcomes import (
+    holds as _holds,
+    navigation_map as _navigation_map,
+    same as _same,
+    unsupported as _unsupported,
+)
 from d365nb._plan import _literal
-from d365nb._write import _holds, _navigation_map, _same, _unsupported
 
 _TEXT = Attribute("accountnumber", "String")
 _NUMBER = Attribute("numberofemployees", "Integer")

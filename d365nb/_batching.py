@@ -1,0 +1,155 @@
+"""Grouping a planned push into requests: bulk action or `$batch`, chunk sizes, dry runs.
+
+Pure code, no I/O.  `group_rows()` picks the transport for each planned row
+(`CreateMultiple`, `UpdateMultiple`, `UpsertMultiple` or `$batch`), `chunks()` and
+`chunk_size()` cut each group into requests, and `plan_report()` turns a plan into the
+`PushPlan` a dry run returns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ._plan import Plan, PlannedRow, loose_key
+from ._report import PushPlan, rows_frame
+
+__all__ = [
+    "BATCH_CHUNK",
+    "BULK_CHUNK",
+    "UPSERT_CHUNK",
+    "UPSERT_MULTIPLE",
+    "chunk_size",
+    "chunks",
+    "describe_groups",
+    "group_rows",
+    "plan_report",
+]
+
+#: Rows per bulk action (`CreateMultiple`/`UpdateMultiple`); Microsoft suggests 1,000.
+BULK_CHUNK = 1000
+#: Requests per `$batch` (at most 1,000).  250 went as fast as 500 or 1,000 against the
+#: sandbox with 50 ms latency, and keeps each request short on the real service (its
+#: execution time counts against service protection; a retry redoes less).
+BATCH_CHUNK = 250
+#: Rows per `UpsertMultiple` (one existence check, one bulk call).  Against the sandbox
+#: with 50 ms latency, 20,000 rows by alternate key: 250 rows 2.4 s, 500 1.6 s,
+#: 1,000 1.3 s, 2,000 1.4 s (fewer, longer calls overlap less).
+UPSERT_CHUNK = 1000
+#: Internal switch: False sends every upsert as a per-row `$batch` part (the path before
+#: `UpsertMultiple`; exact statuses from 201/200 without an existence check).
+UPSERT_MULTIPLE = True
+
+
+def chunks(rows: Sequence[PlannedRow], size: int) -> Iterator[list[PlannedRow]]:
+    """`rows` in slices of at most `size`."""
+    for start in range(0, len(rows), size):
+        yield list(rows[start : start + size])
+
+
+def chunk_size(strategy: str, batch_size: int | None) -> int:
+    """Rows per request for `strategy` (`batch_size=` when given)."""
+    if batch_size:
+        return batch_size
+    return {"$batch": BATCH_CHUNK, "UpsertMultiple": UPSERT_CHUNK}.get(strategy, BULK_CHUNK)
+
+
+def group_rows(plan: Plan, no_bulk: set[tuple[str, str]]) -> list[tuple[str, list[PlannedRow]]]:
+    """(strategy, rows): `CreateMultiple`, `UpdateMultiple`, `UpsertMultiple` or `$batch`.
+
+    Upserts go to `UpsertMultiple` unless they carry an ETag (`If-Match` needs one request
+    per row), the table does not support it, or another row of the frame has the same key
+    (those are sent one by one, in order, so the first creates and the next updates).
+    """
+    logical = plan.table.logical_name
+    create, update, upsert, other = [], [], [], []
+    bulk_upsert = UPSERT_MULTIPLE and (logical, "UpsertMultiple") not in no_bulk
+    seen: dict[tuple[Any, ...], int] = {}
+    if bulk_upsert:
+        for row in plan.rows:
+            if row.op == "upsert" and row.key_values:
+                loose = loose_key(row.key_values)
+                seen[loose] = seen.get(loose, 0) + 1
+    for row in plan.rows:
+        if row.op == "create" and (logical, "CreateMultiple") not in no_bulk:
+            create.append(row)
+        elif (
+            bulk_upsert
+            and row.op == "upsert"
+            and not row.guarded
+            and row.key_values
+            and seen.get(loose_key(row.key_values)) == 1
+        ):
+            upsert.append(row)
+        elif (
+            row.op == "update"
+            and not row.guarded
+            and plan.key == (plan.table.primary_id,)
+            and (logical, "UpdateMultiple") not in no_bulk
+        ):
+            update.append(row)
+        elif row.op != "none":
+            other.append(row)
+    return [
+        (name, rows)
+        for name, rows in (
+            ("CreateMultiple", create),
+            ("UpdateMultiple", update),
+            ("UpsertMultiple", upsert),
+            ("$batch", other),
+        )
+        if rows
+    ]
+
+
+def describe_groups(
+    groups: list[tuple[str, list[PlannedRow]]], batch_size: int | None
+) -> tuple[str, ...]:
+    """The requests a plan sends, in words (`"CreateMultiple x 3 (<= 1,000 rows each)"`)."""
+    out = []
+    for name, rows in groups:
+        size = chunk_size(name, batch_size)
+        count = math.ceil(len(rows) / size)
+        what = f"{name} of {len(rows):,} rows" if count == 1 else f"{name} x {count:,}"
+        extra = "; their keys looked up first" if name == "UpsertMultiple" else ""
+        out.append(f"{what} (<= {size:,} rows each{extra})")
+    return tuple(out)
+
+
+def plan_report(
+    plan: Plan, groups: list[tuple[str, list[PlannedRow]]], batch_size: int | None
+) -> PushPlan:
+    """The `PushPlan` a dry run returns."""
+    ops = {row.pos: row for row in plan.rows}
+    n = len(plan.frame)
+    operation = [ops[i].op if ops[i].op != "none" else "unchanged" for i in range(n)]
+    condition = [
+        " ".join(f"{k}: {v}" for k, v in ops[i].headers.items()) if i in ops else ""
+        for i in range(n)
+    ]
+    first = next((r for r in plan.rows if r.op != "none"), None)
+    sample: dict[str, Any] | None = None
+    if first is not None:
+        method = {"create": "POST", "delete": "DELETE"}.get(first.op, "PATCH")
+        sample = {"method": method, "url": first.path, "body": first.body}
+        if first.headers:
+            sample["headers"] = dict(first.headers)
+    return PushPlan(
+        table=plan.table.logical_name,
+        entity_set=plan.table.entity_set_name,
+        mode=plan.mode,
+        key=plan.key,
+        rows=rows_frame(
+            plan.frame.index,
+            {
+                "operation": operation,
+                "id": [ops[i].row_id for i in range(n)],
+                "condition": condition,
+            },
+        ),
+        columns=plan.columns,
+        skipped=plan.skipped,
+        requests=describe_groups(groups, batch_size),
+        sample=sample,
+    )

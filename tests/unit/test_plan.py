@@ -1,0 +1,65 @@
+"""Push planning and grouping as pure functions: a frame and table metadata in, a plan out."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from d365nb import ConfigError, InvalidFrameError, PushOptions
+from d365nb._batching import chunk_size, describe_groups, group_rows, plan_report
+from tests._support.tables import ID, plan_of
+
+
+def test_push_options_are_checked_once_when_made() -> None:
+    assert PushOptions().mode == "upsert"
+    assert PushOptions(key="accountnumber").keys == ["accountnumber"]
+    with pytest.raises(ConfigError, match="mode='merge'") as caught:
+        PushOptions(mode="merge")
+    assert caught.value.field == "mode"
+    with pytest.raises(ConfigError):
+        PushOptions(batch_size=0)
+
+
+def test_creates_get_stable_client_ids_and_one_bulk_request() -> None:
+    df = pd.DataFrame({"name": ["a", "b"], "revenue": [1.0, 2.0]})
+
+    first, again = plan_of(df, mode="create"), plan_of(df, mode="create")
+
+    assert [r.op for r in first.rows] == ["create", "create"]
+    assert [r.row_id for r in first.rows] == [r.row_id for r in again.rows]
+    assert first.frame.attrs["d365nb"]["connection"] == "c1"
+    groups = group_rows(first, set())
+    assert [(name, len(rows)) for name, rows in groups] == [("CreateMultiple", 2)]
+    assert describe_groups(groups, None) == ("CreateMultiple of 2 rows (<= 1,000 rows each)",)
+    assert chunk_size("$batch", None) == 250 and chunk_size("$batch", 10) == 10
+
+
+def test_alternate_keys_and_lookup_binds_by_key_become_paths() -> None:
+    df = pd.DataFrame(
+        {
+            "accountnumber": ["A-1", "O'B"],
+            "name": ["x", "y"],
+            "parentaccountid.accountnumber": ["P", None],
+        }
+    )
+
+    plan = plan_of(df, key="accountnumber", mode="update")
+
+    rows = plan.rows
+    assert [r.path for r in rows] == [
+        "accounts(accountnumber='A-1')",
+        "accounts(accountnumber='O''B')",
+    ]
+    assert rows[0].body["parentaccountid@odata.bind"] == "/accounts(accountnumber='P')"
+    assert rows[1].body["parentaccountid@odata.bind"] is None
+    report = plan_report(plan, group_rows(plan, set()), None)
+    assert report.counts == {"update": 2}
+
+
+def test_every_problem_is_raised_at_once_before_any_io() -> None:
+    df = pd.DataFrame({"accountid": ["not-a-guid", ID], "accountnumber": ["A", "a"]})
+
+    with pytest.raises(InvalidFrameError) as caught:
+        plan_of(df, key="accountnumber", mode="upsert")
+
+    assert "appear more than once" in str(caught.value)
