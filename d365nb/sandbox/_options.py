@@ -54,6 +54,9 @@ class SandboxOptions:
     # Larger request bodies get 413.  [UNVERIFIED] 128 MiB, the size Dataverse is commonly
     # reported to refuse above; the service documents 413 but not the number.
     max_request_bytes: int = 128 * 1024 * 1024
+    # Delta tokens older than this expire (`Organization.ExpireChangeTrackingInDays`); 0:
+    # every delta link has expired as soon as it is issued (tests of the expired path).
+    change_tracking_days: float = 7.0
 
     # -- service protection limits (per user, per window); defaults are Dataverse's
     window_seconds: float = 300.0
