@@ -257,9 +257,16 @@ class Reader:
         return int(rows[0][0])
 
     def count_text(self, call: Call, table: Table) -> Reply:
-        """GET `{entity set}/$count`: a plain number (with a UTF-8 BOM, as the service sends)."""
-        q = self.parse(table, call.params)
-        total = min(self.count(table, q.where), COUNT_CAP)
+        """GET `{entity set}/$count`: a plain number (with a UTF-8 BOM, as the service sends).
+
+        With `$deltatoken` it counts the changes since the token (rows and deletions).
+        """
+        if "$deltatoken" in call.params:
+            delta = self.delta(call, table)
+            total = int(dict(delta.headers)[ROWS_HEADER])
+        else:
+            q = self.parse(table, call.params)
+            total = min(self.count(table, q.where), COUNT_CAP)
         return Reply(200, [("Content-Type", "text/plain")], "\ufeff".encode() + str(total).encode())
 
     # -- single rows

@@ -132,7 +132,10 @@ def test_every_write_path_is_tracked(api: httpx.Client, sandbox: Sandbox) -> Non
     )
     assert api.post("$batch", content=body, headers={"Content-Type": content_type}).is_success
 
+    counted = api.get(link.replace("leads?", "leads/$count?"))
+    assert counted.status_code == 200
     delta = api.get(link).json()
+    assert int(counted.content.decode("utf-8-sig")) == len(delta["value"]) == 6
     changed, deleted = _ids(delta)
     assert changed == {bulk_updated, bulk_upserted, upserted, batch_id}
     assert deleted == {single_deleted, fresh}
