@@ -14,6 +14,7 @@ from __future__ import annotations
 # The one import with a side effect: it registers the `df.d365` accessor with pandas.
 from . import _accessor  # noqa: E402, F401
 from ._analysis import Analysis
+from ._changes import Changes, DeltaExpiredError
 from ._client import Connection, WhoAmI
 from ._config import Settings
 from ._connect import connect
@@ -42,11 +43,13 @@ from ._version import __version__
 __all__ = [
     "Analysis",
     "AuthError",
+    "Changes",
     "ColumnTypeWarning",
     "ConfigError",
     "Connection",
     "D365Error",
     "D365Warning",
+    "DeltaExpiredError",
     "F",
     "FnoConnection",
     "InsecureTransportWarning",

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from . import _setup
+from ._changes import OnExpired
 from ._client import Connection, connection_by_id
 from ._exceptions import ConfigError
 from ._options import PushOptions, check_push, frame_info
@@ -129,3 +130,28 @@ class D365Accessor:
         return await _apush(connection, connection.catalog, self._obj, table, options)
 
     push = blocking(apush)
+
+    @property
+    def delta_link(self) -> str | None:
+        """The delta link of a read with `track_changes=True` (None otherwise)."""
+        link = frame_info(self._obj).get("delta_link")
+        return str(link) if link else None
+
+    async def arefresh(
+        self, *, conn: Connection | None = None, on_expired: OnExpired = "raise"
+    ) -> pd.DataFrame:
+        """A new frame with the table's changes since the read (only the changes travel).
+
+        Changed and new rows are replaced/added by primary key, deleted rows removed,
+        `_etag` updated and the delta link moved on; the frame itself is not changed.
+
+        **Parameters:**
+
+        * **conn** - the connection; default: the one the frame was read through.
+        * **on_expired** - `"raise"` (`DeltaExpiredError`) or `"reread"` (a full read).
+        """
+        connection = resolve_connection(self._obj, conn)
+        found = await connection.achanges(self._obj, on_expired=on_expired)
+        return found.apply(self._obj)
+
+    refresh = blocking(arefresh)

@@ -22,9 +22,18 @@ import pandas as pd
 from ._aggregation import aggregate_frame
 from ._auth import CredentialLike
 from ._catalog import Catalog
+from ._changes import (
+    TRACK_CHANGES,
+    Changes,
+    OnExpired,
+    check_tracked_read,
+    fetch_changes,
+    remember_read,
+    untracked_error,
+)
 from ._config import Settings
 from ._dtypes import ATTRIBUTE_DTYPES
-from ._exceptions import ConfigError, ODataError
+from ._exceptions import ConfigError, D365Error, ODataError
 from ._fetchxml import fetchxml_entity
 from ._odata import Query, entity_path
 from ._options import PushOptions
@@ -228,6 +237,7 @@ class Connection(Session):
         decimal: bool = False,
         count: bool = False,
         progress: bool = True,
+        track_changes: bool = False,
     ) -> pd.DataFrame:
         """Every row of a table (or of a query) as a typed DataFrame.
 
@@ -255,6 +265,9 @@ class Connection(Session):
         * **decimal** - Money/Decimal as `decimal.Decimal` instead of float.
         * **count** - ask for `@odata.count` (in `df.attrs["d365nb"]["count"]`).
         * **progress** - a progress bar for reads of more than one page.
+        * **track_changes** - ask for a delta link (`df.d365.delta_link`) so that
+          `df.d365.refresh()` / `conn.changes(df)` fetch only what changed since; the
+          table must track changes, and filter/orderby/top/expand are not allowed.
 
         A read that cannot finish raises `PartialReadError` with the rows so far and
         `resume()`.  Ctrl-C (the Stop button) does the same.
@@ -283,6 +296,29 @@ class Connection(Session):
         else:
             name = entity
         table = await self.catalog.table(name)
+        if track_changes:
+            check_tracked_read(filter=filter, orderby=orderby, top=top, expand=expand)
+            try:
+                df = await read_frame(
+                    self,
+                    table,
+                    select=select,
+                    formatted=formatted,
+                    page_size=page_size,
+                    dtypes=dtypes,
+                    decimal=decimal,
+                    count=count,
+                    progress=progress,
+                    prefer=TRACK_CHANGES,
+                )
+            except D365Error as exc:  # a refusal comes wrapped in PartialReadError
+                error = await untracked_error(self, table, exc)
+                if error is exc:
+                    raise
+                raise error from exc
+            return remember_read(
+                df, select=select, formatted=formatted, dtypes=dtypes, decimal=decimal
+            )
         return await read_frame(
             self,
             table,
@@ -301,6 +337,35 @@ class Connection(Session):
         )
 
     read = blocking(aread)
+
+    async def achanges(
+        self,
+        source: str | pd.DataFrame,
+        *,
+        on_expired: OnExpired = "raise",
+        progress: bool = False,
+    ) -> Changes:
+        """What changed in a table since a tracked read: new/changed rows, deleted ids.
+
+        ```python
+        df = conn.read("accounts", select=["name"], track_changes=True)
+        ch = conn.changes(df.d365.delta_link)     # or conn.changes(df)
+        ch.upserted, ch.deleted, ch.delta_link    # ch.apply(df) merges them
+        ```
+
+        **Parameters:**
+
+        * **source** - a delta link (`df.d365.delta_link`), a frame read with
+          `track_changes=True` (its read options type the rows alike), or a table name
+          (a first, full tracked read).
+        * **on_expired** - `"raise"` (`DeltaExpiredError` when the service refuses the
+          link, e.g. older than its 7-day retention) or `"reread"` (read the table again:
+          the result is a full read, `reread=True`).
+        * **progress** - a progress bar for a full (re-)read.
+        """
+        return await fetch_changes(self, source, on_expired=on_expired, progress=progress)
+
+    changes = blocking(achanges)
 
     async def afetchxml(
         self,

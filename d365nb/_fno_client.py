@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ._auth import CredentialLike
+from ._changes import Changes, OnExpired
 from ._client import Connection, WhoAmI
 from ._config import Settings
 from ._dialects.fno import ENUM_TYPE, FNO, fno_error_from_response
@@ -263,7 +264,13 @@ class FnoConnection(Connection):
 
     fetchxml = blocking(afetchxml)  # type: ignore[arg-type]
 
-    async def achanges(self, *args: Any, **kwargs: Any) -> Any:
+    async def achanges(
+        self,
+        source: str | pd.DataFrame,
+        *,
+        on_expired: OnExpired = "raise",
+        progress: bool = False,
+    ) -> Changes:
         """F&O's OData has no change tracking: says so and points to the package API."""
         raise ConfigError(
             "finance and operations apps have no OData change tracking (no delta links).",
@@ -273,7 +280,7 @@ class FnoConnection(Connection):
             "ModifiedDateTime (which misses deletes).",
         )
 
-    changes = blocking(achanges)
+    changes = blocking(achanges)  # type: ignore[arg-type]  # self is an FnoConnection here
 
     async def atables(self) -> pd.DataFrame:
         """The public data entities: entity set, entity name."""

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._exceptions import ConfigError
+from ._literals import check_name, literal
 
 __all__ = ["QUERY_FUNCTIONS", "query_function"]
 
@@ -86,7 +87,6 @@ def query_function(name: str, column: str, value: Any = True) -> str:
     * **value** - `True` for functions without a value; a number, date, datetime, GUID or
       text for one value; a pair for `Between`; a list for `NotIn`/`ContainValues`.
     """
-    from ._odata import check_name, literal  # _odata imports this module
 
     function = QUERY_FUNCTIONS.get(name.lower())
     if function is None:

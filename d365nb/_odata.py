@@ -31,17 +31,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import math
 import re
 import string
 import urllib.parse
-import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
 from ._exceptions import ConfigError
 from ._functions import QUERY_FUNCTIONS, query_function
+from ._literals import IDENTIFIER, check_name, json_array, literal
 
 __all__ = [
     "F",
@@ -64,7 +62,6 @@ __all__ = [
     "where",
 ]
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _OPERATORS = ("eq", "ne", "gt", "ge", "lt", "le")
 _FUNCTIONS = ("contains", "startswith", "endswith")
 _ORDER = re.compile(r"(?P<path>[A-Za-z0-9_/]+)(?:\s+(?P<dir>asc|desc))?\Z")
@@ -72,124 +69,6 @@ _ORDER = re.compile(r"(?P<path>[A-Za-z0-9_/]+)(?:\s+(?P<dir>asc|desc))?\Z")
 # "+"), single quotes stay (Dataverse's own nextLinks keep them), and so do the separators
 # the service keeps literal in its nextLinks: commas, parentheses, "$", "/", ":", ";", "=".
 _SAFE = "',()$/:;=@!*"
-
-
-def check_name(name: str, *, what: str = "column name", path: bool = False) -> str:
-    """Return `name` if it is an OData identifier, else raise `ConfigError` naming it.
-
-    **Parameters:**
-
-    * **name** - a table, column or navigation-property name (letters, digits, underscore).
-    * **what** - how the error message calls the name (`"column name"`, `"entity set"`).
-    * **path** - allow a `/`-separated path of identifiers (`primarycontactid/fullname`).
-    """
-    parts = name.split("/") if path and isinstance(name, str) else [name]
-    if not isinstance(name, str) or not all(_NAME.match(part) for part in parts):
-        raise ConfigError(
-            f"{name!r} is not a valid {what}.",
-            field=what.replace(" ", "_"),
-            hint="Use the logical name: letters, digits and underscores only "
-            "(for example 'name' or '_parentcustomerid_value').",
-        )
-    return name
-
-
-def literal(value: Any) -> str:
-    """Quote a Python value as an OData 4.0 literal for a Dataverse `$filter`.
-
-    | value | literal |
-    | --- | --- |
-    | `"O'Brien"` | `'O''Brien'` |
-    | `True` | `true` |
-    | `42`, `1.5`, `Decimal("2.50")` | `42`, `1.5`, `2.50` |
-    | `UUID(...)` | `00000000-0000-0000-0000-000000000001` (bare, as Dataverse expects) |
-    | `datetime(2024, 1, 1, tzinfo=UTC)` | `2024-01-01T00:00:00Z` |
-    | `date(2024, 1, 1)` | `2024-01-01` |
-    | `None` | `null` |
-    | `["a", 1]` | `["a","1"]` (a JSON array for `Microsoft.Dynamics.CRM.In`) |
-
-    **Parameters:**
-
-    * **value** - the value to quote.  NaN and infinities, naive datetimes and other types
-      raise `ConfigError` with the fix.
-    """
-    if type(value).__name__ in ("NAType", "NaTType"):
-        raise ConfigError(
-            f"{value!r} (a missing value) cannot be compared in a filter.",
-            field="filter",
-            hint="Test for missing values with column__isnull=True (or 'eq null').",
-        )
-    if type(value).__module__ == "numpy" and hasattr(value, "item"):
-        value = value.item()  # numpy scalars (from pandas) become their Python twins
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(int(value))
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ConfigError(
-                f"{value!r} cannot be used in a filter.",
-                field="filter",
-                hint="OData has no NaN or infinity; filter on 'eq null' or a finite bound.",
-            )
-        # repr() is the shortest round-tripping form; drop the "+" of a positive exponent so
-        # the literal survives form-style decoding ("+" would read as a space).
-        return repr(value).replace("e+", "e")
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ConfigError(
-                f"{value!r} cannot be used in a filter.",
-                field="filter",
-                hint="OData has no NaN or infinity; filter on 'eq null' or a finite bound.",
-            )
-        return format(value, "f")
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ConfigError(
-                f"The datetime {value.isoformat()} has no time zone.",
-                field="filter",
-                hint="Dataverse compares instants: pass an aware datetime, e.g. "
-                "datetime(2024, 1, 1, tzinfo=timezone.utc) or pd.Timestamp(..., tz='UTC').",
-            )
-        utc = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-        return utc.isoformat(timespec="microseconds" if utc.microsecond else "seconds") + "Z"
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return _json_array(value)
-    raise ConfigError(
-        f"A value of type {type(value).__name__} cannot be used in a filter.",
-        field="filter",
-        hint="Pass a str, bool, int, float, Decimal, UUID, datetime, date, None or a list.",
-    )
-
-
-def _json_array(values: Iterable[Any]) -> str:
-    """`["a","1"]`: Dataverse query functions take every value as a JSON string."""
-    items = list(values)
-    if not items:
-        raise ConfigError(
-            "An empty list cannot be used in a filter.",
-            field="filter",
-            hint="Give at least one value, or leave the condition out.",
-        )
-    out = []
-    for item in items:
-        if item is None or isinstance(item, (list, tuple, set, frozenset)):
-            raise ConfigError(
-                f"{item!r} cannot be a member of a list in a filter.",
-                field="filter",
-                hint="Test for null with name__isnull=True instead.",
-            )
-        text = item if isinstance(item, str) else literal(item)
-        out.append(json.dumps(text, ensure_ascii=False))
-    return "[" + ",".join(out) + "]"
 
 
 def in_(name: str, values: Iterable[Any], *, negate: bool = False) -> str:
@@ -205,7 +84,7 @@ def in_(name: str, values: Iterable[Any], *, negate: bool = False) -> str:
     check_name(name)
     return (
         f"Microsoft.Dynamics.CRM.{function}(PropertyName={literal(name)},"
-        f"PropertyValues={_json_array(values)})"
+        f"PropertyValues={json_array(values)})"
     )
 
 
@@ -324,7 +203,7 @@ def F(template: str, /, *values: Any, **named: Any) -> str:  # short on purpose:
                     hint="Pass one value per placeholder.",
                 )
             value = values[int(field)]
-        elif _NAME.match(field):
+        elif IDENTIFIER.match(field):
             if field not in named:
                 raise ConfigError(
                     f"Placeholder {{{field}}} has no value.",

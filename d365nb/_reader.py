@@ -90,6 +90,7 @@ class ReadPlan:
     partitioned: bool = False
     expand: tuple[str, ...] = ()
     result: pd.DataFrame | None = None  # the final frame, once finished
+    delta_link: str | None = None  # `@odata.deltaLink` of a change-tracked read
 
     def new_builder(self) -> FrameBuilder:
         return FrameBuilder(self.table, select=self.select, **self.builder_options)
@@ -148,6 +149,8 @@ class ReadPlan:
             "partial": partial,
             "count": self.count,
         }
+        if self.delta_link is not None:
+            df.attrs["d365nb"]["delta_link"] = self.delta_link
         if not partial:
             self.result = df
         return df
@@ -201,6 +204,7 @@ async def _run_part(plan: ReadPlan, part: _Part) -> None:
             plan.count = int(body["@odata.count"])
             set_total(plan.progress, plan.count, at_most=plan.top)
         next_link = body.get("@odata.nextLink")
+        plan.delta_link = body.get("@odata.deltaLink", plan.delta_link)
         # Free the page now: held across the next request's await, every range would keep
         # its last page of Python objects alive (16 ranges: 16 pages).
         del body, rows
@@ -272,8 +276,13 @@ async def read_frame(
     decimal: bool = False,
     count: bool = False,
     progress: bool = True,
+    prefer: str | None = None,
 ) -> pd.DataFrame:
-    """Read a table into a DataFrame (see `Connection.read`)."""
+    """Read a table into a DataFrame (see `Connection.read`).
+
+    `prefer` is added to the `Prefer` header (`odata.track-changes`: sequential, and the
+    final `@odata.deltaLink` lands in `df.attrs["d365nb"]["delta_link"]`).
+    """
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ConfigError(
             f"page_size={page_size} is out of range.",
@@ -297,6 +306,9 @@ async def read_frame(
         else any(table.resolve_column(c).is_lookup for c in select)
     )
     headers = {"Prefer": _prefer(page_size, annotations=formatted or lookups)}
+    if prefer:
+        headers["Prefer"] += f",{prefer}"
+        parallel = False
     plan = ReadPlan(
         session=session,
         table=table,

@@ -6,6 +6,7 @@ d365nb sandbox [options]        run the local Entra ID + Dataverse Web API stand
 d365nb login [connection]       sign in (device code in a terminal) and save a profile
 d365nb whoami [connection]      who the service thinks you are
 d365nb export TABLE -o FILE     a table (or a query) to .csv or .parquet
+d365nb sync TABLE -o FILE       keep a .parquet copy of a table current (changes only)
 ```
 
 Each subcommand lives in one `_add_<name>` / `_run_<name>` pair registered in
@@ -445,6 +446,81 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sync_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("table", help="table: logical name (account) or entity set (accounts)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="the .parquet copy; its delta link is kept beside it in FILE.d365sync.json",
+    )
+    parser.add_argument("--select", metavar="COLS", help="comma-separated columns (default: all)")
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar"
+    )
+    _add_connection_arguments(parser)
+
+
+def _run_sync(args: argparse.Namespace) -> int:
+    """First run: a tracked read; later runs: only the changes since the stored link.
+
+    The state file beside the output holds the table, the columns and the delta link
+    (never a token).  Both files are written to a temporary name and renamed into place.
+    """
+    import os
+    import time
+
+    import pandas as pd
+
+    _require_pyarrow()
+    started = time.perf_counter()
+    select = [c.strip() for c in args.select.split(",") if c.strip()] if args.select else None
+    out: Path = args.output
+    state_path = out.with_name(out.name + ".d365sync.json")
+    state: dict[str, Any] = {}
+    if out.exists() and state_path.exists():
+        state = json.loads(state_path.read_text("utf-8"))
+        if state.get("table") != args.table or state.get("select") != select:
+            state = {}  # another table or other columns: start over
+    with _connect(args, default_grant="client_credentials") as conn:
+        if state:
+            old = pd.read_parquet(out)
+            old.attrs["d365nb"] = {
+                "delta_link": state["delta_link"],
+                "tracking": {"select": select},
+            }
+            changes = conn.changes(old, on_expired="reread", progress=args.progress)
+            frame = changes.apply(old)
+            key = changes.key
+            before = set(old[key].astype(str).str.lower())
+            after = set(frame[key].astype(str).str.lower())
+            touched = set(changes.upserted[key].astype(str).str.lower())
+            added, removed = len(after - before), len(before - after)
+            updated = len(touched & before & after) if not changes.reread else len(before & after)
+            link = changes.delta_link
+        else:
+            frame = conn.read(args.table, select=select, track_changes=True, progress=args.progress)
+            added, updated, removed = len(frame), 0, 0
+            link = str(frame.attrs["d365nb"]["delta_link"])
+    frame = frame.reset_index(drop=True)
+    frame.attrs = {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, out)
+    tmp_state = state_path.with_name(f".{state_path.name}.{os.getpid()}.tmp")
+    new_state = {"table": args.table, "select": select, "delta_link": link}
+    tmp_state.write_text(json.dumps(new_state) + "\n", "utf-8")
+    os.replace(tmp_state, state_path)
+    took = time.perf_counter() - started
+    sys.stderr.write(f"+{added:,} ~{updated:,} -{removed:,} rows in {took:.1f} s\n")
+    summary = {"table": args.table, "added": added, "updated": updated, "removed": removed,
+               "rows": len(frame), "path": str(out)}  # fmt: skip
+    sys.stdout.write(json.dumps(summary) + "\n")
+    return 0
+
+
 _COMMANDS: dict[
     str,
     tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]],
@@ -479,6 +555,12 @@ _COMMANDS: dict[
         "to .csv, or .parquet (needs pyarrow)",
         _add_export_arguments,
         _run_export,
+    ),
+    "sync": (
+        "keep a .parquet copy of a table current: the first run reads it all, later runs "
+        "fetch only the changes since (change tracking) and rewrite the file atomically",
+        _add_sync_arguments,
+        _run_sync,
     ),
 }
 

@@ -22,6 +22,7 @@ from ._schema import (
     nav_properties,
     table_by_logical,
 )
+from ._tracking import tracked
 
 __all__ = ["Metadata", "csdl"]
 
@@ -64,7 +65,7 @@ def entity_json(table: Table) -> dict[str, Any]:
         "IsPrivate": False,
         "IsActivity": False,
         "IsValidForAdvancedFind": True,
-        "ChangeTrackingEnabled": True,
+        "ChangeTrackingEnabled": tracked(table),
         "IsOptimisticConcurrencyEnabled": True,
         "OwnershipType": "UserOwned" if owned else "BusinessOwned",
         "HasNotes": False,
@@ -494,7 +495,7 @@ def csdl(*, annotations: bool = False) -> str:
                 f"<NavigationPropertyBinding Path={quoteattr(nav.name)} "
                 f'Target="{t.entity_set if t else ""}"/>'
             )
-        if annotations:
+        if annotations and tracked(table):
             out.append(
                 '<Annotation Term="Org.OData.Capabilities.V1.ChangeTracking"><Record>'
                 '<PropertyValue Property="Supported" Bool="true"/></Record></Annotation>'

@@ -56,6 +56,9 @@ class SandboxOptions:
     max_request_bytes: int = 128 * 1024 * 1024
     # Source rows an aggregate ($apply, FetchXML aggregate) may cover (AggregateQueryRecordLimit)
     aggregate_record_limit: int = 50_000
+    # Delta tokens older than this expire (`Organization.ExpireChangeTrackingInDays`); 0:
+    # every delta link has expired as soon as it is issued (tests of the expired path).
+    change_tracking_days: float = 7.0
 
     # -- service protection limits (per user, per window); defaults are Dataverse's
     window_seconds: float = 300.0

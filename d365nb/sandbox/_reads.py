@@ -25,6 +25,7 @@ from ._query import (
 from ._rows import Annotations, RowPlan
 from ._schema import Attribute, Table, table_by_logical
 from ._store import Store
+from ._tracking import check_token_age, require_tracking
 
 __all__ = ["COUNT_CAP", "MAX_TOP", "Reader", "metadata_context"]
 
@@ -54,9 +55,13 @@ def _chunks(values: list[Any], size: int = 900) -> list[list[Any]]:
 class Reader:
     """Answers GET requests on table data."""
 
-    def __init__(self, store: Store, *, max_page_size: int) -> None:
+    def __init__(
+        self, store: Store, *, max_page_size: int, change_tracking_days: float = 7.0
+    ) -> None:
         self.store = store
         self.max_page_size = max_page_size
+        #: How long delta tokens stay valid (`Organization.ExpireChangeTrackingInDays`).
+        self.change_tracking_days = change_tracking_days
 
     # -- option parsing
     def parse(self, table: Table, params: dict[str, str]) -> Query:
@@ -117,6 +122,7 @@ class Reader:
             return self.delta(call, table)
         tracking = "odata.track-changes" in call.prefer
         if tracking:
+            require_tracking(table)
             for name in _TRACK_FORBIDDEN:
                 if name in params:
                     raise ApiError(
@@ -252,9 +258,16 @@ class Reader:
         return int(rows[0][0])
 
     def count_text(self, call: Call, table: Table) -> Reply:
-        """GET `{entity set}/$count`: a plain number (with a UTF-8 BOM, as the service sends)."""
-        q = self.parse(table, call.params)
-        total = min(self.count(table, q.where), COUNT_CAP)
+        """GET `{entity set}/$count`: a plain number (with a UTF-8 BOM, as the service sends).
+
+        With `$deltatoken` it counts the changes since the token (rows and deletions).
+        """
+        if "$deltatoken" in call.params:
+            delta = self.delta(call, table)
+            total = int(dict(delta.headers)[ROWS_HEADER])
+        else:
+            q = self.parse(table, call.params)
+            total = min(self.count(table, q.where), COUNT_CAP)
         return Reply(200, [("Content-Type", "text/plain")], "\ufeff".encode() + str(total).encode())
 
     # -- single rows
@@ -426,10 +439,13 @@ class Reader:
         # [UNVERIFIED] the whole delta comes in one response (no paging), and an empty
         # delta is an empty `value` with a fresh deltaLink.
         token = call.params["$deltatoken"]
+        version, _, stamp = token.partition("!")
         try:
-            since = int(token.split("!")[0])
+            since = int(version)
         except ValueError:
             raise ApiError(400, "0x80060888", f"Invalid delta token '{token}'.") from None
+        require_tracking(table)
+        check_token_age(token, stamp, days=self.change_tracking_days)
         q = self.parse(table, {k: v for k, v in call.params.items() if k == "$select"})
         ann = Annotations(call.prefer.get("odata.include-annotations", "").strip('"') or None)
         plan = RowPlan(table, q.select, ann)

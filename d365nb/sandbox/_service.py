@@ -83,9 +83,13 @@ def _method_not_allowed(call: Call) -> ApiError:
 class Service:
     """Routes calls to reads, writes, metadata and actions."""
 
-    def __init__(self, store: Store, *, max_page_size: int) -> None:
+    def __init__(
+        self, store: Store, *, max_page_size: int, change_tracking_days: float = 7.0
+    ) -> None:
         self.store = store
-        self.reader = Reader(store, max_page_size=max_page_size)
+        self.reader = Reader(
+            store, max_page_size=max_page_size, change_tracking_days=change_tracking_days
+        )
         self.writer = Writer(store)
         self.metadata = Metadata()
         self.schema_writer = MetadataWriter(store)

@@ -65,7 +65,11 @@ def create_webapi(
     `app.state.store` is the SQLite `Store` (`reset()` re-seeds it).
     """
     store = Store(options)
-    service = Service(store, max_page_size=options.max_page_size)
+    service = Service(
+        store,
+        max_page_size=options.max_page_size,
+        change_tracking_days=options.change_tracking_days,
+    )
     challenge = (
         f"Bearer authorization_uri={base_url}/{directory.TENANT_ID}/oauth2/authorize, "
         f"resource_id={base_url}/"

@@ -35,16 +35,18 @@ def test_every_error_derives_from_the_root() -> None:
         assert issubclass(err, d365nb.D365Error)
 
 
-#: The public API the README and notebooks rely on (grown by issues 14, 17 and 23):
+#: The public API the README and notebooks rely on (grown by issues 14, 17, 18 and 23):
 #: removing or renaming one of these breaks users, so it takes a change here too.
 PUBLIC_API = {
     "Analysis",
     "AuthError",
+    "Changes",
     "ColumnTypeWarning",
     "ConfigError",
     "Connection",
     "D365Error",
     "D365Warning",
+    "DeltaExpiredError",
     "F",
     "FnoConnection",
     "InsecureTransportWarning",
