@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ __all__ = ["Budget", "GateStats", "budget_name", "gate_for", "gate_stats", "regi
 _PAUSE_KEY = "d365nb-pause"
 # How often a worker asks the scheduler whether the cluster is paused (at most).
 _PAUSE_POLL = 0.2
-_INCONSISTENT = re.compile(r"expected:\s*(\d+)")
+_SIZE_KEY = "d365nb-budget-size"
 
 
 @dataclass(frozen=True)
@@ -53,26 +52,37 @@ def budget_name(service: str, identity: str) -> str:
 
 
 def register(budget: Budget, client: Any | None) -> Budget:
-    """Create the budget's semaphore on the cluster; an existing one keeps its size.
+    """Create the budget's semaphore on the cluster, or resize an idle one.
 
-    Two jobs of one identity must share one budget, so when the scheduler already holds a
-    semaphore of that name with another number of leases, its number wins.
+    Two jobs of one identity must share one budget: while a semaphore of that name has
+    leases out (a job is running), its size stands and is returned; an idle one takes
+    the new size (the service's advice may have changed).  The size in force is kept on
+    the scheduler next to the semaphore.
     """
     if client is None:
         return budget
     from distributed import Semaphore
 
-    semaphore = Semaphore(max_leases=budget.leases, name=budget.name)
+    size_key = [_SIZE_KEY, budget.name]
+    current = client.get_metadata(size_key, None)
+    semaphores = []
     try:
+        if current is not None and int(current) != budget.leases:
+            old = Semaphore(max_leases=int(current), name=budget.name)
+            semaphores.append(old)
+            if old.get_value() > 0:
+                return Budget(budget.name, int(current))
+            old.close()
+        semaphore = Semaphore(max_leases=budget.leases, name=budget.name)
+        semaphores.append(semaphore)
         semaphore.register()
-    except ValueError as exc:
-        found = _INCONSISTENT.search(str(exc))
-        if found is None:
-            raise
-        budget = Budget(budget.name, int(found.group(1)))
+        client.set_metadata(size_key, budget.leases)
+        return budget
     finally:
-        semaphore.refresh_callback.stop()
-    return budget
+        for semaphore in semaphores:
+            callback = getattr(semaphore, "refresh_callback", None)
+            if callback is not None:
+                callback.stop()
 
 
 @dataclass
