@@ -139,3 +139,26 @@ def kill_busy_worker(client: Any, prefix: str, *, timeout: float = 60.0) -> str:
                 return str(address)
         time.sleep(0.05)
     raise AssertionError(f"no worker ran a {prefix} task within {timeout} s")
+
+
+@pytest.fixture(scope="package")
+def psb(dsb: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A sandbox only the push tests change (50 accounts): the reads keep theirs."""
+    with start(data_dir=tmp_path_factory.mktemp("dask-push"), database=":memory:", rows=50) as sb:
+        yield sb
+
+
+@pytest.fixture
+def push_knobs(psb: Sandbox) -> Iterator[Knobs]:
+    """`push_knobs(...)` on the push sandbox; undone after."""
+    yield from knobs_for(psb)
+
+
+@pytest.fixture
+def pconn(psb: Sandbox) -> Iterator[Connection]:
+    """A client-credentials connection to the push sandbox."""
+    connection = connect_to(psb)
+    try:
+        yield connection
+    finally:
+        connection.close()
