@@ -43,6 +43,8 @@ __all__ = ["push"]
 
 PushMode = Literal["create", "update", "upsert", "delete"]
 _ATTEMPT_KEY = "d365nb-push"
+_LOOKUP_CHUNK = 50
+_OURS = "updated by an earlier attempt of this push (the partition ran again)"
 _EARLIER = "created by an earlier attempt of this push (the partition ran again)"
 
 
@@ -105,7 +107,58 @@ def _push_partition(spec: _PushSpec, partition: int, frame: pd.DataFrame) -> Pus
         again = (report.rows["status"] == "unchanged") & mine.to_numpy()
         report.rows.loc[again, "status"] = "created"
         report.rows.loc[again, "message"] = _EARLIER
+        _settle_own_conflicts(conn, spec, frame, report, pk)
     return report
+
+
+def _settle_own_conflicts(
+    conn: Connection, spec: _PushSpec, frame: pd.DataFrame, report: PushReport, pk: str
+) -> None:
+    """In a partition that ran again: ETag conflicts that are the earlier attempt's writes.
+
+    The lost attempt may have written a row (its ETag changed); this attempt's `If-Match`
+    then fails.  A row that now holds exactly the values sent was ours: `updated`.  Any
+    other difference stays a conflict (someone else's change is never overwritten).
+    """
+    conflicts = report.rows.index[report.rows["status"] == "conflict"]
+    if not len(conflicts) or pk not in report.frame.columns:
+        return
+    sent = frame.loc[conflicts]
+    options = {k: v for k, v in spec.options.items() if k != "on_error"}
+    plan = conn.push(sent, spec.table, dry_run=True, progress=False, **options)
+    columns = [c for c in plan.columns if c in sent.columns and c != pk]
+    ids = report.frame.loc[conflicts, pk].dropna().astype(str).tolist()
+    found: list[pd.DataFrame] = []
+    for start in range(0, len(ids), _LOOKUP_CHUNK):
+        chunk = ids[start : start + _LOOKUP_CHUNK]
+        found.append(
+            conn.read(
+                spec.table,
+                select=[pk, *columns],
+                filter=" or ".join(f"{pk} eq {i}" for i in chunk),
+                progress=False,
+            )
+        )
+    now = pd.concat(found).set_index(pk) if found else pd.DataFrame()
+    for label in conflicts:
+        row_id = str(report.frame.loc[label, pk])
+        if row_id not in now.index:
+            continue
+        if all(_same(sent.loc[label, c], now.loc[row_id, c]) for c in columns):
+            report.rows.loc[label, "status"] = "updated"
+            report.rows.loc[label, "code"] = pd.NA
+            report.rows.loc[label, "message"] = _OURS
+
+
+def _same(sent: Any, now: Any) -> bool:
+    """A value sent and the one read back are the same (NA alike; lists compared whole)."""
+    scalar = np.ndim(sent) == 0 and np.ndim(now) == 0
+    if scalar and (pd.isna(sent) or pd.isna(now)):
+        return bool(pd.isna(sent) and pd.isna(now))
+    try:
+        return bool(np.all(sent == now))
+    except (TypeError, ValueError):
+        return False
 
 
 def _combine(

@@ -198,7 +198,7 @@ async def plan_partitions(
     * **npartitions** - how many partitions; `None`: at least two per worker thread and
       about `TARGET_ROWS` rows each (as far as the capped counts tell).
     * **threads** - the cluster's worker threads.
-    * **probes** - most count requests to spend; `None`: 16 per partition, at most 512.
+    * **probes** - most count requests to spend; `None`: 8 per partition, at most 256.
     """
     if PARTITION_COLUMN not in table.attributes:
         return PartitionPlan([None], 0, 0)
@@ -207,8 +207,8 @@ async def plan_partitions(
     if span is None:  # no row has a createdon: one partition
         return PartitionPlan([None], 0, prober.requests)
     wanted = npartitions or max(2, 2 * threads)
-    budget = probes if probes is not None else min(512, 16 * max(wanted, 8))
-    first = split(span[0], span[1], min(budget, 4 * max(wanted, 8)))
+    budget = probes if probes is not None else min(256, 8 * max(wanted, 4))
+    first = split(span[0], span[1], min(budget, 2 * max(wanted, 4)))
     slices = list(await asyncio.gather(*(prober.count(a, b) for a, b in first)))
     while True:
         dense = [s for s in slices if s.capped and s.end - s.start > 1]

@@ -12,6 +12,7 @@ import pandas as pd
 
 from .._exceptions import ConfigError
 from ._budget import Budget, budget_name, register
+from ._checkpoint import load_plan, part_file, restore, save_plan
 from ._internals import empty_frame, run_sync, table_of
 from ._login import Credentials, Login, login_for, worker_connection
 from ._ranges import PartitionPlan, plan_partitions
@@ -80,6 +81,8 @@ class _ReadSpec:
     filter: str | None
     options: Mapping[str, Any] = field(default_factory=dict)
     attrs: Mapping[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None  # a to_parquet folder to restart from
+    meta: pd.DataFrame | None = None
     # Every read is a new query of a changing table: never the same Dask key twice.
     read_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -102,8 +105,15 @@ class _ReadPartition:
     def __dask_tokenize__(self) -> str:
         return self.spec.read_id
 
-    def __call__(self, condition: str | None) -> pd.DataFrame:
+    def __call__(self, part: tuple[int, str | None]) -> pd.DataFrame:
         spec = self.spec
+        index, condition = part
+        if spec.checkpoint is not None and spec.meta is not None:
+            path = part_file(spec.checkpoint, index)
+            if path.is_file():
+                written = restore(path, spec.meta, spec.attrs)
+                if written is not None:
+                    return written
         conn = worker_connection(spec.login, spec.budget)
         frame: pd.DataFrame = conn.read(
             spec.table,
@@ -125,6 +135,7 @@ def read(
     npartitions: int | None = None,
     credentials: Credentials = "token",
     concurrency: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
     **read_options: Any,
 ) -> dd.DataFrame:
     """A table (or a filtered part of it) as a Dask DataFrame, read by the workers.
@@ -154,6 +165,9 @@ def read(
     * **concurrency** - requests in flight across the whole cluster for this identity;
       default: what the service advises (`x-ms-dop-hint`).  Every job of the same
       identity shares this budget, and a 429 on one worker pauses all of them.
+    * **checkpoint** - a folder for `ddf.to_parquet(folder)`: the plan is kept there,
+      and partitions already written there (`part.<i>.parquet`) are taken from their
+      files, so a failed job run again reads only the rest from the service.
     * **read_options** - `formatted`, `page_size`, `parallel` (within a partition;
       default `False`: the partitions are the parallelism), `dtypes`, `decimal`.
     """
@@ -194,9 +208,24 @@ def read(
             dtypes=options.get("dtypes"),
             decimal=bool(options.get("decimal", False)),
         )
+        saved = None
+        if checkpoint is not None:
+            saved = load_plan(
+                checkpoint, table=meta_table.logical_name, select=select, filter=filter
+            )
+        if saved is not None:
+            return meta_table, meta, PartitionPlan(saved, 0, 0)
         parts = await plan_partitions(
             conn, meta_table, user_filter=filter, npartitions=npartitions, threads=threads
         )
+        if checkpoint is not None:
+            save_plan(
+                checkpoint,
+                parts.filters,
+                table=meta_table.logical_name,
+                select=select,
+                filter=filter,
+            )
         return meta_table, meta, parts
 
     meta_table, meta, parts = run_sync(plan)
@@ -218,13 +247,15 @@ def read(
         filter=filter,
         options=options,
         attrs=attrs,
+        checkpoint=None if checkpoint is None else os.fspath(checkpoint),
+        meta=meta.copy(),
     )
     # Dask would turn object columns (multi-select choices: lists of labels) into
     # strings; the partitions keep exactly the dtypes conn.read() gives.
     with dask.config.set({"dataframe.convert-string": False}):
         frame: dd.DataFrame = dd.from_map(
             _ReadPartition(spec),
-            parts.filters,
+            list(enumerate(parts.filters)),
             meta=meta,
             label=f"d365nb-read-{meta_table.entity_set_name}",
             enforce_metadata=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
@@ -119,6 +120,32 @@ def test_workers_can_sign_in_from_their_own_environment(
     finally:
         cluster.run(set_secret, None)
     _same_rows(got, conn.read("accounts", select=["name"], progress=False))
+
+
+def test_to_parquet_job_restarts_from_the_partitions_already_written(
+    cluster: Any, conn: Connection, tmp_path: Path
+) -> None:
+    folder = tmp_path / "accounts"
+    ddf = d365nb.dask.read("accounts", conn=conn, npartitions=4, checkpoint=folder)
+    # schema=None: each file's own (Dask cannot guess a list column's type from meta).
+    ddf.to_parquet(folder, schema=None)
+    # The job failed: partition 2 was never written, partition 3 was cut short.
+    (folder / "part.2.parquet").unlink()
+    (folder / "part.3.parquet").write_bytes(b"PAR1 cut short")
+    reset_gates(cluster)
+    again = d365nb.dask.read("accounts", conn=conn, checkpoint=folder)
+    assert again.npartitions == 4  # the plan kept in the folder, not a new one
+    got = again.compute()
+    assert gate_totals(cluster)["attempts"] > 0  # partitions 2 and 3 from the service
+    _same_rows(got, conn.read("accounts", progress=False))
+    pd.testing.assert_series_equal(again._meta.dtypes, got.dtypes)
+    # Once every partition is written, a run reads nothing from the service.
+    again.to_parquet(folder, schema=None)
+    reset_gates(cluster)
+    _same_rows(d365nb.dask.read("accounts", conn=conn, checkpoint=folder).compute(), got)
+    assert gate_totals(cluster)["attempts"] == 0
+    with pytest.raises(d365nb.ConfigError, match="another read"):
+        d365nb.dask.read("accounts", conn=conn, select=["name"], checkpoint=folder)
 
 
 def test_a_worker_killed_mid_read_its_partition_runs_again(
