@@ -226,6 +226,12 @@ def push(
     from dask.base import compute
     from dask.delayed import delayed
 
+    if isinstance(ddf, pd.DataFrame):
+        raise ConfigError(
+            "d365nb.dask.push() takes a Dask DataFrame; this is a pandas one.",
+            field="ddf",
+            hint="Use df.d365.push(...) or conn.push(df, ...) for a pandas DataFrame.",
+        )
     info = ddf._meta.attrs.get("d365nb")
     origin = dict(info) if isinstance(info, Mapping) else None
     name = table or (origin or {}).get("table")

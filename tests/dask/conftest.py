@@ -38,11 +38,18 @@ def dsb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 
 @pytest.fixture(scope="package")
-def cluster(dsb: Sandbox) -> Iterator[Any]:
+def psb(dsb: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A sandbox only the push tests change (50 accounts): the reads keep theirs."""
+    with start(data_dir=tmp_path_factory.mktemp("dask-push"), database=":memory:", rows=50) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="package")
+def cluster(dsb: Sandbox, psb: Sandbox) -> Iterator[Any]:
     """A `distributed.Client` on a LocalCluster: 2 worker processes, 1 thread each.
 
-    Started after the sandbox and stopped before it, so no worker still holds a
-    connection when the sandbox stops.
+    Started after the sandboxes and stopped before them, so no worker still holds a
+    connection when a sandbox stops.
     """
     settings = {
         "distributed.scheduler.locks.lease-timeout": "3s",
@@ -139,13 +146,6 @@ def kill_busy_worker(client: Any, prefix: str, *, timeout: float = 60.0) -> str:
                 return str(address)
         time.sleep(0.05)
     raise AssertionError(f"no worker ran a {prefix} task within {timeout} s")
-
-
-@pytest.fixture(scope="package")
-def psb(dsb: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """A sandbox only the push tests change (50 accounts): the reads keep theirs."""
-    with start(data_dir=tmp_path_factory.mktemp("dask-push"), database=":memory:", rows=50) as sb:
-        yield sb
 
 
 @pytest.fixture

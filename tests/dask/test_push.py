@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import dask.dataframe as dd
@@ -111,5 +112,63 @@ def test_push_without_a_table_or_with_a_bad_key_fails_before_any_task(
     ddf = dd.from_pandas(pd.DataFrame({"name": ["a", "b"]}), npartitions=1)
     with pytest.raises(d365nb.ConfigError, match="table"):
         d365nb.dask.push(ddf, conn=pconn)
+    with pytest.raises(d365nb.ConfigError, match="pandas"):
+        d365nb.dask.push(pd.DataFrame({"name": ["a"]}), "accounts", conn=pconn)
     with pytest.raises(d365nb.ConfigError, match="key"):
         d365nb.dask.push(ddf, "accounts", conn=pconn, key="nosuchcolumn", mode="update")
+
+
+@pytest.mark.slow
+def test_a_retried_partition_reports_its_own_etag_guarded_writes_as_updated(
+    cluster: Any, pconn: Connection, push_knobs: Knobs
+) -> None:
+    n = 2000
+    seed = pd.DataFrame({"name": [f"dask-e-{i:04d}" for i in range(n)], "revenue": 1.0})
+    # Two halves a second apart: createdon (whole seconds) can then split them in two.
+    assert pconn.push(seed.iloc[: n // 2], "accounts", progress=False).ok
+    time.sleep(1.1)
+    assert pconn.push(seed.iloc[n // 2 :], "accounts", progress=False).ok
+    select = ["name", "revenue", "description"]
+    where = "startswith(name,'dask-e-')"
+    ddf = d365nb.dask.read("accounts", conn=pconn, select=select, filter=where, npartitions=2)
+    assert ddf.npartitions == 2
+    # The input must outlive a worker (here: in the graph), or a retried partition would
+    # read its own first attempt's writes again and apply `+ 1` twice (see push()).
+    rows = ddf.assign(revenue=ddf.revenue + 1, description="v2").compute()
+    changed = dd.from_pandas(rows, npartitions=2, sort=False)
+    members = [set(changed.partitions[i].compute()["accountid"]) for i in range(2)]
+    assert sum(map(len, members)) == n and all(members)
+    push_knobs(latency_ms=400)  # per request (a 250-row $batch among them): time to kill
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:  # If-Match: the read's ETags
+            result["report"] = d365nb.dask.push(changed, conn=pconn)
+        except BaseException as exc:  # reported below
+            result["error"] = exc
+
+    pusher = threading.Thread(target=run)
+    pusher.start()
+    # Both partitions have written rows (their ETags changed): kill a worker now, and its
+    # partition's second attempt meets its own first attempt's writes.
+    while pusher.is_alive():
+        done = set(
+            pconn.read(
+                "accounts",
+                select=["name"],
+                filter=f"{where} and description eq 'v2'",
+                progress=False,
+            )["accountid"]
+        )
+        if all(done & part for part in members):
+            break
+    kill_busy_worker(cluster, "d365nb-push-", timeout=30)
+    pusher.join(timeout=240)
+    assert not pusher.is_alive()
+    push_knobs(latency_ms=0)
+    assert "error" not in result, result.get("error")
+    report = result["report"]
+    assert report.counts["updated"] == n and report.ok, report.counts
+    after = pconn.read("accounts", select=select, filter=where, progress=False)
+    assert (after["revenue"] == 2.0).all() and (after["description"] == "v2").all()
+    cluster.wait_for_workers(2, timeout=60)
