@@ -95,7 +95,7 @@ class TokenRelay:
     _lock = threading.Lock()
 
     def __init__(self, conn: Connection, client: Any) -> None:
-        self.key = f"{uuid.uuid4().hex}"
+        self.key = uuid.uuid4().hex
         self._conn = weakref.ref(conn)
         self._client = client
         self._stop = threading.Event()

@@ -15,6 +15,12 @@ budget, so the single-machine rules hold per partition:
 
 Keys must not repeat across partitions (`push()` checks within one): shuffle by the key
 first (`ddf.shuffle(on="accountnumber")`) and repeats meet in one partition.
+
+A partition whose input is lost with its worker is computed again, and an input that
+reads from the service then reads the first attempt's writes (with their new ETags): a
+transformation applied again to them must give the same values (`revenue.fillna(0)`, not
+`revenue + 1`).  For other changes make the input outlive a worker first (`persist()` on
+a cluster that replicates, `to_parquet()`, or a frame computed into the client).
 """
 
 from __future__ import annotations
