@@ -17,7 +17,9 @@ import httpx
 import pandas as pd
 
 from .._client import Connection, connection_by_id
-from .._reader import PARTITION_COLUMN, _encode
+from .._frames import FrameBuilder
+from .._odata import encode_query
+from .._reader import PARTITION_COLUMN
 from .._sync import run_sync
 from .._transport import parse_retry_after
 
@@ -39,11 +41,6 @@ __all__ = [
 ]
 
 
-def encode_query(params: Mapping[str, str]) -> str:
-    """A query string encoded the way the paging engine sends it (`%20`, readable `$`)."""
-    return _encode(params)
-
-
 async def table_of(conn: Connection, name: str) -> Table:
     """The table's metadata (cached by the connection's catalog)."""
     return await conn.catalog.table(name)
@@ -58,8 +55,6 @@ def empty_frame(
     decimal: bool = False,
 ) -> pd.DataFrame:
     """The frame `conn.read()` returns for no rows: its columns and dtypes, from metadata."""
-    from .._convert import FrameBuilder
-
     builder = FrameBuilder(
         table,
         select=list(select) if select else None,

@@ -27,7 +27,8 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .._client import Connection, connect
+from .._client import Connection
+from .._connect import connect
 from .._exceptions import AuthError, ConfigError
 from ._budget import Budget, GatedTransport, gate_for
 from ._internals import access_token, connection_by_id, run_sync, wrap_transport

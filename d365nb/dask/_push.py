@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .._exceptions import ConfigError, PushError
-from .._report import PushReport
+from .._report import PushPlan, PushReport
 from ._budget import Budget
 from ._login import Credentials, Login, login_for, worker_connection
 from ._read import cluster_budget, cluster_client
@@ -106,7 +106,10 @@ def _push_partition(spec: _PushSpec, partition: int, frame: pd.DataFrame) -> Pus
     if spec.attrs is not None and not frame.attrs.get("d365nb"):
         frame.attrs["d365nb"] = dict(spec.attrs)
     conn = worker_connection(spec.login, spec.budget)
-    report: PushReport = conn.push(frame, spec.table, progress=False, **dict(spec.options))
+    pushed = conn.push(frame, spec.table, progress=False, **dict(spec.options))
+    if not isinstance(pushed, PushReport):  # spec.options never holds dry_run=True
+        raise TypeError(f"push() returned {type(pushed).__name__}, not a PushReport")
+    report = pushed
     if attempt > 1 and len(report.rows):
         pk = str(report.frame.attrs.get("d365nb", {}).get("key") or "")
         mine = _creates(frame, pk, str(spec.options["mode"]), spec.options.get("key"))
@@ -132,6 +135,8 @@ def _settle_own_conflicts(
     sent = frame.loc[conflicts]
     options = {k: v for k, v in spec.options.items() if k != "on_error"}
     plan = conn.push(sent, spec.table, dry_run=True, progress=False, **options)
+    if not isinstance(plan, PushPlan):
+        return
     columns = [c for c in plan.columns if c in sent.columns and c != pk]
     ids = report.frame.loc[conflicts, pk].dropna().astype(str).tolist()
     found: list[pd.DataFrame] = []

@@ -15,8 +15,8 @@ import d365nb.dask
 from d365nb._client import Connection
 from d365nb.sandbox import Sandbox
 from d365nb.sandbox._connect import connect_to
+from tests._support.oauth import device_code_tokens
 
-from ..oauth import device_code_tokens
 from .conftest import Knobs, gate_totals, kill_busy_worker, reset_gates
 
 pytestmark = pytest.mark.sandbox
