@@ -149,6 +149,21 @@ def _key_segments(
     values: list[dict[str, Any] | None] = []
     missing = []
     clean = len(problems) == before
+    for k in key:
+        empty = [i for i, v in enumerate(wire[k]) if isinstance(v, str) and not v.strip()]
+        if empty:
+            problems.append(
+                Problem(
+                    k,
+                    "is empty text, which cannot identify a row (the service would match or "
+                    "create a row keyed '').",
+                    "Fill in the key, or push these rows with mode='create'.",
+                    tuple(df.index[empty[:5]]),
+                    len(empty),
+                )
+            )
+            for i in empty:
+                wire[k][i] = None
     for i in range(len(df)):
         parts: list[tuple[str, str]] = []
         row: dict[str, Any] = {}
@@ -391,10 +406,14 @@ def plan_push(
             )
         )
 
-    # ETags of the read: If-Match, unless force=True or the frame came from another table.
+    # ETags of the read: If-Match, unless force=True.  The guard follows the `_etag`
+    # column itself (a merge/concat/join drops `attrs`, never the column); only a frame
+    # recorded as read from another table keeps its ETags out (they are that table's).
     etags: list[str | None] = [None] * n
-    if same and not force and ETAG_COLUMN in frame.columns and mode != "create":
+    foreign = bool(info.get("table")) and not same
+    if not foreign and not force and ETAG_COLUMN in frame.columns and mode != "create":
         etags = [None if _is_na(e) else str(e) for e in frame[ETAG_COLUMN].tolist()]
+        _check_etags(etags, frame.index, problems)
 
     # Bodies.
     bodies: list[dict[str, Any] | None] = [None] * n
@@ -412,6 +431,7 @@ def plan_push(
             columns=wanted,
             mode="create" if mode == "create" else ("update" if mode == "update" else "upsert"),
             key_columns=() if by_pk else keys,
+            expanded=_expanded_names(info, table),
         )
         problems.extend(payloads.problems)
         sent = payloads.columns
@@ -486,6 +506,37 @@ def plan_push(
     return Plan(table, mode, keys, frame, rows, sent, skipped)
 
 
+def _expanded_names(info: Mapping[str, Any], table: Table) -> set[str]:
+    """Columns that may hold a read's `$expand`ed rows: the expands the read recorded and
+    the table's single-valued navigation properties."""
+    names = {str(n) for n in info.get("expand") or ()}
+    for attribute in table.attributes.values():
+        if attribute.is_lookup:
+            names.update(attribute.navigation_property(t) for t in attribute.targets or (None,))
+    return names
+
+
+# An entity tag as RFC 9110 writes it: optional weak prefix, then printable ASCII in quotes.
+_ETAG = re.compile(r'^(W/)?"[\x21\x23-\x7e]*"$')
+
+
+def _check_etags(etags: list[str | None], index: pd.Index, problems: list[Problem]) -> None:
+    """ETags go in an `If-Match` header: one that is not an entity tag (a line break, a
+    stray quote) would fail its whole `$batch` at send time, after other chunks landed."""
+    bad = [i for i, e in enumerate(etags) if e is not None and not _ETAG.match(e)]
+    if bad:
+        problems.append(
+            Problem(
+                ETAG_COLUMN,
+                'is not an ETag (W/"<digits>"), so it cannot guard the row (If-Match).',
+                "Read the rows again to get their ETags, or push with force=True to write "
+                "without the guard.",
+                tuple(index[bad[:5]]),
+                len(bad),
+            )
+        )
+
+
 _ID_NAMESPACE = uuid.UUID("6f1d2c1e-7b7a-4d0e-9c55-d365b0b0c0de")
 
 
@@ -501,8 +552,8 @@ def _derived_ids(frame: pd.DataFrame, table: str, pk: str) -> list[str]:
     values = frame.drop(columns=[pk], errors="ignore")
     try:
         hashes = pd.util.hash_pandas_object(values, index=True).tolist()
-    except TypeError:  # unhashable cells (lists of a multi-select column)
-        hashes = pd.util.hash_pandas_object(values.astype(str), index=True).tolist()
+    except (TypeError, UnicodeError):  # lists of a multi-select column, lone surrogates
+        hashes = pd.util.hash_pandas_object(values.map(repr), index=True).tolist()
     unique_index = frame.index.is_unique
     return [
         str(

@@ -147,6 +147,7 @@ class ReadPlan:
             "connection": self.session.id,
             "partial": partial,
             "count": self.count,
+            "expand": list(self.expand),
         }
         if not partial:
             self.result = df
