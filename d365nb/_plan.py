@@ -68,6 +68,14 @@ class Plan:
     rows: list[PlannedRow]
     columns: tuple[str, ...]
     skipped: dict[str, str]
+    # This push's attempt id; per row, the fingerprint (index label and values) and the
+    # attempt whose ids it uses, for rows a re-run must find again (generated ids, ETags).
+    attempt: str = ""
+    fingerprints: list[str | None] = field(default_factory=list)
+    attempts: list[str | None] = field(default_factory=list)
+    # True when the push continues an unfinished attempt (report.remaining, or rows of an
+    # interrupted push pushed again): a conflict may be our own earlier write.
+    resumed: bool = False
 
 
 def _resolve_key(table: Table, key: list[str] | None) -> tuple[str, ...]:
@@ -302,6 +310,8 @@ def plan_push(
     *,
     related: Mapping[str, Table],
     connection_id: str,
+    attempt: str = "",
+    earlier: Mapping[str, str] | None = None,
 ) -> Plan:
     """Plan one request per row of `df` (see the module docstring); raises before any write.
 
@@ -312,6 +322,11 @@ def plan_push(
     * **options** - the push's options.
     * **related** - the metadata of `related_tables()`, by logical name.
     * **connection_id** - recorded in the planned frame's attrs (`report.failed.d365.push()`).
+    * **attempt** - this push's attempt id (default: a new one); **earlier** - rows of
+      unfinished attempts, `{fingerprint: attempt id}` (`_journal.Journal.open_rows()`).
+
+    Generated ids are uuid5 of (table, attempt, row fingerprint): new per push, the same
+    when a row of an unfinished attempt is pushed again (see `_journal`).
     """
     key, mode, columns, force = options.keys, options.mode, options.columns, options.force
     info = frame_info(df)
@@ -345,11 +360,27 @@ def plan_push(
         mode == "create" or (mode == "upsert" and by_pk and ids[i] is None) for i in range(n)
     ]
     need = [i for i in range(n) if creates[i] and ids[i] is None]
-    if need:
-        derived = _derived_ids(frame, table.logical_name, pk)
-        for i in need:
-            ids[i] = derived[i]
-            generated[i] = True
+    attempt = attempt or uuid.uuid4().hex
+    earlier = earlier or {}
+    prints: list[str | None] = [None] * n
+    attempts: list[str | None] = [None] * n
+    guarded_rows = (
+        not force
+        and mode != "create"
+        and ETAG_COLUMN in frame.columns
+        and not info_foreign(info, table)
+    )
+    if need or guarded_rows:
+        fingerprints = _fingerprints(frame, pk)
+        for i in range(n) if guarded_rows else need:
+            prints[i] = fingerprints[i]
+            attempts[i] = earlier.get(fingerprints[i], attempt)
+    resumed = bool(info.get("resume")) or any(a not in (None, attempt) for a in attempts)
+    for i in need:
+        ids[i] = str(
+            uuid.uuid5(_ID_NAMESPACE, f"{table.logical_name}\x1f{attempts[i]}\x1f{prints[i]}")
+        )
+        generated[i] = True
     if any(generated) or (mode == "create" and pk not in frame.columns):
         frame[pk] = pd.array(ids, dtype="string")
     if mode in ("update", "delete") and by_pk and pk not in frame.columns:
@@ -410,8 +441,12 @@ def plan_push(
     # column itself (a merge/concat/join drops `attrs`, never the column); only a frame
     # recorded as read from another table keeps its ETags out (they are that table's).
     etags: list[str | None] = [None] * n
-    foreign = bool(info.get("table")) and not same
-    if not foreign and not force and ETAG_COLUMN in frame.columns and mode != "create":
+    if (
+        not info_foreign(info, table)
+        and not force
+        and ETAG_COLUMN in frame.columns
+        and mode != "create"
+    ):
         etags = [None if _is_na(e) else str(e) for e in frame[ETAG_COLUMN].tolist()]
         _check_etags(etags, frame.index, problems)
 
@@ -465,7 +500,8 @@ def plan_push(
             "connection": connection_id,
             "partial": False,
             "count": None,
-            **(info if same else {}),
+            **({k: v for k, v in info.items() if k != "resume"} if same else {}),
+            "attempt": attempt,
         },
     }
     entity_set = table.entity_set_name
@@ -503,7 +539,7 @@ def plan_push(
                     key_values=key_values[i],
                 )
             )
-    return Plan(table, mode, keys, frame, rows, sent, skipped)
+    return Plan(table, mode, keys, frame, rows, sent, skipped, attempt, prints, attempts, resumed)
 
 
 def _expanded_names(info: Mapping[str, Any], table: Table) -> set[str]:
@@ -540,30 +576,20 @@ def _check_etags(etags: list[str | None], index: pd.Index, problems: list[Proble
 _ID_NAMESPACE = uuid.UUID("6f1d2c1e-7b7a-4d0e-9c55-d365b0b0c0de")
 
 
-def _derived_ids(frame: pd.DataFrame, table: str, pk: str) -> list[str]:
-    """Record ids for rows to create, derived from the table, index label and values.
+def info_foreign(info: Mapping[str, Any], table: Table) -> bool:
+    """True when the frame is recorded as read from another table (its ETags are not ours)."""
+    return bool(info.get("table")) and info.get("table") != table.logical_name
 
-    uuid5 of (table, index label, a hash of the row's values): running the same push
-    again - after Ctrl-C, a dropped connection or a killed kernel - gives the same ids,
-    so rows that landed the first time are found ("unchanged") instead of being created
-    twice.  The price: pushing an identical row with the same index label to the same
-    table later also finds it there rather than creating a second copy.
-    """
+
+def _fingerprints(frame: pd.DataFrame, pk: str) -> list[str]:
+    """Per row, a fingerprint of its index label and values (not its primary id): how a
+    row pushed again is known to be the row of an unfinished attempt (`_journal`)."""
     values = frame.drop(columns=[pk], errors="ignore")
     try:
-        hashes = pd.util.hash_pandas_object(values, index=True).tolist()
+        hashes = pd.util.hash_pandas_object(values, index=True)
     except (TypeError, UnicodeError):  # lists of a multi-select column, lone surrogates
-        hashes = pd.util.hash_pandas_object(values.map(repr), index=True).tolist()
-    unique_index = frame.index.is_unique
-    return [
-        str(
-            uuid.uuid5(
-                _ID_NAMESPACE,
-                f"{table}\x1f{h}" + ("" if unique_index else f"\x1f{i}"),
-            )
-        )
-        for i, h in enumerate(hashes)
-    ]
+        hashes = pd.util.hash_pandas_object(values.map(repr), index=True)
+    return [format(int(h), "016x") for h in hashes.to_numpy()]
 
 
 def loose_key(values: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -22,6 +22,7 @@ from d365nb.sandbox import Sandbox
 from d365nb.sandbox._connect import connect_to
 
 from ._ledger import record
+from .conftest import Knobs
 
 pytestmark = pytest.mark.sandbox
 
@@ -152,3 +153,115 @@ def test_an_empty_alternate_key_is_refused(conn: Connection) -> None:
     assert "accountnumber" in str(refused.value) and "empty" in str(refused.value)
     assert len(_read(conn, tag)) == 0
     record(AREA, "empty alternate key refused", faults=1, operations=1, checks=1)
+
+
+# -- 2. exactly once per push attempt --------------------------------------------------------
+
+
+def test_two_pushes_of_an_identical_new_row_create_two_rows(conn: Connection) -> None:
+    tag = _tag()
+    row = pd.DataFrame({"name": [f"{tag} twin"], "revenue": [7.0]})
+    first = _report(row.d365.push("accounts", mode="create", conn=conn, progress=False))
+    second = _report(row.d365.push("accounts", mode="create", conn=conn, progress=False))
+    upserted = _report(row.d365.push("accounts", conn=conn, progress=False))  # no id: creates
+    got = _read(conn, tag)
+    lost = 3 - len(got)
+    record(AREA, "identical new rows pushed three times", operations=3, rows_lost=lost)
+    assert [r.rows["status"].iloc[0] for r in (first, second, upserted)] == ["created"] * 3
+    assert lost == 0 and got["accountid"].is_unique
+    assert len({first.attempt, second.attempt, upserted.attempt}) == 3
+
+
+def test_a_killed_create_pushed_again_creates_nothing_twice(rsb: Sandbox, knobs: Knobs) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from ._helpers import landed, make_frame
+
+    knobs(latency_ms=40.0, latency_per_row_ms=10.0)
+    tag = _tag()
+    job = {"info": rsb.info(), "tag": tag, "n": 30, "ids": False, "key": None, "batch_size": 3}
+    child = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("_push_child.py")), json.dumps(job)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == b"started"
+        with connect_to(rsb) as watcher:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len(landed(watcher, tag)) < 6:
+                time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+        if child.stdout is not None:
+            child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+    knobs(latency_ms=0.0, latency_per_row_ms=0.0)
+    frame = make_frame(tag, 30, ids=False)
+    with connect_to(rsb) as again:
+        before = len(landed(again, tag))
+        report = _report(frame.d365.push("accounts", conn=again, progress=False))
+        after = landed(again, tag)
+    lost = len(set(frame["name"]) - set(after["name"]))
+    duplicates = len(after) - after["name"].nunique()
+    record(AREA, "killed create pushed again", faults=1, operations=2, rows_lost=lost,
+           duplicates=duplicates)  # fmt: skip
+    assert 0 < before < 30, "the kill landed mid-push"
+    assert (lost, duplicates) == (0, 0)
+    assert report.ok and (report.rows["status"] == "created").sum() == 30 - before
+
+
+# -- 4. Ctrl-C keeps the report; report.remaining pushes the rest -------------------------------
+
+
+@pytest.mark.parametrize("again", ["remaining", "same frame"])
+def test_ctrl_c_raises_push_error_with_the_report_and_the_rest_pushes_cleanly(
+    conn: Connection, knobs: Knobs, again: str
+) -> None:
+    from d365nb import PushError
+
+    from ._helpers import interrupt_after
+
+    tag = _tag()
+    df = _seed(conn, tag, n=30)
+    df["telephone1"] = "new " + df["accountnumber"]
+    new = pd.DataFrame({"name": [f"{tag} new {i}" for i in range(10)]})
+    knobs(latency_ms=40.0, latency_per_row_ms=15.0)
+    pushes = [
+        lambda: df.d365.push(conn=conn, batch_size=2, parallel=False, progress=False),
+        lambda: new.d365.push("accounts", conn=conn, batch_size=2, parallel=False, progress=False),
+    ]
+    outcomes = []
+    for push in pushes:
+        interrupted, result = interrupt_after(0.35, push)
+        outcomes.append(result)
+        assert interrupted, "the push finished before Ctrl-C"
+        assert isinstance(result, PushError), repr(result)
+        report = result.report
+        assert isinstance(report, PushReport) and len(report.rows) == len(report.frame)
+        codes = set(report.rows.loc[report.rows["status"] == "failed", "code"])
+        assert codes <= {"interrupted", "unsent"} and codes, report.rows
+        assert report.counts["conflict"] == 0
+    knobs(latency_ms=0.0, latency_per_row_ms=0.0)
+    if again == "remaining":
+        rest = [o.report.remaining.d365.push(progress=False) for o in outcomes]
+    else:
+        rest = [push() for push in pushes]
+    reports = [_report(r) for r in rest]
+    after = _read(conn, tag)
+    wrong = int((after.iloc[:30]["telephone1"] != "new " + after.iloc[:30]["accountnumber"]).sum())
+    news = after[after["name"].str.contains(" new ")]
+    duplicates = len(news) - news["name"].nunique()
+    lost = wrong + (10 - news["name"].nunique())
+    conflicts = sum(r.counts["conflict"] for r in reports)
+    record(AREA, f"ctrl-c, then {again}", faults=2, operations=4, rows_lost=lost,
+           duplicates=duplicates)  # fmt: skip
+    assert (lost, duplicates, conflicts) == (0, 0, 0), [r.rows.to_string() for r in reports]
+    assert all(r.ok for r in reports)

@@ -40,10 +40,12 @@ TABLES = {"account": ACCOUNT}
 ID = "00000000-0000-0000-0000-00000000000a"
 
 
-def _plan(df: pd.DataFrame, **options: Any) -> Plan:
+def _plan(df: pd.DataFrame, *, attempt: str = "", **options: Any) -> Plan:
     opts = PushOptions(**options)
     related = {n: TABLES[n] for n in related_tables(df, ACCOUNT, opts)}
-    return plan_push(df, ACCOUNT, TABLES, opts, related=related, connection_id="c1")
+    return plan_push(
+        df, ACCOUNT, TABLES, opts, related=related, connection_id="c1", attempt=attempt
+    )
 
 
 def test_push_options_are_checked_once_when_made() -> None:
@@ -56,13 +58,22 @@ def test_push_options_are_checked_once_when_made() -> None:
         PushOptions(batch_size=0)
 
 
-def test_creates_get_stable_client_ids_and_one_bulk_request() -> None:
+def test_creates_get_client_ids_stable_per_attempt_and_one_bulk_request() -> None:
     df = pd.DataFrame({"name": ["a", "b"], "revenue": [1.0, 2.0]})
 
-    first, again = _plan(df, mode="create"), _plan(df, mode="create")
+    first, again = _plan(df, mode="create", attempt="a1"), _plan(df, mode="create", attempt="a1")
+    other = _plan(df, mode="create")  # a new attempt: identical rows are new rows
+    fingerprints = dict(zip(first.fingerprints, first.attempts, strict=True))
+    resumed = plan_push(
+        df, ACCOUNT, TABLES, PushOptions(mode="create"), related={}, connection_id="c1",
+        earlier=fingerprints,  # type: ignore[arg-type]
+    )  # fmt: skip
 
     assert [r.op for r in first.rows] == ["create", "create"]
     assert [r.row_id for r in first.rows] == [r.row_id for r in again.rows]
+    assert not {r.row_id for r in first.rows} & {r.row_id for r in other.rows}
+    assert [r.row_id for r in resumed.rows] == [r.row_id for r in first.rows]
+    assert resumed.resumed and not other.resumed
     assert first.frame.attrs["d365nb"]["connection"] == "c1"
     groups = group_rows(first, set())
     assert [(name, len(rows)) for name, rows in groups] == [("CreateMultiple", 2)]
