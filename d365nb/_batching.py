@@ -132,6 +132,10 @@ def plan_report(
         " ".join(f"{k}: {v}" for k, v in ops[i].headers.items()) if i in ops else ""
         for i in range(n)
     ]
+    changed: dict[str, int] = {}
+    for row in plan.rows:
+        for column in row.changed or ():
+            changed[column] = changed.get(column, 0) + 1
     first = next((r for r in plan.rows if r.op != "none"), None)
     sample: dict[str, Any] | None = None
     if first is not None:
@@ -156,6 +160,8 @@ def plan_report(
         skipped=plan.skipped,
         requests=describe_groups(groups, batch_size),
         sample=sample,
+        changed=changed,
+        compared=sum(1 for r in plan.rows if r.changed is not None),
     )
 
 

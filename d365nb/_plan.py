@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ._dtypes import ETAG_COLUMN
@@ -31,6 +32,7 @@ from ._metadata import Attribute, Table, suggest
 from ._odata import entity_path, key_segment, key_value
 from ._options import PushOptions, frame_info
 from ._payloads import build_payloads
+from ._snapshot import ReadSnapshot, changed_cells, snapshot_of
 
 __all__ = ["Plan", "PlannedRow", "loose_key", "plan_push", "related_tables"]
 
@@ -55,6 +57,9 @@ class PlannedRow:
     # Upserts: the key as Web API property -> JSON value (`{"accountnumber": "A-1"}`),
     # what an existence check filters on and an `UpsertMultiple` target carries.
     key_values: dict[str, Any] | None = None
+    # Round trips: the columns that changed since the read (None: not compared, sent whole).
+    changed: tuple[str, ...] | None = None
+    note: str = ""  # why nothing is sent (op "none")
 
 
 @dataclass
@@ -490,6 +495,12 @@ def plan_push(
     if problems:
         raise InvalidFrameError(problems)
 
+    # A round trip sends only the cells changed since the read (`columns=` sends them all).
+    changes: list[tuple[str, ...] | None] = [None] * n
+    original = snapshot_of(info) if same else None
+    if original is not None and columns is None and mode in ("update", "upsert"):
+        changes = _only_changes(frame, original, table, sent, bodies, pk)
+
     # So that `report.failed.d365.push()` knows where the rows go.
     frame.attrs = {
         **frame.attrs,
@@ -514,6 +525,10 @@ def plan_push(
             rows.append(PlannedRow(i, "create", entity_set, created, ids[i], generated[i]))
             continue
         path = entity_path(entity_set, str(ids[i]) if by_pk else str(segments[i]))
+        if changes[i] == ():
+            note = "nothing changed since the read"
+            rows.append(PlannedRow(i, "none", path, None, ids[i], changed=(), note=note))
+            continue
         headers: dict[str, str] = {}
         guarded = etags[i] is not None
         if guarded:
@@ -525,7 +540,18 @@ def plan_push(
         elif mode == "update":
             headers.setdefault("If-Match", "*")
             op = "update" if row_body else "none"
-            rows.append(PlannedRow(i, op, path, row_body, ids[i], headers=headers, guarded=guarded))
+            rows.append(
+                PlannedRow(
+                    i,
+                    op,
+                    path,
+                    row_body,
+                    ids[i],
+                    headers=headers,
+                    guarded=guarded,
+                    changed=changes[i],
+                )
+            )
         else:
             rows.append(
                 PlannedRow(
@@ -537,6 +563,7 @@ def plan_push(
                     headers=headers,
                     guarded=guarded,
                     key_values=key_values[i],
+                    changed=changes[i],
                 )
             )
     return Plan(table, mode, keys, frame, rows, sent, skipped, attempt, prints, attempts, resumed)
@@ -574,6 +601,48 @@ def _check_etags(etags: list[str | None], index: pd.Index, problems: list[Proble
 
 
 _ID_NAMESPACE = uuid.UUID("6f1d2c1e-7b7a-4d0e-9c55-d365b0b0c0de")
+
+
+def _body_keys(table: Table, column: str) -> set[str]:
+    """The body keys a frame column writes: its logical name, or `<nav>@odata.bind`."""
+    attribute = table.find_column(column.split(".")[0])
+    if attribute is None:
+        return set()
+    keys = {attribute.logical_name}
+    if attribute.is_lookup:
+        keys |= {
+            f"{attribute.navigation_property(t)}@odata.bind" for t in attribute.targets or (None,)
+        }
+    return keys
+
+
+def _only_changes(
+    frame: pd.DataFrame,
+    original: ReadSnapshot,
+    table: Table,
+    sent: tuple[str, ...],
+    bodies: list[dict[str, Any] | None],
+    pk: str,
+) -> list[tuple[str, ...] | None]:
+    """Cut the bodies of rows of the read down to the cells that changed since; returns
+    per row the changed columns (None for rows not of the read: sent whole)."""
+    compare = [c for c in sent if c in frame.columns]
+    matched, masks = changed_cells(frame, original, compare, pk)
+    out: list[tuple[str, ...] | None] = [None] * len(frame)
+    if not compare:
+        return out
+    grid = np.column_stack([masks[c] for c in compare])
+    keys = [_body_keys(table, c) for c in compare]
+    for i in np.flatnonzero(matched & ~grid.any(axis=1)):
+        out[i] = ()
+        bodies[i] = {}
+    for i in np.flatnonzero(matched & grid.any(axis=1)):
+        which = np.flatnonzero(grid[i])
+        allowed = set().union(*(keys[j] for j in which))
+        out[i] = tuple(compare[j] for j in which)
+        body = bodies[i] or {}
+        bodies[i] = {k: v for k, v in body.items() if k in allowed}
+    return out
 
 
 def info_foreign(info: Mapping[str, Any], table: Table) -> bool:

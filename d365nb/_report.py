@@ -25,7 +25,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pandas as pd
@@ -240,6 +240,9 @@ class PushPlan:
     * **columns** - the columns that would be sent; **skipped** - the others, with why.
     * **requests** - the requests it would send, e.g. `["3 x CreateMultiple (<= 1000 rows)"]`.
     * **sample** - the method, URL and JSON body of the first row's request.
+    * **changed** - for a round trip (a frame read, changed, pushed back without
+      `columns=`): each column that changed since the read and in how many rows; only
+      those cells are sent.  **compared** - rows compared with the read.
     """
 
     table: str
@@ -251,6 +254,8 @@ class PushPlan:
     skipped: Mapping[str, str]
     requests: tuple[str, ...]
     sample: Mapping[str, Any] | None
+    changed: Mapping[str, int] = field(default_factory=dict)
+    compared: int = 0
 
     @property
     def counts(self) -> dict[str, int]:
@@ -266,12 +271,18 @@ class PushPlan:
         lines += [f"  would send {r}" for r in self.requests]
         if self.columns:
             lines.append(f"  columns: {', '.join(self.columns)}")
+        if self.compared:
+            lines.append(f"  changed since the read: {self._changes()}")
         if self.skipped:
             lines.append(f"  not sent: {', '.join(f'{k} ({v})' for k, v in self.skipped.items())}")
         if self.sample is not None:
             body = json.dumps(self.sample.get("body"), default=str, ensure_ascii=False)
             lines.append(f"  sample: {self.sample['method']} {self.sample['url']} {body}")
         return "\n".join(lines)
+
+    def _changes(self) -> str:
+        found = ", ".join(f"{c} ({_plural(n, 'row')})" for c, n in self.changed.items())
+        return (found or "nothing") + " (only these cells are sent)"
 
     def _repr_html_(self) -> str:
         requests = "".join(f"<li>{html.escape(r)}</li>" for r in self.requests)
@@ -291,6 +302,11 @@ class PushPlan:
             "<div class='d365nb-push-plan'><b>d365nb push plan</b> (dry run, nothing sent): "
             f"{html.escape(self._summary())}<ul>{requests}</ul>"
             f"<div>columns sent: {cols or 'none'}</div>"
+            + (
+                f"<div>changed since the read: {html.escape(self._changes())}</div>"
+                if self.compared
+                else ""
+            )
             + (f"<div>not sent: {skipped}</div>" if skipped else "")
             + f"{sample}</div>"
         )

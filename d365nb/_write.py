@@ -584,7 +584,8 @@ async def apush(
     engine = _Push(session, plan, batch_size=batch_size, parallel=options.parallel, progress=bar)
     for row in plan.rows:
         if row.op == "none":
-            engine.settle(row, _Outcome("unchanged", message="no writable column to send"))
+            note = row.note or "no writable column to send"
+            engine.settle(row, _Outcome("unchanged", message=note))
     opened = {fp: a for fp, a in zip(plan.fingerprints, plan.attempts, strict=True) if fp and a}
     journal.record(opened)  # before anything is sent: a killed kernel's rows are found again
     token = progress_var.set(bar)  # the transport shows 429 waits on this bar

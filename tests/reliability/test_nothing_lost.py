@@ -265,3 +265,39 @@ def test_ctrl_c_raises_push_error_with_the_report_and_the_rest_pushes_cleanly(
            duplicates=duplicates)  # fmt: skip
     assert (lost, duplicates, conflicts) == (0, 0, 0), [r.rows.to_string() for r in reports]
     assert all(r.ok for r in reports)
+
+
+# -- 5. a round trip sends only the cells that changed --------------------------------------
+
+
+def test_a_round_trip_sends_only_changed_cells(conn: Connection, rsb: Sandbox) -> None:
+    from d365nb._report import PushPlan
+    from d365nb._snapshot import snapshot_of
+
+    tag = _tag()
+    df = _seed(conn, tag, n=4)
+    with connect_to(rsb) as other:  # someone else raises row 1's and row 2's revenue
+        theirs = df.iloc[[1, 2]][["accountid"]].assign(revenue=[1000.0, 2000.0])
+        assert _report(theirs.d365.push(conn=other, progress=False)).ok
+    mine = df.sort_values("accountnumber", ascending=False)  # derived frames keep it
+    mine.loc[1, "telephone1"] = "fixed"
+
+    plan = mine.d365.push(force=True, dry_run=True, progress=False)
+    report = _report(mine.d365.push(force=True, progress=False))
+
+    after = _read(conn, tag)
+    lost = int((after["revenue"].iloc[[1, 2]] != [1000.0, 2000.0]).sum())
+    record(AREA, "round trip sends only changed cells", faults=1, operations=3, rows_lost=lost)
+    assert lost == 0, "the other writer's revenue was overwritten"
+    assert isinstance(plan, PushPlan) and dict(plan.changed) == {"telephone1": 1}
+    assert "changed since the read: telephone1 (1 row)" in repr(plan)
+    original = snapshot_of(df.attrs["d365nb"])
+    assert original is not None
+    assert original.columns["name"].array is df["name"].array  # shared, not copied
+    assert after["telephone1"].iloc[1] == "fixed"
+    assert report.rows.loc[[3, 1, 2, 0], "status"].tolist() == [
+        "unchanged", "updated", "unchanged", "unchanged"]  # fmt: skip
+    assert report.requests <= 2  # one row: its key looked up, then written
+    forced = _report(mine.d365.push(columns=["revenue"], force=True, progress=False))
+    assert (forced.rows["status"] == "updated").all()  # columns= sends them all
+    assert _read(conn, tag)["revenue"].tolist() == [0.0, 1.0, 2.0, 3.0]
