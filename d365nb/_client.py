@@ -379,7 +379,8 @@ class Connection(Session):
 
         Returns a `PushReport` (a `PushPlan` with `dry_run=True`): every row's outcome,
         `report.failed` ready to fix and push again.  The parameters are those of
-        `df.d365.push()` (`PushOptions`).
+        `df.d365.push()` (`PushOptions`), as is the rule that makes creates exactly once
+        per push attempt (an interrupted push, pushed again, creates nothing twice).
         """
         options = PushOptions(
             key=key,
