@@ -116,7 +116,9 @@ def describe_groups(
         size = chunk_size(name, batch_size)
         count = math.ceil(len(rows) / size)
         what = f"{name} of {len(rows):,} rows" if count == 1 else f"{name} x {count:,}"
-        extra = "; their keys looked up first" if name == "UpsertMultiple" else ""
+        extra = (
+            "; keys looked up first, new ones by CreateMultiple" if name == "UpsertMultiple" else ""
+        )
         out.append(f"{what} (<= {size:,} rows each{extra})")
     return tuple(out)
 

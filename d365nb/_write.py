@@ -13,14 +13,16 @@
    | --- | --- | --- |
    | creates (client-generated ids) | `CreateMultiple` | per-row `$batch` |
    | updates by primary id, no ETag | `UpdateMultiple` | per-row `$batch` |
-   | upserts by any key, no ETag | key look-up, `UpsertMultiple` | per-row `$batch` |
+   | upserts by any key, no ETag | key look-up, `UpsertMultiple` / `CreateMultiple` | per row |
    | ETag-guarded writes, updates by alternate key, deletes | per-row `$batch` | halves |
 
    A bulk action is all-or-nothing on standard tables, so a chunk that fails is sent again
    as one `$batch` of independent requests with `Prefer: odata.continue-on-error`: every
    good row lands and every bad row gets its own code.  No change sets are used: they
    are all-or-nothing too.  `UpsertMultiple` says nothing per row, so each chunk's keys
-   are looked up first (`_Push.run_upsert()`): found is `updated`, not found `created`.
+   are looked up first (`_Push.run_upsert()`): found is `updated` (`UpsertMultiple`), not
+   found is `created` by `CreateMultiple`, which fails whole if another writer created
+   one of those keys since the look-up (then those rows go per row: exact).
    Upserts whose key another row of the frame repeats, or that the look-up cannot place
    for sure, are sent as per-row `$batch` parts (`return=representation`: 201 or 200).
    `_batching.UPSERT_MULTIPLE = False` sends every upsert that way (the switch back).
@@ -255,20 +257,23 @@ class _Push:
         self.fail_all(rows, sent.error)
 
     async def run_upsert(self, rows: list[PlannedRow]) -> None:
-        """`UpsertMultiple` for a chunk, each row reported `created` or `updated` exactly.
+        """Upserts of a chunk, each row reported `created` or `updated` exactly.
 
         `UpsertMultiple` answers 204 and nothing per row, so first the chunk's keys are
-        looked up (`existing()`: one GET, or one `$batch` of GETs): a row whose key was
-        found is `updated`, one whose key was not is `created`.  Rows the look-up cannot
+        looked up (`existing()`: one GET, or one `$batch` of GETs): rows whose key was
+        found go by `UpsertMultiple` (`updated`), the others by `CreateMultiple`
+        (`created`, with the ids it answers).  Rows the look-up cannot
         place for sure (a key found only in another case or spelling) and whole chunks
         whose look-up fails go the exact way: one `$batch` part each, whose 201/200 says
         which.  A bulk call that fails (all or nothing: one bad row fails it) is sent
         again the same way, so the good rows land and the bad ones get their own code.
 
-        Status and races: the status says what the row was just before the write.  A row
-        created or deleted by someone else between the look-up and the write (tens of
-        milliseconds) is reported as the look-up saw it, the one thing this path cannot
-        know; its values are the ones sent either way, and nothing is lost or doubled.
+        Status and races: the status says what the row was just before the write.  A key
+        created by someone else between the look-up and the write fails the
+        `CreateMultiple` (the key exists), so those rows go one by one and say `updated`:
+        two overlapping pushes never both report a row `created`.  A row deleted by
+        someone else in that window is re-created by `UpsertMultiple` and reported as the
+        look-up saw it (`updated`); its values are the ones sent, nothing lost or doubled.
         A bulk call whose connection dropped is sent again (an upsert is idempotent): the
         look-up was made before either attempt, so rows our first attempt created are
         still reported `created`.
@@ -281,19 +286,60 @@ class _Push:
         unsure = [row for row in rows if row.pos not in found]
         for row in sure:
             self.existed[row.pos] = found[row.pos] is not None
+        # Keys found: UpsertMultiple (updated).  Keys not found: CreateMultiple, which
+        # fails whole if another writer created one of them since the look-up; then each
+        # row goes the exact way (201/200): two overlapping pushes never both say created.
+        there = [row for row in sure if found[row.pos] is not None]
+        new = [row for row in sure if found[row.pos] is None]
+        creatable = (self.plan.table.logical_name, "CreateMultiple") not in self.no_bulk
+        plain = [r for r in new if creatable and not any(k[0] == "_" for k in r.key_values or {})]
+        unsure += [r for r in new if r not in plain]
         tasks = [self.run_batch(unsure, retried=False)] if unsure else []
-        if sure:
-            tasks.append(self.upsert_multiple(sure, found))
+        if there:
+            tasks.append(self.upsert_multiple(there, found))
+        if plain:
+            tasks.append(self.create_new(plain))
         await asyncio.gather(*tasks)
+
+    async def create_new(self, rows: list[PlannedRow]) -> None:
+        """`CreateMultiple` for upserts whose key the look-up did not find (`created`, with
+        the ids it answers); per-row `$batch` upserts when it fails (a key created by
+        someone else since: 200, `updated`)."""
+        table = self.plan.table
+        odata_type = f"Microsoft.Dynamics.CRM.{table.logical_name}"
+        targets = []
+        for row in rows:
+            target: dict[str, Any] = {"@odata.type": odata_type, **(row.key_values or {})}
+            target.update(row.body or {})
+            targets.append(target)
+        sent = await self.send(
+            "POST",
+            action_path(table.entity_set_name, "CreateMultiple"),
+            content=encode_json({"Targets": targets}),
+            headers={"Content-Type": _JSON},
+            rows=rows,
+        )
+        if sent.response is not None:
+            try:
+                returned = list(sent.response.json().get("Ids") or [])
+            except (ValueError, AttributeError):
+                returned = []
+            for i, row in enumerate(rows):
+                rid = str(returned[i]) if i < len(returned) else row.row_id
+                self.settle(row, _Outcome("created", row_id=rid))
+            return
+        if isinstance(sent.error, ODataError):
+            if unsupported(sent.error):
+                self.no_bulk.add((table.logical_name, "CreateMultiple"))
+            await self.run_batch(rows, retried=sent.retried)
+            return
+        self.fail_all(rows, sent.error)
 
     async def upsert_multiple(
         self, rows: list[PlannedRow], found: Mapping[int, str | None]
     ) -> None:
-        """The `UpsertMultiple` call of `run_upsert()`; per-row `$batch` when it fails.
-
-        The call answers no ids, so the ids of the rows it created are read back by key
-        (one more GET); a row the read-back misses keeps its status and has no id.
-        """
+        """The `UpsertMultiple` call of `run_upsert()` for rows whose key was found
+        (`updated`, with the id the look-up found); per-row `$batch` when it fails."""
         table = self.plan.table
         odata_type = f"Microsoft.Dynamics.CRM.{table.logical_name}"
         targets = []
@@ -312,13 +358,8 @@ class _Push:
             rows=rows,
         )
         if sent.response is not None:
-            created = [row for row in rows if found[row.pos] is None]
-            ids = (await self.existing(created) or {}) if created else {}
             for row in rows:
-                if found[row.pos] is not None:
-                    self.settle(row, _Outcome("updated", row_id=found[row.pos]))
-                else:
-                    self.settle(row, _Outcome("created", row_id=ids.get(row.pos)))
+                self.settle(row, _Outcome("updated", row_id=found[row.pos]))
             return
         if isinstance(sent.error, ODataError):
             if unsupported(sent.error):

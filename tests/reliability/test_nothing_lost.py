@@ -232,15 +232,15 @@ def test_ctrl_c_raises_push_error_with_the_report_and_the_rest_pushes_cleanly(
     tag = _tag()
     df = _seed(conn, tag, n=30)
     df["telephone1"] = "new " + df["accountnumber"]
-    new = pd.DataFrame({"name": [f"{tag} new {i}" for i in range(10)]})
-    knobs(latency_ms=40.0, latency_per_row_ms=15.0)
+    new = pd.DataFrame({"name": [f"{tag} new {i}" for i in range(20)]})
+    knobs(latency_ms=80.0, latency_per_row_ms=15.0)  # each push takes over a second
     pushes = [
         lambda: df.d365.push(conn=conn, batch_size=2, parallel=False, progress=False),
         lambda: new.d365.push("accounts", conn=conn, batch_size=2, parallel=False, progress=False),
     ]
     outcomes = []
     for push in pushes:
-        interrupted, result = interrupt_after(0.35, push)
+        interrupted, result = interrupt_after(0.6, push)
         outcomes.append(result)
         assert interrupted, "the push finished before Ctrl-C"
         assert isinstance(result, PushError), repr(result)
@@ -259,7 +259,7 @@ def test_ctrl_c_raises_push_error_with_the_report_and_the_rest_pushes_cleanly(
     wrong = int((after.iloc[:30]["telephone1"] != "new " + after.iloc[:30]["accountnumber"]).sum())
     news = after[after["name"].str.contains(" new ")]
     duplicates = len(news) - news["name"].nunique()
-    lost = wrong + (10 - news["name"].nunique())
+    lost = wrong + (20 - news["name"].nunique())
     conflicts = sum(r.counts["conflict"] for r in reports)
     record(AREA, f"ctrl-c, then {again}", faults=2, operations=4, rows_lost=lost,
            duplicates=duplicates)  # fmt: skip
@@ -301,3 +301,56 @@ def test_a_round_trip_sends_only_changed_cells(conn: Connection, rsb: Sandbox) -
     forced = _report(mine.d365.push(columns=["revenue"], force=True, progress=False))
     assert (forced.rows["status"] == "updated").all()  # columns= sends them all
     assert _read(conn, tag)["revenue"].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+# -- 10. overlapping upserts: exact statuses ------------------------------------------------
+
+
+def test_two_overlapping_upserts_report_each_row_created_once(rsb: Sandbox, knobs: Knobs) -> None:
+    import threading
+
+    tag = _tag()
+    n = 12
+    frame = pd.DataFrame(
+        {
+            "accountnumber": [f"{tag}-{i:02}" for i in range(n)],
+            "name": [f"{tag} {i:02}" for i in range(n)],
+        }
+    )
+    conns = [connect_to(rsb), connect_to(rsb)]
+    try:
+        for c in conns:  # metadata and tokens first: the pushes themselves overlap
+            c.read("accounts", select=["name"], top=1, progress=False)
+        knobs(latency_ms=300.0)
+        reports: list[object] = [None, None]
+        start = threading.Barrier(2)
+
+        def push(i: int) -> None:
+            start.wait()
+            try:
+                reports[i] = frame.d365.push(
+                    "accounts", key="accountnumber", conn=conns[i], progress=False
+                )
+            except Exception as exc:  # recorded, asserted below
+                reports[i] = exc
+
+        threads = [threading.Thread(target=push, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        knobs(latency_ms=0.0)
+        both = [_report(r) for r in reports]
+        after = _read(conns[0], tag)
+    finally:
+        for c in conns:
+            c.close()
+    created = sum(int((r.rows["status"] == "created").sum()) for r in both)
+    doubled = max(0, created - n)
+    record(AREA, "overlapping upserts", faults=1, operations=2, duplicates=doubled,
+           rows_lost=n - len(after))  # fmt: skip
+    assert len(after) == n and after["accountnumber"].is_unique
+    assert all(r.ok for r in both)
+    statuses = pd.concat([r.rows["status"] for r in both], axis=1, keys=["a", "b"])
+    assert created == n, statuses.to_string()  # each row created by exactly one push
+    assert statuses.isin(["created", "updated"]).all().all()
