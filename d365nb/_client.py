@@ -256,6 +256,7 @@ class Connection(Session):
             count = entity.with_count
         else:
             name = entity
+        _check_top(top)  # before any I/O: top="5" or top=True is a ConfigError, not a 400
         table = await self.catalog.table(name)
         return await read_frame(
             self,
@@ -288,6 +289,7 @@ class Connection(Session):
         """Run a FetchXML query, every page (paging cookies followed), typed like `read`."""
         name, _ = fetchxml_entity(xml)
         table = await self.catalog.table(name)
+        _check_fetchxml_length(self.api_root + table.entity_set_name, xml, page_size)
         return await read_fetchxml(
             self,
             table,
@@ -461,3 +463,39 @@ def connect(
         max_concurrency=max_concurrency,
         retry=retry,
     )
+
+
+# A GET's URL on the Web API: at most 32,768 characters (reference/dataverse-protocol.md).
+_MAX_GET_URL = 32_768
+
+
+def _check_top(top: Any) -> None:
+    """`top` is None or a whole number >= 0 (not a bool, text or float)."""
+    import numbers
+
+    if top is not None and (
+        isinstance(top, bool) or not isinstance(top, numbers.Integral) or int(top) < 0
+    ):
+        raise ConfigError(
+            f"top={top!r} is not a number of rows.",
+            field="top",
+            hint="Pass a whole number, e.g. top=100, or top=None for every row.",
+        )
+
+
+def _check_fetchxml_length(base: str, xml: str, page_size: int) -> None:
+    """A FetchXML goes in the GET's URL: refuse one the service cannot take, naming the
+    limit (rather than an `httpx.InvalidURL` or a 414 after the first pages)."""
+    from ._fetchxml import fetchxml_with_page
+    from ._odata import encode_query
+
+    first = fetchxml_with_page(xml, page=1, count=page_size, paging_cookie=None)
+    length = len(base) + 1 + len(encode_query({"fetchXml": first}))
+    if length > _MAX_GET_URL - 2_000:  # room for the paging cookies of later pages
+        raise ConfigError(
+            f"This FetchXML is too long for a URL: {length:,} characters once encoded, and "
+            f"the service takes at most {_MAX_GET_URL:,} in a GET (less paging cookies).",
+            field="xml",
+            hint="Split it into several queries (e.g. a long 'in' list in chunks of a few "
+            "hundred values), or read with conn.read(filter=...).",
+        )

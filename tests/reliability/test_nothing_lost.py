@@ -354,3 +354,27 @@ def test_two_overlapping_upserts_report_each_row_created_once(rsb: Sandbox, knob
     statuses = pd.concat([r.rows["status"] for r in both], axis=1, keys=["a", "b"])
     assert created == n, statuses.to_string()  # each row created by exactly one push
     assert statuses.isin(["created", "updated"]).all().all()
+
+
+# -- 11. raw Python errors on the read side become d365nb errors ----------------------------
+
+
+@pytest.mark.parametrize("top", ["5", True, 2.5, -1])
+def test_a_bad_top_is_a_config_error(conn: Connection, top: object) -> None:
+    with pytest.raises(ConfigError) as refused:
+        conn.read("accounts", top=top, progress=False)  # type: ignore[arg-type]
+    record(AREA, f"top={top!r} refused", faults=1, operations=1, checks=1)
+    assert refused.value.field == "top"
+
+
+def test_a_fetchxml_too_long_for_a_url_is_refused_with_the_limit(conn: Connection) -> None:
+    values = "".join(f"<value>{uuid.uuid4()}</value>" for _ in range(2000))
+    xml = (
+        '<fetch><entity name="account"><attribute name="name"/><filter>'
+        f'<condition attribute="accountid" operator="in">{values}</condition>'
+        "</filter></entity></fetch>"
+    )
+    with pytest.raises(ConfigError) as refused:
+        conn.fetchxml(xml, progress=False)
+    record(AREA, "FetchXML too long refused", faults=1, operations=1, checks=1)
+    assert "32,768" in str(refused.value)
