@@ -1,9 +1,11 @@
 """Reading the service's answers to a push: per-row errors, "not supported", read-backs.
 
 Pure code, no I/O.  `_write` asks these questions of what the service answered:
-which error a `$batch` part holds (`error_of`), whether a bulk action failed because
-the table does not support it (`unsupported`), and whether a row read back holds what
-was sent (`holds`, with `navigation_map` for `@odata.bind` and `same` for one value).
+what a row's `$batch` part means (`part_outcome`), which error it holds (`error_of`),
+whether a bulk action failed because the table does not support it (`unsupported`),
+which rows a key look-up found (`place_records`), how to read a row back after a lost
+answer (`lookup_request`), and whether it holds what was sent (`holds`, with
+`navigation_map` for `@odata.bind` and `same` for one value).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ._exceptions import ODataError
 from ._metadata import Attribute, Table
 from ._multipart import BatchRequest, BatchResponse
 from ._odata import entity_path, select_path
-from ._plan import PlannedRow
+from ._plan import PlannedRow, loose_key
 
 __all__ = [
     "error_of",
@@ -29,6 +31,7 @@ __all__ = [
     "lookup_request",
     "navigation_map",
     "part_outcome",
+    "place_records",
     "same",
     "unsupported",
 ]
@@ -218,3 +221,32 @@ def lookup_request(table: Table, base: str, row: PlannedRow, kind: str) -> Batch
         else:
             select.add(name)
     return BatchRequest("GET", base + select_path(path, sorted(select)))
+
+
+def place_records(
+    rows: list[PlannedRow], pages: list[Any], names: list[str], pk: str
+) -> dict[int, str | None] | None:
+    """Tie the records a key look-up found (`pages`) to `rows`: `{pos: id found, or None}`.
+
+    Rows left out match a record only loosely (another case, accents, trailing spaces);
+    None when a page cannot be read or a record matches no row (go one by one).
+    """
+    records: list[Mapping[str, Any]] = []
+    for page in pages:
+        if not isinstance(page, Mapping) or "@odata.nextLink" in page:
+            return None  # more than one page: not worth following, go one by one
+        records += [r for r in page.get("value") or [] if isinstance(r, Mapping)]
+    exact = {exact_key(row.key_values or {}): row.pos for row in rows}
+    loose = {loose_key(row.key_values or {}): row.pos for row in rows}
+    out: dict[int, str | None] = {row.pos: None for row in rows}
+    for record in records:
+        values = {name: record.get(name) for name in names}
+        pos = exact.get(exact_key(values))
+        if pos is not None:
+            out[pos] = str(record.get(pk) or "") or None
+            continue
+        near = loose.get(loose_key(values))
+        if near is None:
+            return None  # a row we cannot tie to the frame: go one by one
+        out.pop(near, None)  # the same row, or not: its own part will say
+    return out

@@ -82,15 +82,15 @@ from ._odata import action_path
 from ._options import PushOptions, check_push, frame_info
 from ._outcomes import (
     _Outcome,
-    exact_key,
     holds,
     lookup_request,
     navigation_map,
     part_outcome,
+    place_records,
     unsupported,
 )
 from ._payloads import encode_json
-from ._plan import Plan, PlannedRow, loose_key, plan_push, related_tables
+from ._plan import Plan, PlannedRow, plan_push, related_tables
 from ._progress import progress_bar, progress_var
 from ._report import PushPlan, PushReport, rows_frame, unknown_code
 from ._session import Session
@@ -411,25 +411,7 @@ class _Push:
                 return None
             if len(pages) != len(urls):
                 return None
-        records: list[Mapping[str, Any]] = []
-        for page in pages:
-            if not isinstance(page, Mapping) or "@odata.nextLink" in page:
-                return None  # more than one page: not worth following, go one by one
-            records += [r for r in page.get("value") or [] if isinstance(r, Mapping)]
-        exact = {exact_key(row.key_values or {}): row.pos for row in rows}
-        loose = {loose_key(row.key_values or {}): row.pos for row in rows}
-        out: dict[int, str | None] = {row.pos: None for row in rows}
-        for record in records:
-            values = {name: record.get(name) for name in names}
-            pos = exact.get(exact_key(values))
-            if pos is not None:
-                out[pos] = str(record.get(pk) or "") or None
-                continue
-            near = loose.get(loose_key(values))
-            if near is None:
-                return None  # a row we cannot tie to the frame: go one by one
-            out.pop(near, None)  # the same row, or not: its own part will say
-        return out
+        return place_records(rows, pages, names, pk)
 
     def fail_all(self, rows: list[PlannedRow], error: Exception | None) -> None:
         """Every row of a chunk failed with the same error."""
