@@ -369,18 +369,7 @@ def plan_push(
     earlier = earlier or {}
     prints: list[str | None] = [None] * n
     attempts: list[str | None] = [None] * n
-    guarded_rows = (
-        not force
-        and mode != "create"
-        and ETAG_COLUMN in frame.columns
-        and not info_foreign(info, table)
-    )
-    if need or guarded_rows:
-        fingerprints = _fingerprints(frame, pk)
-        for i in range(n) if guarded_rows else need:
-            prints[i] = fingerprints[i]
-            attempts[i] = earlier.get(fingerprints[i], attempt)
-    resumed = bool(info.get("resume")) or any(a not in (None, attempt) for a in attempts)
+    _attempts_of(frame, pk, need, attempt, earlier, prints, attempts)
     for i in need:
         ids[i] = str(
             uuid.uuid5(_ID_NAMESPACE, f"{table.logical_name}\x1f{attempts[i]}\x1f{prints[i]}")
@@ -566,6 +555,11 @@ def plan_push(
                     changed=changes[i],
                 )
             )
+    # Rows guarded by an ETag: a re-run of an unfinished attempt must not take our own
+    # earlier writes for conflicts (only rows that are sent are fingerprinted).
+    sent_guarded = [row.pos for row in rows if row.guarded and row.op != "none"]
+    _attempts_of(df, pk, sent_guarded, attempt, earlier, prints, attempts)
+    resumed = bool(info.get("resume")) or any(a not in (None, attempt) for a in attempts)
     return Plan(table, mode, keys, frame, rows, sent, skipped, attempt, prints, attempts, resumed)
 
 
@@ -648,6 +642,24 @@ def _only_changes(
 def info_foreign(info: Mapping[str, Any], table: Table) -> bool:
     """True when the frame is recorded as read from another table (its ETags are not ours)."""
     return bool(info.get("table")) and info.get("table") != table.logical_name
+
+
+def _attempts_of(
+    frame: pd.DataFrame,
+    pk: str,
+    positions: list[int],
+    attempt: str,
+    earlier: Mapping[str, str],
+    prints: list[str | None],
+    attempts: list[str | None],
+) -> None:
+    """Fill `prints` and `attempts` at `positions`: each row's fingerprint and the attempt
+    it belongs to (an unfinished earlier one that holds it, else this one)."""
+    if not positions:
+        return
+    for i, fp in zip(positions, _fingerprints(frame.iloc[positions], pk), strict=True):
+        prints[i] = fp
+        attempts[i] = earlier.get(fp, attempt)
 
 
 def _fingerprints(frame: pd.DataFrame, pk: str) -> list[str]:
