@@ -93,7 +93,7 @@ def test_a_merged_frame_keeps_its_etag_guard(conn: Connection, rsb: Sandbox) -> 
 
     after = _read(conn, tag)
     lost = int(after["telephone1"].iloc[1] != "other writer")
-    record(AREA, "merged frame keeps its ETag guard", faults=1, operations=2, rows_lost=lost)
+    record(AREA, "merged frame keeps its ETag guard", faults=1, operations=2, lost_updates=lost)
     assert lost == 0, "the other writer's change was overwritten"
     assert list(report.rows["status"]) == ["updated", "conflict", "updated", "updated"]
 
@@ -259,11 +259,13 @@ def test_ctrl_c_raises_push_error_with_the_report_and_the_rest_pushes_cleanly(
     wrong = int((after.iloc[:30]["telephone1"] != "new " + after.iloc[:30]["accountnumber"]).sum())
     news = after[after["name"].str.contains(" new ")]
     duplicates = len(news) - news["name"].nunique()
-    lost = wrong + (20 - news["name"].nunique())
+    lost = 20 - news["name"].nunique()
     conflicts = sum(r.counts["conflict"] for r in reports)
     record(AREA, f"ctrl-c, then {again}", faults=2, operations=4, rows_lost=lost,
-           duplicates=duplicates)  # fmt: skip
-    assert (lost, duplicates, conflicts) == (0, 0, 0), [r.rows.to_string() for r in reports]
+           duplicates=duplicates, lost_updates=wrong)  # fmt: skip
+    assert (lost, wrong, duplicates, conflicts) == (0, 0, 0, 0), [
+        r.rows.to_string() for r in reports
+    ]
     assert all(r.ok for r in reports)
 
 
@@ -287,7 +289,7 @@ def test_a_round_trip_sends_only_changed_cells(conn: Connection, rsb: Sandbox) -
 
     after = _read(conn, tag)
     lost = int((after["revenue"].iloc[[1, 2]] != [1000.0, 2000.0]).sum())
-    record(AREA, "round trip sends only changed cells", faults=1, operations=3, rows_lost=lost)
+    record(AREA, "round trip sends only changed cells", faults=1, operations=3, lost_updates=lost)
     assert lost == 0, "the other writer's revenue was overwritten"
     assert isinstance(plan, PushPlan) and dict(plan.changed) == {"telephone1": 1}
     assert "changed since the read: telephone1 (1 row)" in repr(plan)
@@ -346,9 +348,9 @@ def test_two_overlapping_upserts_report_each_row_created_once(rsb: Sandbox, knob
         for c in conns:
             c.close()
     created = sum(int((r.rows["status"] == "created").sum()) for r in both)
-    doubled = max(0, created - n)
-    record(AREA, "overlapping upserts", faults=1, operations=2, duplicates=doubled,
-           rows_lost=n - len(after))  # fmt: skip
+    duplicates = len(after) - after["accountnumber"].nunique()
+    record(AREA, "overlapping upserts", faults=1, operations=2, duplicates=duplicates,
+           rows_lost=n - len(after), checks=1)  # fmt: skip
     assert len(after) == n and after["accountnumber"].is_unique
     assert all(r.ok for r in both)
     statuses = pd.concat([r.rows["status"] for r in both], axis=1, keys=["a", "b"])
