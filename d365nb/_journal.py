@@ -67,7 +67,10 @@ class Journal:
         return {
             str(fp): str(entry[0])
             for fp, entry in rows.items()
-            if isinstance(entry, list) and len(entry) == 2 and now - float(entry[1]) < _KEEP_SECONDS
+            if isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[1], (int, float))
+            and now - entry[1] < _KEEP_SECONDS
         }
 
     def record(self, rows: Mapping[str, str]) -> None:
@@ -91,6 +94,15 @@ class Journal:
                     current = dict(data["rows"])
                 except (OSError, ValueError, KeyError, TypeError):
                     current = {}
+                now = time.time()
+                current = {
+                    fp: entry
+                    for fp, entry in current.items()
+                    if isinstance(entry, list)
+                    and len(entry) == 2
+                    and isinstance(entry[1], (int, float))
+                    and now - entry[1] < _KEEP_SECONDS
+                }
                 edit(current)
                 fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.path.parent)
                 try:
