@@ -94,7 +94,8 @@ class D365Accessor:
           `"update"` (never creates) or `"delete"`.
         * **conn** - the connection; default: the one the frame was read through, else
           the one signed in with `d365nb.setup()`.
-        * **columns** - the columns to send (default: every writable column).  Missing
+        * **columns** - the columns to send (default: every writable column; for a frame
+          read with `conn.read()`, only the cells changed since the read).  Missing
           values (NaN, NA, NaT) of sent columns clear the value on the service.
           Lookups bind from id columns (`parentaccountid`) or from a related table's
           alternate key in columns named `<lookup>.<key column>`
@@ -110,9 +111,19 @@ class D365Accessor:
           without writing.
         * **progress** - show a progress bar.
         * **force** - overwrite rows changed on the service since the read (no `If-Match`).
+          Without it the `_etag` column guards each row, wherever the frame came from.
 
         Returns a `PushReport` (or a `PushPlan` for a dry run); `push()` is the same without
         `await`.
+
+        **Exactly once, per push attempt.**  Rows created without an id get one derived
+        from the push attempt and the row (`report.frame` holds it).  A request sent again
+        after a lost answer, `report.failed` or `report.remaining` pushed again, or the
+        same frame pushed again after an interrupted push (Ctrl-C, the Stop button, a
+        killed kernel) continue that attempt: nothing is created twice.  A push that
+        finished is done: pushing identical new rows again creates them again.  Ctrl-C
+        raises `PushError` with the report so far (rows in flight: code `interrupted`);
+        `err.report.remaining.d365.push()` pushes the rest.
         """
         options = PushOptions(
             key=key,

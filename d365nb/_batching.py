@@ -9,9 +9,11 @@ Pure code, no I/O.  `group_rows()` picks the transport for each planned row
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from ._metadata import Table
+from ._odata import key_lookup_urls
 from ._plan import Plan, PlannedRow, loose_key
 from ._report import PushPlan, rows_frame
 
@@ -20,10 +22,12 @@ __all__ = [
     "BULK_CHUNK",
     "UPSERT_CHUNK",
     "UPSERT_MULTIPLE",
+    "URL_LIMIT",
     "chunk_size",
     "chunks",
     "describe_groups",
     "group_rows",
+    "lookup_urls",
     "plan_report",
 ]
 
@@ -112,7 +116,9 @@ def describe_groups(
         size = chunk_size(name, batch_size)
         count = math.ceil(len(rows) / size)
         what = f"{name} of {len(rows):,} rows" if count == 1 else f"{name} x {count:,}"
-        extra = "; their keys looked up first" if name == "UpsertMultiple" else ""
+        extra = (
+            "; keys looked up first, new ones by CreateMultiple" if name == "UpsertMultiple" else ""
+        )
         out.append(f"{what} (<= {size:,} rows each{extra})")
     return tuple(out)
 
@@ -128,6 +134,10 @@ def plan_report(
         " ".join(f"{k}: {v}" for k, v in ops[i].headers.items()) if i in ops else ""
         for i in range(n)
     ]
+    changed: dict[str, int] = {}
+    for row in plan.rows:
+        for column in row.changed or ():
+            changed[column] = changed.get(column, 0) + 1
     first = next((r for r in plan.rows if r.op != "none"), None)
     sample: dict[str, Any] | None = None
     if first is not None:
@@ -152,4 +162,32 @@ def plan_report(
         skipped=plan.skipped,
         requests=describe_groups(groups, batch_size),
         sample=sample,
+        changed=changed,
+        compared=sum(1 for r in plan.rows if r.changed is not None),
     )
+
+
+URL_LIMIT = 7500  # characters per look-up URL: under 8 KB anywhere (the service takes 32 KB)
+
+
+def lookup_urls(table: Table, names: list[str], keys: list[Mapping[str, Any]]) -> list[str]:
+    """GET URLs that return the rows among `keys` (`_odata.key_lookup_urls()`), each under
+    `URL_LIMIT`: `$select=<pk>,<key columns>` and `$filter=` on the keys."""
+    by_property = {a.property_name: a for a in table.attributes.values()}
+    text_columns = {
+        name
+        for name in names
+        if (a := by_property.get(name)) is not None
+        and not (a.is_lookup or a.attribute_type == "Uniqueidentifier")
+    }
+    return key_lookup_urls(
+        table.entity_set_name,
+        [table.primary_id, *names],
+        names,
+        keys,
+        quoted_guids=text_columns,
+        limit=URL_LIMIT,
+    )
+
+
+# -- entry points -------------------------------------------------------------------------

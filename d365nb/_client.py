@@ -10,6 +10,7 @@ hold the signatures and docstrings and do the work; the plain ones (`sign_in`, `
 from __future__ import annotations
 
 import html
+import numbers
 import os
 import time
 import warnings
@@ -34,8 +35,8 @@ from ._changes import (
 from ._config import Settings
 from ._dtypes import ATTRIBUTE_DTYPES
 from ._exceptions import ConfigError, D365Error, ODataError
-from ._fetchxml import fetchxml_entity
-from ._odata import Query, entity_path
+from ._fetchxml import fetchxml_entity, fetchxml_with_page
+from ._odata import Query, encode_query, entity_path
 from ._options import PushOptions
 from ._reader import MAX_PAGE_SIZE, read_fetchxml, read_frame
 from ._report import PushPlan, PushReport
@@ -295,6 +296,7 @@ class Connection(Session):
             count = entity.with_count
         else:
             name = entity
+        _check_top(top)  # before any I/O: top="5" or top=True is a ConfigError, not a 400
         table = await self.catalog.table(name)
         if track_changes:
             check_tracked_read(filter=filter, orderby=orderby, top=top, expand=expand)
@@ -379,6 +381,7 @@ class Connection(Session):
         """Run a FetchXML query, every page (paging cookies followed), typed like `read`."""
         name, _ = fetchxml_entity(xml)
         table = await self.catalog.table(name)
+        _check_fetchxml_length(self.api_root + table.entity_set_name, xml, page_size)
         return await read_fetchxml(
             self,
             table,
@@ -510,7 +513,8 @@ class Connection(Session):
 
         Returns a `PushReport` (a `PushPlan` with `dry_run=True`): every row's outcome,
         `report.failed` ready to fix and push again.  The parameters are those of
-        `df.d365.push()` (`PushOptions`).
+        `df.d365.push()` (`PushOptions`), as is the rule that makes creates exactly once
+        per push attempt (an interrupted push, pushed again, creates nothing twice).
         """
         options = PushOptions(
             key=key,
@@ -540,3 +544,34 @@ class Connection(Session):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+# A GET's URL on the Web API: at most 32,768 characters (reference/dataverse-protocol.md).
+_MAX_GET_URL = 32_768
+
+
+def _check_top(top: Any) -> None:
+    """`top` is None or a whole number >= 0 (not a bool, text or float)."""
+    if top is not None and (
+        isinstance(top, bool) or not isinstance(top, numbers.Integral) or int(top) < 0
+    ):
+        raise ConfigError(
+            f"top={top!r} is not a number of rows.",
+            field="top",
+            hint="Pass a whole number, e.g. top=100, or top=None for every row.",
+        )
+
+
+def _check_fetchxml_length(base: str, xml: str, page_size: int) -> None:
+    """A FetchXML goes in the GET's URL: refuse one the service cannot take, naming the
+    limit (rather than an `httpx.InvalidURL` or a 414 after the first pages)."""
+    first = fetchxml_with_page(xml, page=1, count=page_size, paging_cookie=None)
+    length = len(base) + 1 + len(encode_query({"fetchXml": first}))
+    if length > _MAX_GET_URL - 2_000:  # room for the paging cookies of later pages
+        raise ConfigError(
+            f"This FetchXML is too long for a URL: {length:,} characters once encoded, and "
+            f"the service takes at most {_MAX_GET_URL:,} in a GET (less paging cookies).",
+            field="xml",
+            hint="Split it into several queries (e.g. a long 'in' list in chunks of a few "
+            "hundred values), or read with conn.read(filter=...).",
+        )

@@ -516,6 +516,7 @@ class FrameBuilder:
         frame.attrs["d365nb"] = {
             "table": self.table.logical_name,
             "entity_set": self.table.entity_set_name,
+            "expand": [c.name for c in ordered if c.kind == "expanded"],
         }
         return frame
 

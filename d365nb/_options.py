@@ -146,6 +146,15 @@ def check_push(df: Any, table: str | None, options: PushOptions) -> None:
         )
     info = frame_info(df)
     if table is None and not info.get("table"):
+        if "_etag" in df.columns:  # read from Dataverse, then merged, concatenated, joined
+            raise ConfigError(
+                "This frame has the _etag column of a read but no longer knows its table "
+                "(merge, concat and join drop df.attrs), so push() cannot tell where its "
+                "rows go.",
+                field="table",
+                hint="Name the table, e.g. df.d365.push('accounts', ...): the _etag column "
+                "still guards each row against changes made since the read.",
+            )
         raise ConfigError(
             "This frame was not read from Dataverse, so push() does not know its table.",
             field="table",

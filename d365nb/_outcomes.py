@@ -1,9 +1,11 @@
 """Reading the service's answers to a push: per-row errors, "not supported", read-backs.
 
 Pure code, no I/O.  `_write` asks these questions of what the service answered:
-which error a `$batch` part holds (`error_of`), whether a bulk action failed because
-the table does not support it (`unsupported`), and whether a row read back holds what
-was sent (`holds`, with `navigation_map` for `@odata.bind` and `same` for one value).
+what a row's `$batch` part means (`part_outcome`), which error it holds (`error_of`),
+whether a bulk action failed because the table does not support it (`unsupported`),
+which rows a key look-up found (`place_records`), how to read a row back after a lost
+answer (`lookup_request`), and whether it holds what was sent (`holds`, with
+`navigation_map` for `@odata.bind` and `same` for one value).
 """
 
 from __future__ import annotations
@@ -11,15 +13,32 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from ._exceptions import ODataError
 from ._metadata import Attribute, Table
-from ._multipart import BatchResponse
+from ._multipart import BatchRequest, BatchResponse
+from ._odata import entity_path, select_path
+from ._plan import PlannedRow, loose_key
 
-__all__ = ["error_of", "exact_key", "holds", "navigation_map", "same", "unsupported"]
+__all__ = [
+    "error_of",
+    "exact_key",
+    "holds",
+    "lookup_request",
+    "navigation_map",
+    "part_outcome",
+    "place_records",
+    "same",
+    "unsupported",
+]
+
+_DUPLICATE = "0x80040237"
+_VERSION_MISMATCH = "0x80060882"
+
 
 _GUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 
@@ -101,3 +120,133 @@ def unsupported(error: ODataError) -> bool:
         or "is not supported" in text
         or "no http resource" in text
     )
+
+
+@dataclass
+class _Outcome:
+    """A row's outcome as the engine records it."""
+
+    status: str
+    code: str | None = None
+    message: str | None = None
+    row_id: str | None = None
+    # What a read-back settles: "landed" (a create of our own id), "same" (a create whose
+    # id exists: does it hold our values?), "ours" (a conflict after a retry).
+    verify: str = ""
+
+
+def part_outcome(
+    row: PlannedRow,
+    part: BatchResponse,
+    *,
+    pk: str,
+    retried: bool,
+    resumed: bool,
+    existed: bool | None,
+) -> _Outcome:
+    """A row's outcome from its `$batch` part.
+
+    **Parameters:** **pk** - the primary id's name; **retried** - the request was sent
+    again after a lost answer; **resumed** - the push continues an unfinished attempt;
+    **existed** - what the upsert look-up found for the row's key (None: not looked up).
+    """
+    if part.is_success:
+        if row.op == "create":
+            return _Outcome("created")
+        if row.op == "delete":
+            return _Outcome("deleted")
+        if row.op == "upsert":
+            returned = None
+            try:
+                data = part.json()
+                returned = data.get(pk) if isinstance(data, dict) else None
+            except ValueError:
+                pass
+            if part.status == 201:
+                return _Outcome("created", row_id=returned)
+            if retried and existed is False:
+                # An UpsertMultiple whose answer was lost created it, then failed on
+                # its retry (or its retry's answer was an error): ours all the same.
+                return _Outcome(
+                    "created",
+                    row_id=returned,
+                    message="created by an earlier attempt of this push",
+                )
+            return _Outcome("updated", row_id=returned)
+        return _Outcome("updated")
+    code, message = error_of(part)
+    if part.status == 412 and row.op == "create":
+        # "Duplicate": an earlier attempt (of this push, or a push of report.failed) may
+        # have landed with this id.  Settled by verify().
+        # Generated ids are uuid5 of (attempt, row), so a first-try 412 means an earlier
+        # run of this attempt (interrupted, then pushed again) created this very row:
+        # settled by comparing values ("unchanged").  After a retry it was this push.
+        landed = "landed" if retried else "same"
+        return _Outcome("failed", code or _DUPLICATE, message, verify=landed)
+    mismatch = code == _VERSION_MISMATCH or "doesn't match the RowVersion" in message
+    if part.status == 412 and mismatch and row.guarded:
+        return _Outcome(
+            "conflict",
+            code or _VERSION_MISMATCH,
+            "The row changed on the service since it was read: read it again, or push "
+            "with force=True to overwrite.",
+            verify="ours" if retried or resumed else "",
+        )
+    if part.status == 404 and row.guarded and row.op in ("update", "upsert"):
+        return _Outcome(
+            "conflict",
+            code,
+            "The row was deleted on the service since it was read; push with force=True "
+            "to create it again.",
+        )
+    if part.status == 404 and row.op == "delete" and (retried or resumed):
+        return _Outcome("deleted", message="already deleted by an earlier attempt")
+    return _Outcome("failed", code or str(part.status), message)
+
+
+def lookup_request(table: Table, base: str, row: PlannedRow, kind: str) -> BatchRequest:
+    """A GET that reads back what `row` would have written (after a lost response);
+    `base` is the Web API root's path."""
+    path = row.path
+    if row.op == "create":
+        path = entity_path(table.entity_set_name, str(row.row_id))
+    if kind == "landed":
+        return BatchRequest("GET", base + select_path(path, [table.primary_id]))
+    navs = navigation_map(table)
+    select = {table.primary_id}
+    for name in row.body or {}:
+        if name.endswith("@odata.bind"):
+            attribute = navs.get(name[: -len("@odata.bind")])
+            select.add(f"_{attribute.logical_name}_value" if attribute else table.primary_id)
+        else:
+            select.add(name)
+    return BatchRequest("GET", base + select_path(path, sorted(select)))
+
+
+def place_records(
+    rows: list[PlannedRow], pages: list[Any], names: list[str], pk: str
+) -> dict[int, str | None] | None:
+    """Tie the records a key look-up found (`pages`) to `rows`: `{pos: id found, or None}`.
+
+    Rows left out match a record only loosely (another case, accents, trailing spaces);
+    None when a page cannot be read or a record matches no row (go one by one).
+    """
+    records: list[Mapping[str, Any]] = []
+    for page in pages:
+        if not isinstance(page, Mapping) or "@odata.nextLink" in page:
+            return None  # more than one page: not worth following, go one by one
+        records += [r for r in page.get("value") or [] if isinstance(r, Mapping)]
+    exact = {exact_key(row.key_values or {}): row.pos for row in rows}
+    loose = {loose_key(row.key_values or {}): row.pos for row in rows}
+    out: dict[int, str | None] = {row.pos: None for row in rows}
+    for record in records:
+        values = {name: record.get(name) for name in names}
+        pos = exact.get(exact_key(values))
+        if pos is not None:
+            out[pos] = str(record.get(pk) or "") or None
+            continue
+        near = loose.get(loose_key(values))
+        if near is None:
+            return None  # a row we cannot tie to the frame: go one by one
+        out.pop(near, None)  # the same row, or not: its own part will say
+    return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 import decimal
 import json
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -57,6 +57,9 @@ class Payloads:
         """Raise `InvalidFrameError` listing up to `limit` problems, if there are any."""
         if self.problems:
             raise InvalidFrameError(self.problems, limit=limit)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _fix_name(column: str) -> str:
@@ -177,6 +180,7 @@ def _write_string(s: pd.Series, column: str, attribute: Attribute, p: Problems) 
         p.add(column, "is not text.", f"Convert with {_fix_name(column)}.astype('string').", bad)
         if bad.any():
             mask = mask | bad
+    mask = _check_encodable(values, mask, column, p)
     if attribute.max_length is not None or attribute.attribute_type == "Uniqueidentifier":
         text = pd.Series(
             [None if m else v for v, m in zip(values, mask, strict=True)], dtype="string"
@@ -198,6 +202,32 @@ def _write_string(s: pd.Series, column: str, attribute: Attribute, p: Problems) 
                 not_guid,
             )
     return _with_nulls(values, mask, None)
+
+
+def _check_encodable(values: list[Any], mask: np.ndarray, column: str, p: Problems) -> np.ndarray:
+    """Text that UTF-8 cannot carry (a lone surrogate, e.g. from a bad decode) is a
+    problem of its column now, not a `UnicodeEncodeError` when its request is built.
+    Returns `mask` with those cells masked too."""
+    texts = [v for v, m in zip(values, mask, strict=True) if not m and isinstance(v, str)]
+    try:
+        "".join(texts).encode("utf-8")
+    except UnicodeEncodeError:
+        bad = np.array(
+            [
+                not m and isinstance(v, str) and _SURROGATE.search(v) is not None
+                for v, m in zip(values, mask, strict=True)
+            ],
+            bool,
+        )
+        p.add(
+            column,
+            "holds a lone surrogate (half of a UTF-16 pair), which UTF-8 cannot carry.",
+            f"Fix the text's decoding, or drop the character: "
+            f"{_fix_name(column)}.str.encode('utf-8', 'replace').str.decode('utf-8').",
+            bad,
+        )
+        return np.asarray(mask | bad, dtype=bool)
+    return mask
 
 
 def _write_datetime(s: pd.Series, column: str, date_only: bool, p: Problems) -> list[Any]:
@@ -399,11 +429,11 @@ class _LookupWriter:
 
 
 def _holds_related_rows(series: pd.Series) -> bool:
-    """True for a column of expanded navigation properties (dicts or lists of dicts)."""
+    """True for a column of dicts or lists (what `$expand` gives), or of nothing at all."""
     if series.dtype != object:
         return False
     present = series.dropna()
-    return bool(len(present)) and isinstance(present.iloc[0], (dict, list))
+    return not len(present) or isinstance(present.iloc[0], (dict, list))
 
 
 def build_payloads(
@@ -415,6 +445,7 @@ def build_payloads(
     mode: WriteMode = "upsert",
     key_columns: Sequence[str] = (),
     na: Literal["null", "omit"] = "null",
+    expanded: Collection[str] = (),
 ) -> Payloads:
     """Check a frame and build one JSON body per row; never raises for bad data.
 
@@ -432,6 +463,9 @@ def build_payloads(
     * **key_columns** - columns that identify rows in the URL (alternate key); with the
       primary id they are left out of update/upsert bodies.
     * **na** - `"null"` sends NA as JSON null (clears the value); `"omit"` leaves it out.
+    * **expanded** - names of `$expand`ed navigation properties the read added, besides
+      those its `attrs["d365nb"]["expand"]` records (their related rows are skipped).  Any
+      other unknown column is a problem, whatever it holds.
     """
     if mode not in _MODES:
         raise ConfigError(
@@ -442,6 +476,8 @@ def build_payloads(
     if na not in ("null", "omit"):
         raise ConfigError(f"na={na!r} is not valid.", field="na", hint="Use 'null' or 'omit'.")
     p = Problems(df.index)
+    read = df.attrs.get("d365nb")
+    expanded = {*expanded, *(read.get("expand") or () if isinstance(read, Mapping) else ())}
     lookups = _LookupWriter(table, tables or {})
     skipped: dict[str, str] = {}
     names = list(df.columns)
@@ -483,14 +519,15 @@ def build_payloads(
                 skipped[name] = f"derived from lookup {base!r} (not written)"
             elif suffix == "label" and base in table.attributes:
                 skipped[name] = f"formatted value of {base!r} (not written)"
-            elif suffix == "expanded" or _holds_related_rows(df[name]):
+            elif (suffix == "expanded" or name in expanded) and _holds_related_rows(df[name]):
                 skipped[name] = "related rows from $expand (not written)"
             else:
                 hint = (
                     suggest(name, list(table.attributes))
                     or "Drop it, or rename it to a column of the table."
                 )
-                p.add(name, f"is not a column of table {table.logical_name!r}.", hint)
+                what = " (it holds dicts or lists)" if _holds_related_rows(df[name]) else ""
+                p.add(name, f"is not a column of table {table.logical_name!r}{what}.", hint)
             continue
         if any(other is attribute for _, other in plan):
             p.add(name, f"is column {attribute.logical_name!r} a second time.", "Keep one of them.")

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ._dtypes import ETAG_COLUMN
@@ -31,6 +32,7 @@ from ._metadata import Attribute, Table, suggest
 from ._odata import entity_path, key_segment, key_value
 from ._options import PushOptions, frame_info
 from ._payloads import build_payloads
+from ._snapshot import ReadSnapshot, changed_cells, snapshot_of
 
 __all__ = ["Plan", "PlannedRow", "loose_key", "plan_push", "related_tables"]
 
@@ -55,6 +57,9 @@ class PlannedRow:
     # Upserts: the key as Web API property -> JSON value (`{"accountnumber": "A-1"}`),
     # what an existence check filters on and an `UpsertMultiple` target carries.
     key_values: dict[str, Any] | None = None
+    # Round trips: the columns that changed since the read (None: not compared, sent whole).
+    changed: tuple[str, ...] | None = None
+    note: str = ""  # why nothing is sent (op "none")
 
 
 @dataclass
@@ -68,6 +73,14 @@ class Plan:
     rows: list[PlannedRow]
     columns: tuple[str, ...]
     skipped: dict[str, str]
+    # This push's attempt id; per row, the fingerprint (index label and values) and the
+    # attempt whose ids it uses, for rows a re-run must find again (generated ids, ETags).
+    attempt: str = ""
+    fingerprints: list[str | None] = field(default_factory=list)
+    attempts: list[str | None] = field(default_factory=list)
+    # True when the push continues an unfinished attempt (report.remaining, or rows of an
+    # interrupted push pushed again): a conflict may be our own earlier write.
+    resumed: bool = False
 
 
 def _resolve_key(table: Table, key: list[str] | None) -> tuple[str, ...]:
@@ -149,6 +162,21 @@ def _key_segments(
     values: list[dict[str, Any] | None] = []
     missing = []
     clean = len(problems) == before
+    for k in key:
+        empty = [i for i, v in enumerate(wire[k]) if isinstance(v, str) and not v.strip()]
+        if empty:
+            problems.append(
+                Problem(
+                    k,
+                    "is empty text, which cannot identify a row (the service would match or "
+                    "create a row keyed '').",
+                    "Fill in the key, or push these rows with mode='create'.",
+                    tuple(df.index[empty[:5]]),
+                    len(empty),
+                )
+            )
+            for i in empty:
+                wire[k][i] = None
     for i in range(len(df)):
         parts: list[tuple[str, str]] = []
         row: dict[str, Any] = {}
@@ -287,6 +315,8 @@ def plan_push(
     *,
     related: Mapping[str, Table],
     connection_id: str,
+    attempt: str = "",
+    earlier: Mapping[str, str] | None = None,
 ) -> Plan:
     """Plan one request per row of `df` (see the module docstring); raises before any write.
 
@@ -297,6 +327,11 @@ def plan_push(
     * **options** - the push's options.
     * **related** - the metadata of `related_tables()`, by logical name.
     * **connection_id** - recorded in the planned frame's attrs (`report.failed.d365.push()`).
+    * **attempt** - this push's attempt id (default: a new one); **earlier** - rows of
+      unfinished attempts, `{fingerprint: attempt id}` (`_journal.Journal.open_rows()`).
+
+    Generated ids are uuid5 of (table, attempt, row fingerprint): new per push, the same
+    when a row of an unfinished attempt is pushed again (see `_journal`).
     """
     key, mode, columns, force = options.keys, options.mode, options.columns, options.force
     info = frame_info(df)
@@ -330,11 +365,16 @@ def plan_push(
         mode == "create" or (mode == "upsert" and by_pk and ids[i] is None) for i in range(n)
     ]
     need = [i for i in range(n) if creates[i] and ids[i] is None]
-    if need:
-        derived = _derived_ids(frame, table.logical_name, pk)
-        for i in need:
-            ids[i] = derived[i]
-            generated[i] = True
+    attempt = attempt or uuid.uuid4().hex
+    earlier = earlier or {}
+    prints: list[str | None] = [None] * n
+    attempts: list[str | None] = [None] * n
+    _attempts_of(frame, pk, need, attempt, earlier, prints, attempts)
+    for i in need:
+        ids[i] = str(
+            uuid.uuid5(_ID_NAMESPACE, f"{table.logical_name}\x1f{attempts[i]}\x1f{prints[i]}")
+        )
+        generated[i] = True
     if any(generated) or (mode == "create" and pk not in frame.columns):
         frame[pk] = pd.array(ids, dtype="string")
     if mode in ("update", "delete") and by_pk and pk not in frame.columns:
@@ -391,10 +431,18 @@ def plan_push(
             )
         )
 
-    # ETags of the read: If-Match, unless force=True or the frame came from another table.
+    # ETags of the read: If-Match, unless force=True.  The guard follows the `_etag`
+    # column itself (a merge/concat/join drops `attrs`, never the column); only a frame
+    # recorded as read from another table keeps its ETags out (they are that table's).
     etags: list[str | None] = [None] * n
-    if same and not force and ETAG_COLUMN in frame.columns and mode != "create":
+    if (
+        not info_foreign(info, table)
+        and not force
+        and ETAG_COLUMN in frame.columns
+        and mode != "create"
+    ):
         etags = [None if _is_na(e) else str(e) for e in frame[ETAG_COLUMN].tolist()]
+        _check_etags(etags, frame.index, problems)
 
     # Bodies.
     bodies: list[dict[str, Any] | None] = [None] * n
@@ -412,6 +460,7 @@ def plan_push(
             columns=wanted,
             mode="create" if mode == "create" else ("update" if mode == "update" else "upsert"),
             key_columns=() if by_pk else keys,
+            expanded=_expanded_names(info, table),
         )
         problems.extend(payloads.problems)
         sent = payloads.columns
@@ -435,6 +484,12 @@ def plan_push(
     if problems:
         raise InvalidFrameError(problems)
 
+    # A round trip sends only the cells changed since the read (`columns=` sends them all).
+    changes: list[tuple[str, ...] | None] = [None] * n
+    original = snapshot_of(info) if same else None
+    if original is not None and columns is None and mode in ("update", "upsert"):
+        changes = _only_changes(frame, original, table, sent, bodies, pk)
+
     # So that `report.failed.d365.push()` knows where the rows go.
     frame.attrs = {
         **frame.attrs,
@@ -445,7 +500,8 @@ def plan_push(
             "connection": connection_id,
             "partial": False,
             "count": None,
-            **(info if same else {}),
+            **({k: v for k, v in info.items() if k != "resume"} if same else {}),
+            "attempt": attempt,
         },
     }
     entity_set = table.entity_set_name
@@ -458,6 +514,10 @@ def plan_push(
             rows.append(PlannedRow(i, "create", entity_set, created, ids[i], generated[i]))
             continue
         path = entity_path(entity_set, str(ids[i]) if by_pk else str(segments[i]))
+        if changes[i] == ():
+            note = "nothing changed since the read"
+            rows.append(PlannedRow(i, "none", path, None, ids[i], changed=(), note=note))
+            continue
         headers: dict[str, str] = {}
         guarded = etags[i] is not None
         if guarded:
@@ -469,7 +529,18 @@ def plan_push(
         elif mode == "update":
             headers.setdefault("If-Match", "*")
             op = "update" if row_body else "none"
-            rows.append(PlannedRow(i, op, path, row_body, ids[i], headers=headers, guarded=guarded))
+            rows.append(
+                PlannedRow(
+                    i,
+                    op,
+                    path,
+                    row_body,
+                    ids[i],
+                    headers=headers,
+                    guarded=guarded,
+                    changed=changes[i],
+                )
+            )
         else:
             rows.append(
                 PlannedRow(
@@ -481,38 +552,125 @@ def plan_push(
                     headers=headers,
                     guarded=guarded,
                     key_values=key_values[i],
+                    changed=changes[i],
                 )
             )
-    return Plan(table, mode, keys, frame, rows, sent, skipped)
+    # Rows guarded by an ETag: a re-run of an unfinished attempt must not take our own
+    # earlier writes for conflicts (only rows that are sent are fingerprinted).
+    sent_guarded = [row.pos for row in rows if row.guarded and row.op != "none"]
+    _attempts_of(df, pk, sent_guarded, attempt, earlier, prints, attempts)
+    resumed = bool(info.get("resume")) or any(a not in (None, attempt) for a in attempts)
+    return Plan(table, mode, keys, frame, rows, sent, skipped, attempt, prints, attempts, resumed)
+
+
+def _expanded_names(info: Mapping[str, Any], table: Table) -> set[str]:
+    """Columns that may hold a read's `$expand`ed rows: the expands the read recorded and
+    the table's single-valued navigation properties."""
+    names = {str(n) for n in info.get("expand") or ()}
+    for attribute in table.attributes.values():
+        if attribute.is_lookup:
+            names.update(attribute.navigation_property(t) for t in attribute.targets or (None,))
+    return names
+
+
+# An entity tag as RFC 9110 writes it: optional weak prefix, then printable ASCII in quotes.
+_ETAG = re.compile(r'^(W/)?"[\x21\x23-\x7e]*"$')
+
+
+def _check_etags(etags: list[str | None], index: pd.Index, problems: list[Problem]) -> None:
+    """ETags go in an `If-Match` header: one that is not an entity tag (a line break, a
+    stray quote) would fail its whole `$batch` at send time, after other chunks landed."""
+    bad = [i for i, e in enumerate(etags) if e is not None and not _ETAG.match(e)]
+    if bad:
+        problems.append(
+            Problem(
+                ETAG_COLUMN,
+                'is not an ETag (W/"<digits>"), so it cannot guard the row (If-Match).',
+                "Read the rows again to get their ETags, or push with force=True to write "
+                "without the guard.",
+                tuple(index[bad[:5]]),
+                len(bad),
+            )
+        )
 
 
 _ID_NAMESPACE = uuid.UUID("6f1d2c1e-7b7a-4d0e-9c55-d365b0b0c0de")
 
 
-def _derived_ids(frame: pd.DataFrame, table: str, pk: str) -> list[str]:
-    """Record ids for rows to create, derived from the table, index label and values.
+def _body_keys(table: Table, column: str) -> set[str]:
+    """The body keys a frame column writes: its logical name, or `<nav>@odata.bind`."""
+    attribute = table.find_column(column.split(".")[0])
+    if attribute is None:
+        return set()
+    keys = {attribute.logical_name}
+    if attribute.is_lookup:
+        keys |= {
+            f"{attribute.navigation_property(t)}@odata.bind" for t in attribute.targets or (None,)
+        }
+    return keys
 
-    uuid5 of (table, index label, a hash of the row's values): running the same push
-    again - after Ctrl-C, a dropped connection or a killed kernel - gives the same ids,
-    so rows that landed the first time are found ("unchanged") instead of being created
-    twice.  The price: pushing an identical row with the same index label to the same
-    table later also finds it there rather than creating a second copy.
-    """
+
+def _only_changes(
+    frame: pd.DataFrame,
+    original: ReadSnapshot,
+    table: Table,
+    sent: tuple[str, ...],
+    bodies: list[dict[str, Any] | None],
+    pk: str,
+) -> list[tuple[str, ...] | None]:
+    """Cut the bodies of rows of the read down to the cells that changed since; returns
+    per row the changed columns (None for rows not of the read: sent whole)."""
+    compare = [c for c in sent if c in frame.columns]
+    matched, masks = changed_cells(frame, original, compare, pk)
+    out: list[tuple[str, ...] | None] = [None] * len(frame)
+    if not compare:
+        return out
+    grid = np.column_stack([masks[c] for c in compare])
+    keys = [_body_keys(table, c) for c in compare]
+    for i in np.flatnonzero(matched & ~grid.any(axis=1)):
+        out[i] = ()
+        bodies[i] = {}
+    for i in np.flatnonzero(matched & grid.any(axis=1)):
+        which = np.flatnonzero(grid[i])
+        allowed = set().union(*(keys[j] for j in which))
+        out[i] = tuple(compare[j] for j in which)
+        body = bodies[i] or {}
+        bodies[i] = {k: v for k, v in body.items() if k in allowed}
+    return out
+
+
+def info_foreign(info: Mapping[str, Any], table: Table) -> bool:
+    """True when the frame is recorded as read from another table (its ETags are not ours)."""
+    return bool(info.get("table")) and info.get("table") != table.logical_name
+
+
+def _attempts_of(
+    frame: pd.DataFrame,
+    pk: str,
+    positions: list[int],
+    attempt: str,
+    earlier: Mapping[str, str],
+    prints: list[str | None],
+    attempts: list[str | None],
+) -> None:
+    """Fill `prints` and `attempts` at `positions`: each row's fingerprint and the attempt
+    it belongs to (an unfinished earlier one that holds it, else this one)."""
+    if not positions:
+        return
+    for i, fp in zip(positions, _fingerprints(frame.iloc[positions], pk), strict=True):
+        prints[i] = fp
+        attempts[i] = earlier.get(fp, attempt)
+
+
+def _fingerprints(frame: pd.DataFrame, pk: str) -> list[str]:
+    """Per row, a fingerprint of its index label and values (not its primary id): how a
+    row pushed again is known to be the row of an unfinished attempt (`_journal`)."""
     values = frame.drop(columns=[pk], errors="ignore")
     try:
-        hashes = pd.util.hash_pandas_object(values, index=True).tolist()
-    except TypeError:  # unhashable cells (lists of a multi-select column)
-        hashes = pd.util.hash_pandas_object(values.astype(str), index=True).tolist()
-    unique_index = frame.index.is_unique
-    return [
-        str(
-            uuid.uuid5(
-                _ID_NAMESPACE,
-                f"{table}\x1f{h}" + ("" if unique_index else f"\x1f{i}"),
-            )
-        )
-        for i, h in enumerate(hashes)
-    ]
+        hashes = pd.util.hash_pandas_object(values, index=True)
+    except (TypeError, UnicodeError):  # lists of a multi-select column, lone surrogates
+        hashes = pd.util.hash_pandas_object(values.map(repr), index=True)
+    return [format(int(h), "016x") for h in hashes.to_numpy()]
 
 
 def loose_key(values: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -31,6 +31,7 @@ from ._metadata import Table
 from ._odata import and_filter, encode_query, extreme_query, query_options, range_filters
 from ._progress import progress_bar, progress_var, set_total
 from ._session import Session
+from ._snapshot import snapshot
 from ._sync import run_sync
 from ._transport import check_same_origin
 from ._types import SelectTypes
@@ -148,6 +149,8 @@ class ReadPlan:
             "connection": self.session.id,
             "partial": partial,
             "count": self.count,
+            "expand": list(self.expand),
+            "original": snapshot(df),  # push sends only the cells changed since (_snapshot)
         }
         if self.delta_link is not None:
             df.attrs["d365nb"]["delta_link"] = self.delta_link

@@ -25,12 +25,20 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pandas as pd
 
-__all__ = ["STATUSES", "PushPlan", "PushReport", "RowStatus", "rows_frame"]
+__all__ = [
+    "STATUSES",
+    "UNKNOWN_CODES",
+    "PushPlan",
+    "PushReport",
+    "RowStatus",
+    "rows_frame",
+    "unknown_code",
+]
 
 RowStatus = Literal["created", "updated", "unchanged", "conflict", "failed", "deleted"]
 
@@ -43,6 +51,16 @@ STATUSES: tuple[RowStatus, ...] = (
     "conflict",
     "failed",
 )
+
+#: Codes of failed rows whose outcome is not known (not sent, in flight when the push
+#: stopped, answer lost): `report.remaining`; 5xx codes count too.
+UNKNOWN_CODES = frozenset({"interrupted", "unsent", "network", "unanswered", "error"})
+
+
+def unknown_code(code: str | None) -> bool:
+    """True for a code of `UNKNOWN_CODES` or a 5xx status."""
+    return code is not None and (code in UNKNOWN_CODES or code.startswith("5"))
+
 
 _COLOURS = {
     "created": "#1a7f37",
@@ -80,6 +98,13 @@ class PushReport:
       slices of it, and it remembers its table and connection, so
       `report.failed.d365.push()` needs no arguments.
     * **elapsed** - seconds the push took; **requests** - HTTP requests sent.
+    * **attempt** - the push attempt's id (generated ids derive from it; `remaining` and
+      `failed` carry it, so pushing them again continues this attempt).
+
+    An interrupted push (Ctrl-C, the Stop button) raises `PushError` whose `report` has
+    every row: done (`created`, `updated`, ...), `failed` with code `unsent` (never sent)
+    or `interrupted` (in flight: it may have landed); `report.remaining.d365.push()`
+    pushes those, finding rows that had landed instead of writing them twice.
     """
 
     table: str
@@ -88,6 +113,7 @@ class PushReport:
     frame: pd.DataFrame
     elapsed: float = 0.0
     requests: int = 0
+    attempt: str = ""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -118,6 +144,25 @@ class PushReport:
         rows again cannot create duplicates.  `rows.loc[report.failed.index]` says why.
         """
         return self._select(("failed",))
+
+    @property
+    def remaining(self) -> pd.DataFrame:
+        """The rows not known to be written: not sent, in flight when the push stopped, or
+        whose answer never came (network, 5xx), ready to push again with
+        `report.remaining.d365.push()`.
+
+        They keep their generated ids and this push's attempt, so a row that had landed
+        is found (`unchanged`, or `updated` "by an earlier attempt" for a row guarded by
+        its ETag) instead of being created twice or reported as a conflict.  Rows the
+        service refused are in `failed` (fix them first).
+        """
+        unknown = self.rows["code"].map(unknown_code, na_action="ignore").fillna(False)
+        mask = (self.rows["status"] == "failed") & unknown.astype(bool)
+        selected: pd.DataFrame = self.frame.loc[mask.to_numpy()].copy()
+        info = selected.attrs.get("d365nb")
+        if isinstance(info, Mapping):  # pushing these continues this attempt
+            selected.attrs["d365nb"] = {**info, "resume": self.attempt or True}
+        return selected
 
     @property
     def conflicts(self) -> pd.DataFrame:
@@ -195,6 +240,9 @@ class PushPlan:
     * **columns** - the columns that would be sent; **skipped** - the others, with why.
     * **requests** - the requests it would send, e.g. `["3 x CreateMultiple (<= 1000 rows)"]`.
     * **sample** - the method, URL and JSON body of the first row's request.
+    * **changed** - for a round trip (a frame read, changed, pushed back without
+      `columns=`): each column that changed since the read and in how many rows; only
+      those cells are sent.  **compared** - rows compared with the read.
     """
 
     table: str
@@ -206,6 +254,8 @@ class PushPlan:
     skipped: Mapping[str, str]
     requests: tuple[str, ...]
     sample: Mapping[str, Any] | None
+    changed: Mapping[str, int] = field(default_factory=dict)
+    compared: int = 0
 
     @property
     def counts(self) -> dict[str, int]:
@@ -221,12 +271,18 @@ class PushPlan:
         lines += [f"  would send {r}" for r in self.requests]
         if self.columns:
             lines.append(f"  columns: {', '.join(self.columns)}")
+        if self.compared:
+            lines.append(f"  changed since the read: {self._changes()}")
         if self.skipped:
             lines.append(f"  not sent: {', '.join(f'{k} ({v})' for k, v in self.skipped.items())}")
         if self.sample is not None:
             body = json.dumps(self.sample.get("body"), default=str, ensure_ascii=False)
             lines.append(f"  sample: {self.sample['method']} {self.sample['url']} {body}")
         return "\n".join(lines)
+
+    def _changes(self) -> str:
+        found = ", ".join(f"{c} ({_plural(n, 'row')})" for c, n in self.changed.items())
+        return (found or "nothing") + " (only these cells are sent)"
 
     def _repr_html_(self) -> str:
         requests = "".join(f"<li>{html.escape(r)}</li>" for r in self.requests)
@@ -246,6 +302,11 @@ class PushPlan:
             "<div class='d365nb-push-plan'><b>d365nb push plan</b> (dry run, nothing sent): "
             f"{html.escape(self._summary())}<ul>{requests}</ul>"
             f"<div>columns sent: {cols or 'none'}</div>"
+            + (
+                f"<div>changed since the read: {html.escape(self._changes())}</div>"
+                if self.compared
+                else ""
+            )
             + (f"<div>not sent: {skipped}</div>" if skipped else "")
             + f"{sample}</div>"
         )

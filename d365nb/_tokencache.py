@@ -7,6 +7,12 @@ The file name is a hash of the authority, the client id and the resource, so tha
 environments (or two sandboxes on different ports: msal keys its cache by bare host name)
 never share tokens.
 
+Every open tightens what it finds (file 0600, folder 0700) and every missing folder is
+made 0700 whatever the umask (`private_dir`).  A cache that cannot be read (not JSON, a
+section that is not a dict of entries, a directory in its place) never fails a
+connection: it is moved aside (`<name>.corrupt-<time>`), logged on the `d365nb` logger,
+and the user signs in again.
+
 The cache holds refresh tokens: treat it as a credential.  It is never placed in the
 working directory, so it cannot be committed next to a notebook.
 """
@@ -15,16 +21,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import stat
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import msal
 import platformdirs
 
-__all__ = ["TokenCacheFile", "default_cache_dir"]
+__all__ = ["TokenCacheFile", "default_cache_dir", "private_dir"]
 
 
 def default_cache_dir() -> Path:
@@ -35,10 +44,43 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("d365nb")) / "tokens"
 
 
+_log = logging.getLogger("d365nb")
+
+# msal's sections: each maps a key to one entry (a dict of strings).
+_MSAL_SECTIONS = ("AccessToken", "RefreshToken", "IdToken", "Account", "AppMetadata")
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` and every missing parent with mode 0700 whatever the umask (mkdir's
+    mode is filtered by it), and tighten `path` itself if it exists with a looser mode."""
+    missing: list[Path] = []
+    folder = path
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile (another kernel)
+            pass
+        os.chmod(folder, 0o700)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        os.chmod(path, 0o700)
+
+
+def _valid(data: Any) -> bool:
+    """True for what msal and d365nb wrote: a dict of sections, each a dict of entries."""
+    if not isinstance(data, dict):
+        return False
+    for name in _MSAL_SECTIONS:
+        section = data.get(name, {})
+        if not isinstance(section, dict) or not all(isinstance(e, dict) for e in section.values()):
+            return False
+    return isinstance(data.get("d365nb", {}), dict)
+
+
 def _ensure_private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    # mkdir's mode is filtered by the umask; set it explicitly.
-    os.chmod(path, 0o700)
+    private_dir(path)
 
 
 class TokenCacheFile:
@@ -58,22 +100,55 @@ class TokenCacheFile:
         self.cache = msal.SerializableTokenCache()
         self._lock = threading.Lock()
         self._extra: dict[str, Any] = {}
-        if persist and self.path.exists():
+        if persist and (self.path.exists() or self.path.is_symlink()):
             self._load()
 
     def __repr__(self) -> str:
         return f"TokenCacheFile(path={str(self.path)!r}, persist={self.persist})"
 
     def _load(self) -> None:
+        """Read the file, owner-only from now on; a corrupt one is moved aside (logged) and
+        only costs a sign-in: a cache never fails a connection."""
         try:
-            text = self.path.read_text(encoding="utf-8")
-            data = json.loads(text)
-        except (OSError, ValueError):
-            # A corrupt or unreadable cache only costs a sign-in; never fail on it.
-            return
-        if isinstance(data, dict):
-            self._extra = dict(data.pop("d365nb", {}) or {})
+            if self.path.is_file() and stat.S_IMODE(self.path.stat().st_mode) & 0o077:
+                os.chmod(self.path, 0o600)  # found loose: tightened now, not at next write
+            private_dir(self.path.parent)
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if not _valid(data):
+                raise ValueError("not a token cache (a section is not a dict of entries)")
+            extra = dict(data.pop("d365nb", {}) or {})
             self.cache.deserialize(json.dumps(data))
+        except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+            self.cache = msal.SerializableTokenCache()
+            self._extra = {}
+            self._move_aside(exc)
+            return
+        self._extra = extra
+
+    def _move_aside(self, error: Exception) -> None:
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            os.replace(self.path, aside)
+        except OSError:  # e.g. a directory at the path whose name is taken: try once more
+            aside = aside.with_name(f"{aside.name}-{os.getpid()}")
+            try:
+                os.rename(self.path, aside)
+            except OSError as exc:
+                _log.warning(
+                    "The token cache %s is unreadable (%s) and could not be moved aside (%s); "
+                    "signing in without it.",
+                    self.path,
+                    type(error).__name__,
+                    type(exc).__name__,
+                )
+                self.persist = False
+                return
+        _log.warning(
+            "The token cache %s was unreadable (%s); moved aside to %s. Signing in again.",
+            self.path,
+            type(error).__name__,
+            aside.name,
+        )
 
     def get_extra(self, name: str) -> Any:
         """A value d365nb keeps beside msal's entries (v1 refresh tokens)."""

@@ -13,14 +13,16 @@
    | --- | --- | --- |
    | creates (client-generated ids) | `CreateMultiple` | per-row `$batch` |
    | updates by primary id, no ETag | `UpdateMultiple` | per-row `$batch` |
-   | upserts by any key, no ETag | key look-up, `UpsertMultiple` | per-row `$batch` |
+   | upserts by any key, no ETag | key look-up, `UpsertMultiple` / `CreateMultiple` | per row |
    | ETag-guarded writes, updates by alternate key, deletes | per-row `$batch` | halves |
 
    A bulk action is all-or-nothing on standard tables, so a chunk that fails is sent again
    as one `$batch` of independent requests with `Prefer: odata.continue-on-error`: every
    good row lands and every bad row gets its own code.  No change sets are used: they
    are all-or-nothing too.  `UpsertMultiple` says nothing per row, so each chunk's keys
-   are looked up first (`_Push.run_upsert()`): found is `updated`, not found `created`.
+   are looked up first (`_Push.run_upsert()`): found is `updated` (`UpsertMultiple`), not
+   found is `created` by `CreateMultiple`, which fails whole if another writer created
+   one of those keys since the look-up (then those rows go per row: exact).
    Upserts whose key another row of the frame repeats, or that the look-up cannot place
    for sure, are sent as per-row `$batch` parts (`return=representation`: 201 or 200).
    `_batching.UPSERT_MULTIPLE = False` sends every upsert that way (the switch back).
@@ -29,15 +31,19 @@
 Safety: rows read with an ETag are written with `If-Match` (a row changed or deleted since
 the read is a `conflict`, unless `force=True`); `update` sends `If-Match: *` (never creates);
 `create` POSTs (never overwrites: an existing id or key answers 412).  Creates carry
-client-generated ids (uuid5 of table, index label and values, returned in
-`report.frame`), so nothing is ever created twice:
+client-generated ids (uuid5 of table, push attempt and row, returned in `report.frame`),
+so nothing is created twice within one attempt (`_journal`: an attempt that did not
+finish is continued when its rows are pushed again; a new push is a new attempt):
 
 * a request whose connection dropped is sent again (up to 8 times, the transport's 429/503
   handling underneath); on such a retry a create that meets "duplicate" (412) is read back
   and reported `created` if its id is there, a delete that meets 404 is `deleted`, and an
   ETag conflict is `updated` if the row now holds what was sent;
 * rows that still failed come back in `report.failed` with their ids: pushing them again
-  reports `unchanged` for those that had landed with exactly these values.
+  reports `unchanged` for those that had landed with exactly these values;
+* Ctrl-C raises `PushError` with the report so far (rows in flight: code `interrupted`);
+  `report.remaining` continues the attempt, so a conflict with our own earlier write is
+  read back and reported `updated`, not `conflict`.
 """
 
 from __future__ import annotations
@@ -45,17 +51,25 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pandas as pd
 
-from ._batching import BATCH_CHUNK, chunk_size, chunks, group_rows, plan_report
+from ._batching import (
+    BATCH_CHUNK,
+    URL_LIMIT as _URL_LIMIT,  # noqa: F401 - tests read it here
+    chunk_size,
+    chunks,
+    group_rows,
+    lookup_urls as _lookup_urls,
+    plan_report,
+)
 from ._catalog import Catalog
 from ._exceptions import ODataError, PushError, ThrottledError, TransportError
-from ._metadata import Table
+from ._journal import Journal
 from ._multipart import (
     BatchFormatError,
     BatchRequest,
@@ -64,20 +78,26 @@ from ._multipart import (
     decode_batch_response,
     encode_batch_request,
 )
-from ._odata import action_path, entity_path, key_lookup_urls, select_path
+from ._odata import action_path
 from ._options import PushOptions, check_push, frame_info
-from ._outcomes import error_of, exact_key, holds, navigation_map, unsupported
+from ._outcomes import (
+    _Outcome,
+    holds,
+    lookup_request,
+    navigation_map,
+    part_outcome,
+    place_records,
+    unsupported,
+)
 from ._payloads import encode_json
-from ._plan import Plan, PlannedRow, loose_key, plan_push, related_tables
+from ._plan import Plan, PlannedRow, plan_push, related_tables
 from ._progress import progress_bar, progress_var
-from ._report import PushPlan, PushReport, rows_frame
+from ._report import PushPlan, PushReport, rows_frame, unknown_code
 from ._session import Session
 
 __all__ = ["apush"]
 
 _ATTEMPTS = 8  # sends of one request when its connection drops
-_DUPLICATE = "0x80040237"
-_VERSION_MISMATCH = "0x80060882"
 _JSON = "application/json"
 _JSON_ENTRY = "application/json; type=entry"
 
@@ -93,17 +113,6 @@ class _Sent:
     response: httpx.Response | None = None
     error: Exception | None = None
     retried: bool = False
-
-
-@dataclass
-class _Outcome:
-    status: str
-    code: str | None = None
-    message: str | None = None
-    row_id: str | None = None
-    # What a read-back settles: "landed" (a create of our own id), "same" (a create whose
-    # id exists: does it hold our values?), "ours" (a conflict after a retry).
-    verify: str = ""
 
 
 class _Push:
@@ -135,6 +144,10 @@ class _Push:
         # Upserts sent by UpsertMultiple: did the key exist just before (existing())?
         self.existed: dict[int, bool] = {}
         self.base = httpx.URL(session.api_root).path
+        # Continuing an unfinished attempt: a conflict or a 404 may be our own earlier write.
+        self.resumed = plan.resumed
+        # Rows whose write request has gone out (its answer may never come: Ctrl-C).
+        self.inflight = [False] * n
 
     def settle(self, row: PlannedRow, outcome: _Outcome) -> None:
         """Record `row`'s outcome (the last one recorded wins)."""
@@ -144,20 +157,30 @@ class _Push:
         self.ids[row.pos] = outcome.row_id or row.row_id
 
     async def send(
-        self, method: str, url: str, *, content: bytes, headers: Mapping[str, str]
+        self,
+        method: str,
+        url: str,
+        *,
+        content: bytes,
+        headers: Mapping[str, str],
+        rows: Sequence[PlannedRow] = (),
     ) -> _Sent:
-        """Send one request within the limits; send it again when its connection drops."""
+        """Send one request within the limits; send it again when its connection drops.
+
+        `rows` are the rows the request writes: marked in flight once it goes out."""
         retried = False
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 self.requests += 1
                 if self.slots is not None:
                     async with self.slots, self.session.limiter:
+                        self.mark(rows)
                         response = await self.session.arequest(
                             method, url, content=content, headers=headers
                         )
                 else:
                     async with self.session.limiter:
+                        self.mark(rows)
                         response = await self.session.arequest(
                             method, url, content=content, headers=headers
                         )
@@ -172,6 +195,10 @@ class _Push:
                 retried = True
                 await asyncio.sleep(min(2.0, 0.1 * 2 ** (attempt - 1)))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def mark(self, rows: Sequence[PlannedRow]) -> None:
+        for row in rows:
+            self.inflight[row.pos] = True
 
     # -- strategies
 
@@ -207,6 +234,7 @@ class _Push:
             action_path(table.entity_set_name, action),
             content=encode_json({"Targets": targets}),
             headers={"Content-Type": _JSON},
+            rows=rows,
         )
         if sent.response is not None:
             status = "created" if action == "CreateMultiple" else "updated"
@@ -229,20 +257,23 @@ class _Push:
         self.fail_all(rows, sent.error)
 
     async def run_upsert(self, rows: list[PlannedRow]) -> None:
-        """`UpsertMultiple` for a chunk, each row reported `created` or `updated` exactly.
+        """Upserts of a chunk, each row reported `created` or `updated` exactly.
 
         `UpsertMultiple` answers 204 and nothing per row, so first the chunk's keys are
-        looked up (`existing()`: one GET, or one `$batch` of GETs): a row whose key was
-        found is `updated`, one whose key was not is `created`.  Rows the look-up cannot
+        looked up (`existing()`: one GET, or one `$batch` of GETs): rows whose key was
+        found go by `UpsertMultiple` (`updated`), the others by `CreateMultiple`
+        (`created`, with the ids it answers).  Rows the look-up cannot
         place for sure (a key found only in another case or spelling) and whole chunks
         whose look-up fails go the exact way: one `$batch` part each, whose 201/200 says
         which.  A bulk call that fails (all or nothing: one bad row fails it) is sent
         again the same way, so the good rows land and the bad ones get their own code.
 
-        Status and races: the status says what the row was just before the write.  A row
-        created or deleted by someone else between the look-up and the write (tens of
-        milliseconds) is reported as the look-up saw it, the one thing this path cannot
-        know; its values are the ones sent either way, and nothing is lost or doubled.
+        Status and races: the status says what the row was just before the write.  A key
+        created by someone else between the look-up and the write fails the
+        `CreateMultiple` (the key exists), so those rows go one by one and say `updated`:
+        two overlapping pushes never both report a row `created`.  A row deleted by
+        someone else in that window is re-created by `UpsertMultiple` and reported as the
+        look-up saw it (`updated`); its values are the ones sent, nothing lost or doubled.
         A bulk call whose connection dropped is sent again (an upsert is idempotent): the
         look-up was made before either attempt, so rows our first attempt created are
         still reported `created`.
@@ -255,19 +286,60 @@ class _Push:
         unsure = [row for row in rows if row.pos not in found]
         for row in sure:
             self.existed[row.pos] = found[row.pos] is not None
+        # Keys found: UpsertMultiple (updated).  Keys not found: CreateMultiple, which
+        # fails whole if another writer created one of them since the look-up; then each
+        # row goes the exact way (201/200): two overlapping pushes never both say created.
+        there = [row for row in sure if found[row.pos] is not None]
+        new = [row for row in sure if found[row.pos] is None]
+        creatable = (self.plan.table.logical_name, "CreateMultiple") not in self.no_bulk
+        plain = [r for r in new if creatable and not any(k[0] == "_" for k in r.key_values or {})]
+        unsure += [r for r in new if r not in plain]
         tasks = [self.run_batch(unsure, retried=False)] if unsure else []
-        if sure:
-            tasks.append(self.upsert_multiple(sure, found))
+        if there:
+            tasks.append(self.upsert_multiple(there, found))
+        if plain:
+            tasks.append(self.create_new(plain))
         await asyncio.gather(*tasks)
+
+    async def create_new(self, rows: list[PlannedRow]) -> None:
+        """`CreateMultiple` for upserts whose key the look-up did not find (`created`, with
+        the ids it answers); per-row `$batch` upserts when it fails (a key created by
+        someone else since: 200, `updated`)."""
+        table = self.plan.table
+        odata_type = f"Microsoft.Dynamics.CRM.{table.logical_name}"
+        targets = []
+        for row in rows:
+            target: dict[str, Any] = {"@odata.type": odata_type, **(row.key_values or {})}
+            target.update(row.body or {})
+            targets.append(target)
+        sent = await self.send(
+            "POST",
+            action_path(table.entity_set_name, "CreateMultiple"),
+            content=encode_json({"Targets": targets}),
+            headers={"Content-Type": _JSON},
+            rows=rows,
+        )
+        if sent.response is not None:
+            try:
+                returned = list(sent.response.json().get("Ids") or [])
+            except (ValueError, AttributeError):
+                returned = []
+            for i, row in enumerate(rows):
+                rid = str(returned[i]) if i < len(returned) else row.row_id
+                self.settle(row, _Outcome("created", row_id=rid))
+            return
+        if isinstance(sent.error, ODataError):
+            if unsupported(sent.error):
+                self.no_bulk.add((table.logical_name, "CreateMultiple"))
+            await self.run_batch(rows, retried=sent.retried)
+            return
+        self.fail_all(rows, sent.error)
 
     async def upsert_multiple(
         self, rows: list[PlannedRow], found: Mapping[int, str | None]
     ) -> None:
-        """The `UpsertMultiple` call of `run_upsert()`; per-row `$batch` when it fails.
-
-        The call answers no ids, so the ids of the rows it created are read back by key
-        (one more GET); a row the read-back misses keeps its status and has no id.
-        """
+        """The `UpsertMultiple` call of `run_upsert()` for rows whose key was found
+        (`updated`, with the id the look-up found); per-row `$batch` when it fails."""
         table = self.plan.table
         odata_type = f"Microsoft.Dynamics.CRM.{table.logical_name}"
         targets = []
@@ -283,15 +355,11 @@ class _Push:
             action_path(table.entity_set_name, "UpsertMultiple"),
             content=encode_json({"Targets": targets}),
             headers={"Content-Type": _JSON},
+            rows=rows,
         )
         if sent.response is not None:
-            created = [row for row in rows if found[row.pos] is None]
-            ids = (await self.existing(created) or {}) if created else {}
             for row in rows:
-                if found[row.pos] is not None:
-                    self.settle(row, _Outcome("updated", row_id=found[row.pos]))
-                else:
-                    self.settle(row, _Outcome("created", row_id=ids.get(row.pos)))
+                self.settle(row, _Outcome("updated", row_id=found[row.pos]))
             return
         if isinstance(sent.error, ODataError):
             if unsupported(sent.error):
@@ -343,25 +411,7 @@ class _Push:
                 return None
             if len(pages) != len(urls):
                 return None
-        records: list[Mapping[str, Any]] = []
-        for page in pages:
-            if not isinstance(page, Mapping) or "@odata.nextLink" in page:
-                return None  # more than one page: not worth following, go one by one
-            records += [r for r in page.get("value") or [] if isinstance(r, Mapping)]
-        exact = {exact_key(row.key_values or {}): row.pos for row in rows}
-        loose = {loose_key(row.key_values or {}): row.pos for row in rows}
-        out: dict[int, str | None] = {row.pos: None for row in rows}
-        for record in records:
-            values = {name: record.get(name) for name in names}
-            pos = exact.get(exact_key(values))
-            if pos is not None:
-                out[pos] = str(record.get(pk) or "") or None
-                continue
-            near = loose.get(loose_key(values))
-            if near is None:
-                return None  # a row we cannot tie to the frame: go one by one
-            out.pop(near, None)  # the same row, or not: its own part will say
-        return out
+        return place_records(rows, pages, names, pk)
 
     def fail_all(self, rows: list[PlannedRow], error: Exception | None) -> None:
         """Every row of a chunk failed with the same error."""
@@ -411,6 +461,7 @@ class _Push:
             "$batch",
             content=body,
             headers={"Content-Type": content_type, "Prefer": "odata.continue-on-error"},
+            rows=rows,
         )
         retried = retried or sent.retried
         parts: list[BatchResponse] = []
@@ -455,78 +506,19 @@ class _Push:
             await self.verify(verify)
 
     def outcome(self, row: PlannedRow, part: BatchResponse, *, retried: bool) -> _Outcome:
-        """A row's outcome from its `$batch` part."""
-        pk = self.plan.table.primary_id
-        if part.is_success:
-            if row.op == "create":
-                return _Outcome("created")
-            if row.op == "delete":
-                return _Outcome("deleted")
-            if row.op == "upsert":
-                returned = None
-                try:
-                    data = part.json()
-                    returned = data.get(pk) if isinstance(data, dict) else None
-                except ValueError:
-                    pass
-                if part.status == 201:
-                    return _Outcome("created", row_id=returned)
-                if retried and self.existed.get(row.pos) is False:
-                    # An UpsertMultiple whose answer was lost created it, then failed on
-                    # its retry (or its retry's answer was an error): ours all the same.
-                    return _Outcome(
-                        "created",
-                        row_id=returned,
-                        message="created by an earlier attempt of this push",
-                    )
-                return _Outcome("updated", row_id=returned)
-            return _Outcome("updated")
-        code, message = error_of(part)
-        if part.status == 412 and row.op == "create":
-            # "Duplicate": an earlier attempt (of this push, or a push of report.failed) may
-            # have landed with this id.  Settled by verify().
-            # Ids of creates are derived from the row (uuid5), so a first-attempt 412 means
-            # an earlier push (interrupted, or run twice) created this very row: settled by
-            # comparing values ("unchanged").  After a retry it was this push's own attempt.
-            landed = "landed" if retried else "same"
-            return _Outcome("failed", code or _DUPLICATE, message, verify=landed)
-        mismatch = code == _VERSION_MISMATCH or "doesn't match the RowVersion" in message
-        if part.status == 412 and mismatch and row.guarded:
-            return _Outcome(
-                "conflict",
-                code or _VERSION_MISMATCH,
-                "The row changed on the service since it was read: read it again, or push "
-                "with force=True to overwrite.",
-                verify="ours" if retried else "",
-            )
-        if part.status == 404 and row.guarded and row.op in ("update", "upsert"):
-            return _Outcome(
-                "conflict",
-                code,
-                "The row was deleted on the service since it was read; push with force=True "
-                "to create it again.",
-            )
-        if part.status == 404 and row.op == "delete" and retried:
-            return _Outcome("deleted", message="already deleted by an earlier attempt")
-        return _Outcome("failed", code or str(part.status), message)
+        """A row's outcome from its `$batch` part (`_outcomes.part_outcome()`)."""
+        return part_outcome(
+            row,
+            part,
+            pk=self.plan.table.primary_id,
+            retried=retried,
+            resumed=self.resumed,
+            existed=self.existed.get(row.pos),
+        )
 
     def lookup(self, row: PlannedRow, kind: str) -> BatchRequest:
         """A GET that reads back what `row` would have written (after a lost response)."""
-        table = self.plan.table
-        path = row.path
-        if row.op == "create":
-            path = entity_path(table.entity_set_name, str(row.row_id))
-        if kind == "landed":
-            return BatchRequest("GET", self.base + select_path(path, [table.primary_id]))
-        navs = navigation_map(table)
-        select = {table.primary_id}
-        for name in row.body or {}:
-            if name.endswith("@odata.bind"):
-                attribute = navs.get(name[: -len("@odata.bind")])
-                select.add(f"_{attribute.logical_name}_value" if attribute else table.primary_id)
-            else:
-                select.add(name)
-        return BatchRequest("GET", self.base + select_path(path, sorted(select)))
+        return lookup_request(self.plan.table, self.base, row, kind)
 
     async def verify(self, rows: list[tuple[PlannedRow, str]]) -> None:
         """Settle rows whose outcome depends on whether an earlier, lost attempt landed.
@@ -574,32 +566,6 @@ class _Push:
                 )
 
 
-_URL_LIMIT = 7500  # characters per look-up URL: under 8 KB anywhere (the service takes 32 KB)
-
-
-def _lookup_urls(table: Table, names: list[str], keys: list[Mapping[str, Any]]) -> list[str]:
-    """GET URLs that return the rows among `keys` (`_odata.key_lookup_urls()`), each under
-    `_URL_LIMIT`: `$select=<pk>,<key columns>` and `$filter=` on the keys."""
-    by_property = {a.property_name: a for a in table.attributes.values()}
-    text_columns = {
-        name
-        for name in names
-        if (a := by_property.get(name)) is not None
-        and not (a.is_lookup or a.attribute_type == "Uniqueidentifier")
-    }
-    return key_lookup_urls(
-        table.entity_set_name,
-        [table.primary_id, *names],
-        names,
-        keys,
-        quoted_guids=text_columns,
-        limit=_URL_LIMIT,
-    )
-
-
-# -- entry points -------------------------------------------------------------------------
-
-
 async def apush(
     session: Session,
     catalog: Catalog,
@@ -607,7 +573,11 @@ async def apush(
     table: str | None,
     options: PushOptions,
 ) -> PushReport | PushPlan:
-    """Write a DataFrame's rows to a table; see `df.d365.push` for the options."""
+    """Write a DataFrame's rows to a table; see `df.d365.push` for the options.
+
+    Ctrl-C (the Stop button) raises `PushError` whose `report` says what landed, what was
+    not sent and what is unknown (in flight); `report.remaining` pushes the rest.
+    """
     check_push(df, table, options)
     dialect_push = getattr(session, "_dialect_push", None)  # F&O connections (issue 23)
     if dialect_push is not None:
@@ -617,7 +587,16 @@ async def apush(
     meta = await catalog.table(name)
     tables = await catalog.tables()
     related = {n: await catalog.table(n) for n in related_tables(df, meta, options)}
-    plan = plan_push(df, meta, tables, options, related=related, connection_id=session.id)
+    journal = Journal(session.api_root, meta.logical_name)
+    plan = plan_push(
+        df,
+        meta,
+        tables,
+        options,
+        related=related,
+        connection_id=session.id,
+        earlier=journal.open_rows(),
+    )
     batch_size = options.batch_size
     no_bulk = _NO_BULK.setdefault(session, set())
     groups = group_rows(plan, no_bulk)
@@ -631,21 +610,48 @@ async def apush(
     engine = _Push(session, plan, batch_size=batch_size, parallel=options.parallel, progress=bar)
     for row in plan.rows:
         if row.op == "none":
-            engine.settle(row, _Outcome("unchanged", message="no writable column to send"))
+            note = row.note or "no writable column to send"
+            engine.settle(row, _Outcome("unchanged", message=note))
+    opened = {fp: a for fp, a in zip(plan.fingerprints, plan.attempts, strict=True) if fp and a}
+    journal.record(opened)  # before anything is sent: a killed kernel's rows are found again
     token = progress_var.set(bar)  # the transport shows 429 waits on this bar
+    interrupted = False
+    tasks: list[asyncio.Future[None]] = []
     try:
-        tasks = []
         for strategy, rows in groups:
             size = chunk_size(strategy, batch_size)
-            tasks += [engine.run(strategy, chunk) for chunk in chunks(rows, size)]
+            tasks += [
+                asyncio.ensure_future(engine.run(strategy, chunk)) for chunk in chunks(rows, size)
+            ]
         await asyncio.gather(*tasks)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        interrupted = True  # Ctrl-C, the Stop button: report what is known, then raise
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         progress_var.reset(token)
         if bar is not None:
             bar.close()
     for row in plan.rows:  # nothing is silently dropped
-        if engine.status[row.pos] is None:
+        if engine.status[row.pos] is not None:
+            continue
+        if engine.inflight[row.pos]:
+            engine.settle(
+                row,
+                _Outcome(
+                    "failed",
+                    "interrupted",
+                    "The push stopped while this row's request was on its way: it may have "
+                    "landed. report.remaining pushes it again without writing it twice.",
+                ),
+            )
+        else:
             engine.settle(row, _Outcome("failed", "unsent", "The push stopped before this row."))
+    # The attempt stays open, every row of it, while any row's outcome is unknown: the
+    # user runs the same cell again, and rows that had landed must be found, not doubled.
+    if not any(unknown_code(code) for code in engine.code):
+        journal.settle(opened)
     report = PushReport(
         table=plan.table.logical_name,
         mode=options.mode,
@@ -661,7 +667,19 @@ async def apush(
         frame=plan.frame,
         elapsed=time.perf_counter() - started,
         requests=engine.requests,
+        attempt=plan.attempt,
     )
+    if interrupted:
+        codes = report.rows["code"]
+        done = int((~report.rows["status"].isin(("failed", "conflict"))).sum())
+        raise PushError(
+            f"The push to {report.table} was interrupted: {done:,} rows done, "
+            f"{int((codes == 'interrupted').sum()):,} in flight (may have landed), "
+            f"{int((codes == 'unsent').sum()):,} not sent.",
+            report=report,
+            hint="err.report says which rows landed; err.report.remaining.d365.push() pushes "
+            "the rest (rows that had landed are found, not written twice).",
+        )
     if options.on_error == "raise" and not report.ok:
         counts = report.counts
         raise PushError(

@@ -360,6 +360,19 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bar"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="read in primary-key ranges, recording each finished one beside the output "
+        "(FILE.d365nb-export/); after a kill, the same command continues where it stopped",
+    )
+    parser.add_argument(
+        "--checkpoint-rows",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="rows per recorded range with --resume (100000)",
+    )
     _add_connection_arguments(parser)
 
 
@@ -394,20 +407,10 @@ def _require_pyarrow() -> None:
         )
 
 
-def _flat_for_csv(frame: Any) -> Any:
-    """Multi-choice columns (lists of labels) as 'a;b' text; everything else unchanged."""
-    out = frame.copy()
-    for column in out.columns:
-        if out[column].dtype == object:
-            values = out[column]
-            if values.map(lambda v: isinstance(v, (list, tuple))).any():
-                out[column] = values.map(
-                    lambda v: ";".join(map(str, v)) if isinstance(v, (list, tuple)) else v
-                )
-    return out
-
-
 def _run_export(args: argparse.Namespace) -> int:
+    from ._export import export_resumable, write_atomically, write_frame
+    from ._sync import run_sync
+
     fmt = _export_format(args)
     if fmt == "parquet":
         _require_pyarrow()
@@ -415,33 +418,40 @@ def _run_export(args: argparse.Namespace) -> int:
     parallel: bool | int = True
     if args.parallel is not None:
         parallel = False if args.parallel <= 1 else args.parallel
-    with _connect(args, default_grant="client_credentials") as conn:
-        frame = conn.read(
-            args.table,
-            select=select,
-            filter=args.filter,
-            orderby=args.orderby,
-            top=args.top,
-            expand=args.expand,
-            formatted=args.formatted,
-            page_size=args.page_size,
-            parallel=parallel,
-            progress=args.progress,
-        )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "parquet":
-        frame.to_parquet(args.output, index=False)
-    else:
-        _flat_for_csv(frame).to_csv(args.output, index=False)
-    rows, columns = frame.shape
-    sys.stderr.write(f"Wrote {rows:,} rows x {columns} columns to {args.output} ({fmt}).\n")
-    summary = {
-        "table": args.table,
-        "rows": rows,
-        "columns": columns,
-        "format": fmt,
-        "path": str(args.output),
+    query: dict[str, Any] = {
+        "select": select,
+        "filter": args.filter,
+        "orderby": args.orderby,
+        "expand": args.expand,
+        "formatted": args.formatted,
+        "page_size": args.page_size,
     }
+    summary: dict[str, Any] = {"table": args.table}
+    with _connect(args, default_grant="client_credentials") as conn:
+        if args.resume:
+            table = run_sync(conn.catalog.table(args.table))
+            rows, columns, already = export_resumable(
+                lambda **q: conn.read(args.table, parallel=parallel, progress=args.progress, **q),
+                primary_id=table.primary_id,
+                output=args.output,
+                fmt=fmt,
+                query=query,
+                top=args.top,
+                checkpoint_rows=max(1, args.checkpoint_rows),
+                report=sys.stderr.write,
+            )
+        else:
+            frame = conn.read(
+                args.table, top=args.top, parallel=parallel, progress=args.progress, **query
+            )
+            # A temporary file beside the output, renamed on success: a killed export
+            # leaves the previous file intact.
+            write_atomically(args.output, lambda path: write_frame(frame, path, fmt))
+            rows, columns = frame.shape
+    sys.stderr.write(f"Wrote {rows:,} rows x {columns} columns to {args.output} ({fmt}).\n")
+    summary.update(rows=rows, columns=columns, format=fmt, path=str(args.output))
+    if args.resume:
+        summary["resumed_rows"] = already
     sys.stdout.write(json.dumps(summary) + "\n")
     return 0
 

@@ -58,11 +58,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where pushes record unfinished attempts during the tests (`D365NB_STATE_DIR`)."""
+    return tmp_path_factory.mktemp("state")
+
+
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Remove CA-bundle and proxy variables from the environment during each test."""
+def clean_environ(monkeypatch: pytest.MonkeyPatch, state_dir: Path) -> None:
+    """Remove CA-bundle and proxy variables from the environment during each test; keep
+    push journals out of the user's folders."""
     for key in _ENVIRON_KEYS:
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("D365NB_STATE_DIR", str(state_dir))
 
 
 @pytest.fixture(scope="session")

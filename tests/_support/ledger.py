@@ -15,7 +15,16 @@ from pathlib import Path
 
 __all__ = ["COLUMNS", "record", "totals", "write_report"]
 
-COLUMNS = ("tests", "faults", "operations", "rows_lost", "duplicates", "leaks", "checks")
+COLUMNS = (
+    "tests",
+    "faults",
+    "operations",
+    "rows_lost",
+    "duplicates",
+    "lost_updates",
+    "leaks",
+    "checks",
+)
 
 
 @dataclass
@@ -25,6 +34,7 @@ class _Row:
     operations: int = 0
     rows_lost: int = 0
     duplicates: int = 0
+    lost_updates: int = 0
     leaks: int = 0
     checks: int = 0
 
@@ -42,6 +52,7 @@ def record(
     operations: int = 0,
     rows_lost: int = 0,
     duplicates: int = 0,
+    lost_updates: int = 0,
     leaks: int = 0,
     checks: int = 0,
 ) -> None:
@@ -54,6 +65,7 @@ def record(
     row.operations += operations
     row.rows_lost += rows_lost
     row.duplicates += duplicates
+    row.lost_updates += lost_updates
     row.leaks += leaks
     row.checks += checks
 
@@ -71,7 +83,7 @@ def write_report(path: Path | None = None, *, outcome: str = "") -> Path | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     header = (
         "| area | scenarios | faults injected | operations run | rows lost | duplicates "
-        "| leaks | secret checks |"
+        "| lost updates | leaks | secret checks |"
     )
     lines = [
         "# d365nb reliability and security suite",
@@ -79,18 +91,18 @@ def write_report(path: Path | None = None, *, outcome: str = "") -> Path | None:
         f"Session outcome: {outcome or 'unknown'}; wall time {time.monotonic() - _STARTED:.0f} s.",
         "",
         header,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for area in sorted(_ROWS):
         r = _ROWS[area]
         lines.append(
             f"| {area} | {r.tests} | {r.faults} | {r.operations} | {r.rows_lost} "
-            f"| {r.duplicates} | {r.leaks} | {r.checks} |"
+            f"| {r.duplicates} | {r.lost_updates} | {r.leaks} | {r.checks} |"
         )
     t = totals()
     lines.append(
         f"| **total** | {t['tests']} | {t['faults']} | {t['operations']} | {t['rows_lost']} "
-        f"| {t['duplicates']} | {t['leaks']} | {t['checks']} |"
+        f"| {t['duplicates']} | {t['lost_updates']} | {t['leaks']} | {t['checks']} |"
     )
     lines += [
         "",
@@ -98,9 +110,10 @@ def write_report(path: Path | None = None, *, outcome: str = "") -> Path | None:
         "timeout, restarts, expired or revoked tokens, interrupts, killed processes, forged "
         "tokens and foreign URLs, as counted by the tests (retries seen by the transport "
         "where the sandbox drew the faults).  *rows lost* / *duplicates*: rows of a frame "
-        "missing from / doubled in the table or the read after the operation.  *leaks*: a "
-        "secret or token found in any output, a request that reached another host, or a "
-        "forged token accepted.  *secret checks*: (secret, output) pairs searched.",
+        "missing from / doubled in the table or the read after the operation.  *lost "
+        "updates*: another writer's change overwritten, or the user's change not written.  "
+        "*leaks*: a secret or token found in any output, a request that reached another "
+        "host, or a forged token accepted.  *secret checks*: (secret, output) pairs searched.",
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -40,8 +40,10 @@ TABLES = {"account": ACCOUNT}
 ID = "00000000-0000-0000-0000-00000000000a"
 
 
-def plan_of(df: pd.DataFrame, **options: Any) -> Plan:
+def plan_of(df: pd.DataFrame, *, attempt: str = "", **options: Any) -> Plan:
     """`df` planned against `ACCOUNT` with `PushOptions(**options)`, on connection `c1`."""
     opts = PushOptions(**options)
     related = {n: TABLES[n] for n in related_tables(df, ACCOUNT, opts)}
-    return plan_push(df, ACCOUNT, TABLES, opts, related=related, connection_id="c1")
+    return plan_push(
+        df, ACCOUNT, TABLES, opts, related=related, connection_id="c1", attempt=attempt
+    )

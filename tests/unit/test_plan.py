@@ -7,7 +7,8 @@ import pytest
 
 from d365nb import ConfigError, InvalidFrameError, PushOptions
 from d365nb._batching import chunk_size, describe_groups, group_rows, plan_report
-from tests._support.tables import ID, plan_of
+from d365nb._plan import plan_push
+from tests._support.tables import ACCOUNT, ID, TABLES, plan_of
 
 
 def test_push_options_are_checked_once_when_made() -> None:
@@ -20,13 +21,25 @@ def test_push_options_are_checked_once_when_made() -> None:
         PushOptions(batch_size=0)
 
 
-def test_creates_get_stable_client_ids_and_one_bulk_request() -> None:
+def test_creates_get_client_ids_stable_per_attempt_and_one_bulk_request() -> None:
     df = pd.DataFrame({"name": ["a", "b"], "revenue": [1.0, 2.0]})
 
-    first, again = plan_of(df, mode="create"), plan_of(df, mode="create")
+    first, again = (
+        plan_of(df, mode="create", attempt="a1"),
+        plan_of(df, mode="create", attempt="a1"),
+    )
+    other = plan_of(df, mode="create")  # a new attempt: identical rows are new rows
+    fingerprints = dict(zip(first.fingerprints, first.attempts, strict=True))
+    resumed = plan_push(
+        df, ACCOUNT, TABLES, PushOptions(mode="create"), related={}, connection_id="c1",
+        earlier=fingerprints,  # type: ignore[arg-type]
+    )  # fmt: skip
 
     assert [r.op for r in first.rows] == ["create", "create"]
     assert [r.row_id for r in first.rows] == [r.row_id for r in again.rows]
+    assert not {r.row_id for r in first.rows} & {r.row_id for r in other.rows}
+    assert [r.row_id for r in resumed.rows] == [r.row_id for r in first.rows]
+    assert resumed.resumed and not other.resumed
     assert first.frame.attrs["d365nb"]["connection"] == "c1"
     groups = group_rows(first, set())
     assert [(name, len(rows)) for name, rows in groups] == [("CreateMultiple", 2)]

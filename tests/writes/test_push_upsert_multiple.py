@@ -86,10 +86,10 @@ def test_alternate_key_upserts_report_created_and_updated_exactly(
 
     assert list(report.rows["status"]) == ["updated"] * 3 + ["created"] * 4, report.rows
     methods = [(m, u.split("?")[0]) for m, u in sent]
-    assert methods == [
-        ("GET", "accounts"),  # which keys exist
+    assert methods[0] == ("GET", "accounts")  # which keys exist
+    assert sorted(methods[1:]) == [  # found: updated; not found: created (ids answered)
+        ("POST", "accounts/Microsoft.Dynamics.CRM.CreateMultiple"),
         ("POST", "accounts/Microsoft.Dynamics.CRM.UpsertMultiple"),
-        ("GET", "accounts"),  # the ids of the rows created
     ]
     assert "Microsoft.Dynamics.CRM.In(PropertyName=" in unquote(sent[0][1])
     back = _accounts(conn, tag).set_index("accountnumber")
@@ -133,7 +133,7 @@ def test_composite_key_upserts_go_through_upsert_multiple(
     ).assign(lastname=["Alpha", "Beta"])
     made = _report(first.d365.push("contacts", key=key, conn=conn, progress=False))
     assert list(made.rows["status"]) == ["created", "created"]
-    assert ("POST", "contacts/Microsoft.Dynamics.CRM.UpsertMultiple") in sent
+    assert ("POST", "contacts/Microsoft.Dynamics.CRM.CreateMultiple") in sent  # none found
     lookups = [unquote(u) for m, u in sent if m == "GET" and u.startswith("contacts?")]
     assert " and " in lookups[0]  # (k1 eq .. and k2 eq ..) or ...
     sent.clear()
@@ -173,8 +173,10 @@ def test_one_bad_row_fails_its_chunk_then_lands_the_rest_one_by_one(
     assert statuses[9] == "failed" and report.rows["code"][9] == "0x80040217", report.rows
     assert list(statuses.drop(9)) == ["updated"] * 6 + ["created"] * 5, report.rows
     assert list(report.failed.index) == [9]
-    bulk = [u for m, u in sent if u.endswith("UpsertMultiple")]
-    assert len(bulk) == 3 and sent.count(("POST", "$batch")) == 1  # the bad chunk, per row
+    bulk = [u for m, u in sent if u.endswith(("UpsertMultiple", "CreateMultiple"))]
+    # Chunks of 4: found keys by UpsertMultiple, new ones by CreateMultiple (2 + 2); the
+    # bad chunk (all new) failed whole and went per row.
+    assert len(bulk) == 4 and sent.count(("POST", "$batch")) == 1
     back = _accounts(conn, tag).set_index("accountnumber")
     assert len(back) == 11
     good = df.drop(9)
@@ -230,8 +232,8 @@ def test_dropped_connections_mid_upsert_multiple_keep_statuses_exact(
     )
     knobs(fault_drop_rate=0.0)
 
-    bulk = [u for m, u in sent if u.endswith("UpsertMultiple")]
-    assert len(bulk) > n // 20  # some UpsertMultiple calls were dropped and sent again
+    bulk = [u for m, u in sent if u.endswith(("UpsertMultiple", "CreateMultiple"))]
+    assert len(bulk) > n // 20  # some bulk calls were dropped and sent again
     assert list(report.rows["status"]) == ["updated"] * existing + ["created"] * (n - existing)
     back = _accounts(conn, tag)
     assert len(back) == n and back["accountnumber"].is_unique and back["accountid"].is_unique

@@ -1,0 +1,201 @@
+"""`d365nb export`'s files: written whole or not at all, and resumable after a kill.
+
+* `write_atomically()`: the file is written to a temporary file in the same folder and
+  renamed over the output on success, so an export killed mid-write leaves the previous
+  file as it was (and no truncated file that looks complete).
+* `export_resumable()` (`d365nb export --resume`): the table is read in ranges of the
+  primary key (`<pk> gt <last>`, ordered by it, `--checkpoint-rows` rows each); each
+  finished range is saved as a part file in `<output>.d365nb-export/` and recorded in its
+  `state.json`.  Run the same command again after a kill and it continues after the last
+  recorded range; when every range is in, the parts become the output (atomically) and
+  the folder is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ._exceptions import ConfigError
+
+__all__ = ["checkpoint_dir", "export_resumable", "flat_for_csv", "write_atomically", "write_frame"]
+
+_STATE = "state.json"
+
+
+def flat_for_csv(frame: pd.DataFrame) -> pd.DataFrame:
+    """Multi-choice columns (lists of labels) as 'a;b' text; everything else unchanged."""
+    out: pd.DataFrame = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            values = out[column]
+            if values.map(lambda v: isinstance(v, (list, tuple))).any():
+                out[column] = values.map(
+                    lambda v: ";".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+                )
+    return out
+
+
+@contextlib.contextmanager
+def _temporary(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path`, renamed to `path` if the block finishes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """`write(tmp)` then rename `tmp` over `path`: `path` is the old file or the new one,
+    never half of one (even if the process is killed)."""
+    with _temporary(path) as tmp:
+        write(tmp)
+
+
+def write_frame(frame: pd.DataFrame, path: Path, fmt: str, *, header: bool = True) -> None:
+    """`frame` as `fmt` (csv or parquet) at `path` (not atomically: see the callers)."""
+    if fmt == "parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        flat_for_csv(frame).to_csv(path, index=False, header=header)
+
+
+def checkpoint_dir(output: Path) -> Path:
+    """Where `--resume` keeps the finished ranges of an export to `output`."""
+    return output.with_name(output.name + ".d365nb-export")
+
+
+def _fingerprint(query: Mapping[str, Any]) -> str:
+    text = json.dumps(query, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _save_state(folder: Path, state: Mapping[str, Any]) -> None:
+    write_atomically(folder / _STATE, lambda p: p.write_text(json.dumps(state), "utf-8"))
+
+
+def _load_state(folder: Path, fingerprint: str, output: Path) -> dict[str, Any]:
+    path = folder / _STATE
+    if not path.exists():
+        return {"query": fingerprint, "ranges": []}
+    try:
+        state = json.loads(path.read_text("utf-8"))
+        ranges = list(state["ranges"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"The export checkpoint {str(path)!r} cannot be read ({type(exc).__name__}).",
+            field="output",
+            hint=f"Delete the folder {str(folder)!r} to start the export over.",
+        ) from exc
+    if state.get("query") != fingerprint:
+        raise ConfigError(
+            f"The export checkpoint beside {str(output)!r} was made by another query "
+            "(table, --select, --filter, --top, --expand, --formatted or --format differ).",
+            field="output",
+            hint=f"Run the same command as before, or delete {str(folder)!r} to start over.",
+        )
+    return {"query": fingerprint, "ranges": ranges}
+
+
+def export_resumable(
+    read: Callable[..., pd.DataFrame],
+    *,
+    primary_id: str,
+    output: Path,
+    fmt: str,
+    query: Mapping[str, Any],
+    top: int | None,
+    checkpoint_rows: int,
+    report: Callable[[str], object],
+) -> tuple[int, int, int]:
+    """Read `query` in primary-key ranges through `read(**query)`, checkpointing each; see
+    the module docstring.  Returns (rows, columns, rows found already done)."""
+    if query.get("orderby"):
+        raise ConfigError(
+            "--resume reads the table in ranges of its primary key, so it cannot keep --orderby.",
+            field="orderby",
+            hint="Drop --orderby (sort the file afterwards), or drop --resume.",
+        )
+    folder = checkpoint_dir(output)
+    fingerprint = _fingerprint({**query, "format": fmt, "top": top, "pk": primary_id})
+    folder.mkdir(parents=True, exist_ok=True)
+    state = _load_state(folder, fingerprint, output)
+    ranges: list[dict[str, Any]] = state["ranges"]
+    ranges[:] = [r for r in ranges if (folder / str(r["file"])).is_file()]
+    already = sum(int(r["rows"]) for r in ranges)
+    if ranges:
+        report(f"Resuming: {len(ranges)} range(s), {already:,} rows already exported.\n")
+    select: list[str] | None = query.get("select")
+    dropped = select is not None and primary_id not in select
+    if select is not None and dropped:
+        query = {**query, "select": [primary_id, *select]}
+    user_filter = query.get("filter")
+    done = already
+    finished = bool(ranges) and bool(ranges[-1].get("last_range"))
+    while not finished:
+        want = checkpoint_rows if top is None else min(checkpoint_rows, top - done)
+        if want <= 0:
+            break
+        after = ranges[-1]["last"] if ranges else None
+        clauses: list[str] = [f"({user_filter})"] if user_filter else []
+        if after is not None:
+            clauses.append(f"{primary_id} gt {after}")
+        part = read(
+            **{
+                **query,
+                "filter": " and ".join(clauses) or None,
+                "orderby": primary_id,
+                "top": want,
+            }
+        )
+        number = len(ranges) + 1
+        name = f"part-{number:05}.{fmt}"
+        last = str(part[primary_id].iloc[-1]) if len(part) else after
+        out = part.drop(columns=[primary_id]) if dropped else part
+        write_atomically(folder / name, lambda p: write_frame(out, p, fmt))  # noqa: B023
+        finished = len(part) < want or (top is not None and done + len(part) >= top)
+        ranges.append({"file": name, "rows": len(part), "last": last, "last_range": finished})
+        _save_state(folder, state)
+        done += len(part)
+    columns = _assemble(folder, [str(r["file"]) for r in ranges], output, fmt)
+    shutil.rmtree(folder, ignore_errors=True)
+    return sum(int(r["rows"]) for r in ranges), columns, already
+
+
+def _assemble(folder: Path, files: list[str], output: Path, fmt: str) -> int:
+    """The parts, in order, as one file at `output` (atomically); returns its columns."""
+    if fmt == "parquet":
+        frames = [pd.read_parquet(folder / f) for f in files]
+        whole = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        write_atomically(output, lambda p: whole.to_parquet(p, index=False))
+        return int(whole.shape[1])
+    columns = 0
+
+    def write(path: Path) -> None:
+        nonlocal columns
+        with path.open("wb") as sink:
+            for i, name in enumerate(files):
+                with (folder / name).open("rb") as source:
+                    header = source.readline()
+                    if i == 0:
+                        sink.write(header)
+                        columns = len(pd.read_csv(folder / name, nrows=0).columns)
+                    shutil.copyfileobj(source, sink)
+
+    write_atomically(output, write)
+    return columns
