@@ -30,6 +30,7 @@ import tomli_w
 
 from ._exceptions import ConfigError
 from ._fields import ENV_CONFIG, ENV_PREFIX, FIELDS, SECRET_FIELDS, unknown_field
+from ._tokencache import private_dir
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -106,8 +107,7 @@ def write_profile(
     data = tomli_w.dumps(document).encode()
     folder = file.parent
     if not folder.exists():
-        folder.mkdir(parents=True, mode=0o700)
-        os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
+        private_dir(folder)  # it and every missing parent 0700, whatever the umask
     # mkstemp creates the file with mode 0600; os.replace makes the write atomic.
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".profiles-", suffix=".tmp")
     try:
