@@ -15,14 +15,17 @@ until the new panel has signed in.
 
 In IPython (Jupyter), `import d365nb` registers (once, and only if no other handler is
 set) a handler that shows a `D365Error` raised in a cell as its message and its fix instead
-of a long traceback; `%tb` still prints the full traceback.  Outside IPython importing
-this module does nothing (it does not even import IPython).
+of a long traceback: in Jupyter as HTML with the full traceback folded in a `<details>`
+(one click away), in a terminal as text where `%tb` prints the full traceback.  Outside
+IPython importing this module does nothing (it does not even import IPython).
 """
 
 from __future__ import annotations
 
 import functools
+import html
 import os
+import re
 import sys
 from collections.abc import Mapping
 from types import TracebackType
@@ -39,6 +42,7 @@ __all__ = ["connection", "setup"]
 
 _panel: SetupPanel | None = None
 _current: Connection | None = None
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def setup(
@@ -161,8 +165,44 @@ def _short_traceback(
     if sys.version_info >= (3, 12):
         sys.last_exc = value
     stb = error_lines(value)
-    shell._showtraceback(etype, value, stb)
+    if getattr(shell, "kernel", None) is None:  # a terminal: the lines, `%tb` for more
+        shell._showtraceback(etype, value, stb)
+        return stb
+    # A Jupyter kernel: one HTML output, the full traceback folded in it.  The reply still
+    # says "error" (Run All stops); no separate error output repeats the message.
+    full = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    shell.display_pub.publish(
+        data={"text/plain": "\n".join(stb), "text/html": error_html(value, full)},
+        metadata={},
+    )
+    shell._last_traceback = stb
     return stb
+
+
+def error_html(value: BaseException, traceback: list[str]) -> str:
+    """`error_lines` as HTML: message and fix shown, `traceback` (ANSI) in a folded `<details>`.
+
+    Colours come from JupyterLab's CSS variables, so light, dark and high-contrast themes
+    read well.
+    """
+    message = html.escape(getattr(value, "message", None) or str(value))
+    hint = getattr(value, "hint", None)
+    full = html.escape(_ANSI.sub("", "\n".join(traceback)))
+    parts = [
+        '<div class="d365nb-error" style="white-space: pre-wrap;'
+        ' color: var(--jp-content-font-color1, inherit)">',
+        f'<div><b style="color: var(--jp-error-color1, #c62828)">'
+        f"{html.escape(type(value).__name__)}</b>: {message}</div>",
+    ]
+    if hint:
+        parts.append(f"<div><b>Fix:</b> {html.escape(hint)}</div>")
+    parts.append(
+        '<details><summary style="cursor: pointer; color: var(--jp-content-font-color2, inherit)">'
+        f"Full traceback</summary><pre>{full}</pre></details></div>"
+    )
+    return "".join(parts)
 
 
 def error_lines(value: BaseException) -> list[str]:

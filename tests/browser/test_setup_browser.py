@@ -4,9 +4,10 @@ Device code: the browser fills every step, selects the code and copies it (the s
 must survive the countdown's ticks, Copy must say "Copied"), opens the device-login link in
 a second tab (the sandbox's page, as a person would on microsoft.com/devicelogin), comes
 back to see WhoAmI, and saves the notebook with widget-state saving on.  Client secret: a
-wrong secret gives one sentence and its fix, whose contrast is measured in the light and
-the dark theme; the right one signs in as the app.  Saved files must hold no secret, no
-token and no device code.  Screenshots of each step go to test-artifacts/browser/.
+wrong secret gives one sentence and its fix, whose contrast is measured in the light, the
+dark and the dark high-contrast theme (all three ship with JupyterLab 4); the right one
+signs in as the app.  Saved files must hold no secret, no token and no device code.
+Screenshots of each step go to test-artifacts/browser/.
 """
 
 from __future__ import annotations
@@ -283,10 +284,10 @@ def _theme(page: Page, name: str) -> None:
     page.wait_for_timeout(300)  # let the theme's stylesheet apply
 
 
-def test_client_secret_sign_in_errors_read_well_in_light_and_dark(
+def test_client_secret_sign_in_errors_read_well_in_light_dark_and_high_contrast(
     page: Page, lab: Server, sandbox: Sandbox, artifacts: Path
 ) -> None:
-    """Client credentials: a wrong secret's sentence and fix, in both themes, then the
+    """Client credentials: a wrong secret's sentence and fix, in three themes, then the
     sandbox preset's confidential client signs in as the app; nothing secret is saved."""
     path = write_setup_notebook(lab.root, "client-secret.ipynb")
     page.set_default_timeout(30_000)
@@ -312,12 +313,12 @@ def test_client_secret_sign_in_errors_read_well_in_light_and_dark(
     _aligned(page, panel)
     measured: dict[str, Any] = {}
     try:
-        for theme in ("JupyterLab Light", "JupyterLab Dark"):
+        for theme in ("JupyterLab Light", "JupyterLab Dark", "JupyterLab Dark High Contrast"):
             _theme(page, theme)
             for part in ("message", "hint", "note"):
                 ratio = contrast(problem.locator(f".d365nb-{part}"))
                 measured[f"{theme} {part}"] = round(ratio, 2)
-            shot(f"13-client-secret-error-{theme.split()[-1].lower()}")
+            shot(f"13-client-secret-error-{'-'.join(theme.split()[1:]).lower()}")
     finally:
         _theme(page, "JupyterLab Light")
     assert all(ratio >= 4.5 for ratio in measured.values()), measured

@@ -88,11 +88,10 @@ def test_errors_show_as_message_and_fix(kernel: Kernel) -> None:
     found = _messages(
         kernel, "import d365nb\nd365nb.setup(show=False, sandbox=False)\nd365nb.connection()"
     )
-    errors = [m["content"] for m in found if m["msg_type"] == "error"]
-    assert len(errors) == 1 and errors[0]["ename"] == "AuthError"
-    lines = errors[0]["traceback"]
-    assert len(lines) == 3
+    name, lines, page = _short_error(kernel, found)
+    assert name == "AuthError" and len(lines) == 3
     assert "Not signed in yet." in lines[0] and "d365nb.setup()" in lines[1]
+    assert "Not signed in yet." in page and "d365nb.setup()" in page and "<details" in page
 
 
 def test_setup_as_the_last_expression_shows_the_panel_once(kernel: Kernel) -> None:
@@ -113,13 +112,54 @@ def _error_lines(kernel: Kernel, code: str) -> tuple[str, list[str]]:
     return errors[0]["ename"], errors[0]["traceback"]
 
 
+def _short_error(kernel: Kernel, found: list[dict[str, Any]]) -> tuple[str, list[str], str]:
+    """A `D365Error` shown short: its reply's name, its text lines and its HTML.
+
+    One output only (no separate error output repeating the message); the execute reply
+    still says "error", so "Run All" stops there.
+    """
+    assert not [m for m in found if m["msg_type"] == "error"], found
+    shown = [m["content"]["data"] for m in found if m["msg_type"] == "display_data"]
+    assert len(shown) == 1 and set(shown[0]) == {"text/plain", "text/html"}, shown
+    msg_id = found[0]["parent_header"]["msg_id"]
+    while (reply := kernel.kc.get_shell_msg(timeout=CELL_TIMEOUT))["parent_header"].get(
+        "msg_id"
+    ) != msg_id:
+        continue
+    content = reply["content"]
+    assert content["status"] == "error"
+    lines: list[str] = content["traceback"]
+    assert shown[0]["text/plain"] == "\n".join(lines)
+    return content["ename"], lines, shown[0]["text/html"]
+
+
+def _traceback_in(page: str) -> str:
+    """The text of the folded `<details>` in `page` (an error's HTML)."""
+    assert page.count("<details") == 1 and "<details open" not in page, page
+    folded = page[page.index("<details") : page.index("</details>")]
+    assert "<summary" in folded and "Full traceback" in folded, folded
+    return folded
+
+
 def test_plain_import_shows_errors_as_one_line_and_the_fix(kernel: Kernel) -> None:
-    """No `setup()`: `import d365nb` alone makes a `D365Error` short in a notebook."""
-    name, lines = _error_lines(
+    """No `setup()`: `import d365nb` alone makes a `D365Error` short in a notebook.
+
+    Jupyter shows HTML: the one line and the fix, the full traceback one click away in a
+    folded `<details>`; the text form (terminals, saved text) stays one line, fix, `%tb`.
+    """
+    found = _messages(
         kernel, "import d365nb\nraise d365nb.ConfigError('Bad Service URL.', hint='Use https.')"
     )
+    name, lines, page = _short_error(kernel, found)
     assert name == "ConfigError" and len(lines) == 3
     assert "Bad Service URL." in lines[0] and "Use https." in lines[1] and "%tb" in lines[2]
+    assert not any("Traceback" in line for line in lines)
+    before = page[: page.index("<details")]
+    assert "ConfigError" in before and "Bad Service URL." in before
+    assert "Fix:" in before and "Use https." in before
+    folded = _traceback_in(page)
+    assert "raise d365nb.ConfigError(" in folded and "ConfigError" in folded
+    assert "\x1b[" not in page
     # Other errors keep IPython's full traceback.
     name, lines = _error_lines(kernel, "1 / 0")
     assert name == "ZeroDivisionError" and any("Traceback" in line for line in lines)
@@ -138,10 +178,13 @@ conn = d365nb.connect(
 )
 pd.DataFrame({{"no_such_column": [1]}}).d365.push("accounts", conn=conn)
 """
-    name, lines = _error_lines(kernel, code)
+    name, lines, page = _short_error(kernel, _messages(kernel, code))
     assert name == "InvalidFrameError" and len(lines) == 3, lines
     assert "no_such_column" in lines[0] and "Fix:" in lines[1]
     assert not any("Traceback" in line or "File " in line for line in lines)
+    before = page[: page.index("<details")]
+    assert "no_such_column" in before and "Fix:" in before
+    assert "push(" in _traceback_in(page)
 
 
 def test_plain_python_import_loads_no_ipython() -> None:
