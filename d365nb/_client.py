@@ -26,7 +26,7 @@ from ._exceptions import ConfigError, ODataError
 from ._fetchxml import fetchxml_entity
 from ._odata import Query, entity_path
 from ._options import PushOptions
-from ._reader import MAX_PAGE_SIZE, read_fetchxml, read_frame
+from ._reader import MAX_PAGE_SIZE, StaleMetadata, read_fetchxml, read_frame
 from ._report import PushPlan, PushReport
 from ._session import Session, odata_error_from_response, session_by_id, ssl_context_for
 from ._sync import blocking
@@ -86,6 +86,8 @@ class Connection(Session):
     * **max_concurrency** - the most requests in flight at once (the adaptive limit
       starts lower and never exceeds the service's `x-ms-dop-hint`).
     * **retry** - a `RetryPolicy` for 429/503/network errors.
+    * **metadata_cache** - `True` (per-user folder beside the token cache), a folder path,
+      or `False` (memory only): where table metadata is kept between processes.
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class Connection(Session):
         timeout: float = 120.0,
         max_concurrency: int = 16,
         retry: RetryPolicy | None = None,
+        metadata_cache: bool | str | os.PathLike[str] = True,
     ) -> None:
         super().__init__(
             settings,
@@ -109,7 +112,7 @@ class Connection(Session):
             retry=retry,
         )
         self._whoami: WhoAmI | None = None
-        self.catalog = Catalog(self)
+        self.catalog = Catalog(self, directory=metadata_cache)
 
     # -- presentation -------------------------------------------------------------
 
@@ -202,6 +205,7 @@ class Connection(Session):
         decimal: bool = False,
         count: bool = False,
         progress: bool = True,
+        refresh_metadata: bool = False,
     ) -> pd.DataFrame:
         """Every row of a table (or of a query) as a typed DataFrame.
 
@@ -229,6 +233,9 @@ class Connection(Session):
         * **decimal** - Money/Decimal as `decimal.Decimal` instead of float.
         * **count** - ask for `@odata.count` (in `df.attrs["d365nb"]["count"]`).
         * **progress** - a progress bar for reads of more than one page.
+        * **refresh_metadata** - fetch the table's metadata again instead of using the
+          cache (kept per environment, in memory and on disk, for an hour, and dropped
+          when the service's metadata version changes).
 
         A read that cannot finish raises `PartialReadError` with the rows so far and
         `resume()`.  Ctrl-C (the Stop button) does the same.
@@ -256,23 +263,35 @@ class Connection(Session):
             count = entity.with_count
         else:
             name = entity
-        table = await self.catalog.table(name)
-        return await read_frame(
-            self,
-            table,
-            select=select,
-            filter=filter,
-            orderby=orderby,
-            top=top,
-            expand=expand,
-            formatted=formatted,
-            page_size=page_size,
-            parallel=parallel,
-            dtypes=dtypes,
-            decimal=decimal,
-            count=count,
-            progress=progress,
-        )
+        catalog = self.catalog
+        table = await catalog.table(name, refresh=refresh_metadata)
+        names = {t.logical_name: t.primary_name for t in (await catalog.tables()).values()}
+        logical = table.logical_name
+        for attempt in (1, 2):
+            try:
+                return await read_frame(
+                    self,
+                    table,
+                    select=select,
+                    filter=filter,
+                    orderby=orderby,
+                    top=top,
+                    expand=expand,
+                    formatted=formatted,
+                    page_size=page_size,
+                    parallel=parallel,
+                    dtypes=dtypes,
+                    decimal=decimal,
+                    count=count,
+                    progress=progress,
+                    lookup_names={k: v for k, v in names.items() if v},
+                    check_version=(
+                        (lambda v: catalog.check_version(logical, v)) if attempt == 1 else None
+                    ),
+                )
+            except StaleMetadata:  # the cached metadata is older than the service's
+                table = await catalog.table(name, refresh=True)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     read = blocking(aread)
 
@@ -422,6 +441,7 @@ def connect(
     timeout: float = 120.0,
     max_concurrency: int = 16,
     retry: RetryPolicy | None = None,
+    metadata_cache: bool | str | os.PathLike[str] = True,
     **settings: Any,
 ) -> Connection:
     """A `Connection` from keyword settings, a vendor-style connection string or a profile.
@@ -442,6 +462,7 @@ def connect(
     * **timeout** - seconds for each HTTP request.
     * **max_concurrency** - the most requests in flight at once.
     * **retry** - a `RetryPolicy` (attempts, total wait) for 429/503/network errors.
+    * **metadata_cache** - `True` (per-user folder), a folder path, or `False` (memory).
     * **settings** - any `Settings` field: service_url, client_id, client_secret, tenant,
       auth_uri, token_uri, scope, grant, access_token, refresh_token, redirect_uri,
       api_version.
@@ -459,4 +480,5 @@ def connect(
         timeout=timeout,
         max_concurrency=max_concurrency,
         retry=retry,
+        metadata_cache=metadata_cache,
     )
