@@ -94,6 +94,8 @@ class Catalog:
             folder = default_metadata_dir() if directory is True else Path(os.fspath(directory))
             digest = hashlib.sha256(self._key.encode()).hexdigest()[:24]
             self.path = folder / f"{digest}.json"
+        # Memory is shared by the catalogs of one environment *and* one cache folder.
+        self._memory_key = f"{self._key}|{self.path}"
         self._tables: dict[str, Table] | None = None
         self._details: dict[str, Table] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -105,10 +107,10 @@ class Catalog:
     def _entry(self) -> dict[str, Any]:
         """This environment's entry: memory first, else the file, else empty."""
         with _MEMORY_LOCK:
-            entry = _MEMORY.get(self._key)
+            entry = _MEMORY.get(self._memory_key)
             if entry is None:
                 entry = self._load() or _empty()
-                _MEMORY[self._key] = entry
+                _MEMORY[self._memory_key] = entry
             return entry
 
     def _load(self) -> dict[str, Any] | None:

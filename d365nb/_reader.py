@@ -17,27 +17,30 @@ and `resume()`, which fetches only what is missing.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from ._dtypes import FORMATTED_VALUE, wire_select
 from ._exceptions import AuthError, ConfigError, D365Error, PartialReadError, TransportError
 from ._fetchxml import fetchxml_entity, fetchxml_with_page, paging_cookie_from_annotation
 from ._frames import FrameBuilder, concat_frames
 from ._metadata import Table
-from ._odata import (
-    and_filter,
-    encode_query,
-    extreme_query,
-    literal,
-    query_options,
-    range_filters,
-)
+from ._odata import and_filter, encode_query, extreme_query, range_filters
 from ._progress import progress_bar, progress_var
+from ._readplan import (
+    COUNT_CAP,
+    MAX_PAGE_SIZE,
+    PARTITION_COLUMN,
+    VERSION_ANNOTATION,
+    expand_names,
+    names_from_expand,
+    prefer_header,
+    sample_ranges,
+    wire_request,
+    with_annotation,
+)
 from ._session import Session
 from ._sync import run_sync
 from ._transport import check_same_origin
@@ -45,11 +48,7 @@ from ._types import SelectTypes
 
 __all__ = ["MAX_PAGE_SIZE", "ReadPlan", "StaleMetadata", "read_fetchxml", "read_frame"]
 
-MAX_PAGE_SIZE = 5000
-PARTITION_COLUMN = "createdon"
 DEFAULT_PARTITIONS = 16
-_FORMATTED = "OData.Community.Display.V1.FormattedValue"
-_LOOKUP_TABLE = "Microsoft.Dynamics.CRM.lookuplogicalname"
 
 try:  # orjson parses large pages 2-3x faster than json; optional.
     import orjson
@@ -169,29 +168,6 @@ class ReadPlan:
         return frames[0] if len(frames) == 1 else concat_frames(frames)
 
 
-def _prefer(
-    page_size: int, *, annotations: bool, formatted: bool = False, fetchxml: bool = False
-) -> str:
-    """The Prefer header: page size, and only the annotations the frame uses.
-
-    Lookups need `FormattedValue` (the related name) and `lookuplogicalname` (the table);
-    `formatted=True` needs `FormattedValue`; nothing reads `associatednavigationproperty`.
-    """
-    prefer = f"odata.maxpagesize={page_size}"
-    wanted = [_FORMATTED] if annotations or formatted else []
-    if annotations:
-        wanted.append(_LOOKUP_TABLE)
-    if fetchxml:
-        # The paging cookie and "more records" come only when asked for by name (or *).
-        wanted += [
-            "Microsoft.Dynamics.CRM.fetchxmlpagingcookie",
-            "Microsoft.Dynamics.CRM.morerecords",
-        ]
-    if wanted:
-        prefer += f',odata.include-annotations="{",".join(wanted)}"'
-    return prefer
-
-
 async def _get_json(plan: ReadPlan, url: str, *, headers: Mapping[str, str] | None = None) -> Any:
     session = plan.session
     check_same_origin(url, session.api_root)
@@ -264,90 +240,6 @@ class StaleMetadata(Exception):
     with fresh metadata (raised before any row is kept)."""
 
 
-@dataclass(frozen=True)
-class _Wire:
-    """What goes on the wire for a read: query options, Prefer, lookup names by `$expand`."""
-
-    params: dict[str, str]
-    prefer: str
-    # (navigation property, lookup wire property, related primary name) per lookup
-    # whose name comes by `$expand` instead of annotations.
-    names: tuple[tuple[str, str, str], ...] = ()
-
-
-def _wire(
-    table: Table,
-    *,
-    select: SelectTypes,
-    filter: str | None,  # noqa: A002
-    orderby: str | Sequence[str] | None,
-    top: int | None,
-    expand: str | Sequence[str] | None,
-    count: bool,
-    formatted: bool,
-    page_size: int,
-    lookup_names: Mapping[str, str] | None,
-) -> _Wire:
-    """The cheapest request that gives the columns asked for.
-
-    A lookup's `<col>_name` is the related row's primary name.  Asking for it with
-    `odata.include-annotations="...FormattedValue"` makes the service format *every*
-    column of every row (2.3x the bytes on the benchmark's page: 9.7 MB against 4.3 MB
-    without annotations), and the other formatted values are thrown away.  So when every
-    selected lookup has one target whose primary name is known, each lookup is expanded to
-    that one column instead (`$expand=parentaccountid($select=name)`: 5.0 MB) and its table
-    comes from the metadata.  Multi-table lookups (owner, customer), `select=None` (which
-    has them) and `formatted=True` keep the annotations.
-    """
-    attributes = (
-        [table.resolve_column(c) for c in select]
-        if select
-        else [a for a in table.attributes.values() if a.is_valid_for_read]
-    )
-    lookups = [a for a in attributes if a.is_lookup]
-    user_expand = (
-        _expand_names(expand if isinstance(expand, str) else ",".join(expand)) if expand else ()
-    )
-    names: list[tuple[str, str, str]] = []
-    annotate = formatted
-    if lookups and not formatted:
-        for attribute in lookups:
-            target = attribute.targets[0] if len(attribute.targets) == 1 else None
-            nav = attribute.navigation.get(target) if target else None
-            primary = (lookup_names or {}).get(target) if target else None
-            if not select or nav is None or primary is None or nav in user_expand:
-                annotate = True
-                names = []
-                break
-            names.append((nav, attribute.property_name, primary))
-    expands = [f"{nav}($select={primary})" for nav, _, primary in names]
-    if expand:
-        expands.insert(0, expand if isinstance(expand, str) else ",".join(expand))
-    params = query_options(
-        select=wire_select(table, list(select)) if select else None,
-        filter=filter,
-        orderby=orderby,
-        top=top,
-        expand=",".join(expands) if expands else None,
-        count=count,
-    )
-    return _Wire(
-        params=params,
-        prefer=_prefer(page_size, annotations=annotate, formatted=formatted),
-        names=tuple(names),
-    )
-
-
-def _names_from_expand(rows: list[dict[str, Any]], names: tuple[tuple[str, str, str], ...]) -> None:
-    """Move each expanded lookup's primary name to where the builder reads lookup names."""
-    for nav, key, primary in names:
-        label = key + FORMATTED_VALUE
-        for row in rows:
-            related = row.pop(nav, None)
-            if related is not None:
-                row[label] = related.get(primary)
-
-
 async def read_frame(
     session: Session,
     table: Table,
@@ -393,7 +285,7 @@ async def read_frame(
         )
     if top is not None and top < 0:
         raise ConfigError("top must be 0 or more.", field="top", hint="Pass top=None for all.")
-    wire = _wire(
+    wire = wire_request(
         table,
         select=select,
         filter=filter,
@@ -407,7 +299,7 @@ async def read_frame(
     )
     params = wire.params
     user_expand = (
-        _expand_names(expand if isinstance(expand, str) else ",".join(expand)) if expand else ()
+        expand_names(expand if isinstance(expand, str) else ",".join(expand)) if expand else ()
     )
     plan = ReadPlan(
         session=session,
@@ -439,7 +331,7 @@ async def read_frame(
         plan.progress = progress_bar(f"Reading {table.entity_set_name}")
     first_headers = dict(plan.headers)
     if check_version is not None:
-        first_headers["Prefer"] = _with_annotation(plan.headers["Prefer"], _VERSION)
+        first_headers["Prefer"] = with_annotation(plan.headers["Prefer"], VERSION_ANNOTATION)
     try:
         token = progress_var.set(plan.progress)
         try:
@@ -450,7 +342,7 @@ async def read_frame(
             raise _partial_error(plan, exc) from exc
         finally:
             progress_var.reset(token)
-        if check_version is not None and not check_version(body.get("@" + _VERSION)):
+        if check_version is not None and not check_version(body.get("@" + VERSION_ANNOTATION)):
             raise StaleMetadata(table.logical_name)
         rows = body.get("value", [])
         next_link = body.get("@odata.nextLink")
@@ -466,7 +358,7 @@ async def read_frame(
         last_key = None
         if split:
             n = _partitions(session) if parallel is True else max(1, int(parallel))
-            ranges = _sample_ranges(rows, n)
+            ranges = sample_ranges(rows, n)
             last_key = rows[-1].get(table.primary_id)
             split = isinstance(last_key, str)
         _take_page(plan, first, rows)
@@ -505,21 +397,9 @@ async def read_frame(
             plan.progress.close()
 
 
-_VERSION = "Microsoft.Dynamics.CRM.globalmetadataversion"
-_COUNT_CAP = 5000  # @odata.count stops here [MS] WA/query/count-rows
-
-
-def _with_annotation(prefer: str, name: str) -> str:
-    """`prefer` asking for one more annotation (added to its include-annotations list)."""
-    marker = 'odata.include-annotations="'
-    if marker in prefer:
-        return prefer.replace(marker, f"{marker}{name},", 1)
-    return f'{prefer},{marker}{name}"'
-
-
 def _known_total(count: int | None) -> int | None:
     """The row count the service gave, when it is exact (below its 5,000 cap)."""
-    return count if count is not None and count < _COUNT_CAP else None
+    return count if count is not None and count < COUNT_CAP else None
 
 
 def _budget_low(session: Session) -> bool:
@@ -535,7 +415,7 @@ def _take_page(plan: ReadPlan, part: _Part, rows: list[dict[str, Any]]) -> None:
     if plan.expand:
         part.expanded.extend({name: row.pop(name, None) for name in plan.expand} for row in rows)
     if plan.names:
-        _names_from_expand(rows, plan.names)
+        names_from_expand(rows, plan.names)
     part.builder.add_page(rows)
     part.pages += 1
     part.rows += len(rows)
@@ -550,43 +430,6 @@ def _checked(plan: ReadPlan, next_link: str | None) -> str | None:
     return next_link
 
 
-def _sample_ranges(rows: Sequence[Mapping[str, Any]], n: int) -> list[str] | None:
-    """`n` conditions on `createdon` splitting rows like `rows` into equal counts.
-
-    `rows` is the first page: in key order, which for random keys is a random sample of
-    the table.  Its `createdon` quantiles are the cuts.  Rows without `createdon` go with
-    the first range.  `None` when the sample cannot say (too few values, or ordered by
-    `createdon`: keys that follow creation make the first page the oldest rows).
-    """
-    values = [v for v in (r.get(PARTITION_COLUMN) for r in rows) if isinstance(v, str)]
-    if n < 2 or len(values) < 4 * n:
-        return None if n >= 2 else [f"{PARTITION_COLUMN} ne null or {PARTITION_COLUMN} eq null"]
-    rising = sum(1 for a, b in zip(values, values[1:], strict=False) if a < b)
-    if not 0.25 <= rising / (len(values) - 1) <= 0.75:
-        return None
-    ordered = sorted(values)
-    cuts: list[str] = []
-    for i in range(1, n):
-        try:
-            moment = dt.datetime.fromisoformat(
-                ordered[i * len(ordered) // n].replace("Z", "+00:00")
-            )
-        except ValueError:
-            return None
-        text = literal(moment.astimezone(dt.timezone.utc).replace(microsecond=0))
-        if not cuts or text > cuts[-1]:
-            cuts.append(text)
-    if not cuts:
-        return [f"{PARTITION_COLUMN} ne null or {PARTITION_COLUMN} eq null"]
-    column = PARTITION_COLUMN
-    conditions = [f"{column} lt {cuts[0]} or {column} eq null"]
-    conditions += [
-        f"{column} ge {a} and {column} lt {b}" for a, b in zip(cuts, cuts[1:], strict=False)
-    ]
-    conditions.append(f"{column} ge {cuts[-1]}")
-    return conditions
-
-
 async def read_fetchxml(
     session: Session,
     table: Table,
@@ -599,7 +442,7 @@ async def read_fetchxml(
 ) -> pd.DataFrame:
     """Run a FetchXML query, following its paging cookies (see `Connection.fetchxml`)."""
     _, user_top = fetchxml_entity(xml)
-    headers = {"Prefer": _prefer(page_size, annotations=True, fetchxml=True)}  # as before
+    headers = {"Prefer": prefer_header(page_size, annotations=True, fetchxml=True)}  # as before
     plan = ReadPlan(
         session=session,
         table=table,
@@ -659,24 +502,6 @@ def _partitions(session: Session) -> int:
     ends with a partial page) and scans.
     """
     return max(2, min(DEFAULT_PARTITIONS, session.limiter.ceiling))
-
-
-def _expand_names(text: str) -> tuple[str, ...]:
-    """Navigation property names of a `$expand` value (options in parentheses skipped)."""
-    names, depth, current = [], 0, ""
-    for char in text:
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "," and depth == 0:
-            names.append(current.strip())
-            current = ""
-            continue
-        if depth == 0 and char not in "()":
-            current += char
-    names.append(current.strip())
-    return tuple(n for n in names if n)
 
 
 def _partial_error(
