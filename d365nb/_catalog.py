@@ -2,7 +2,8 @@
 
 The list of tables is fetched once; a table's details (attributes, option sets, keys,
 relationships) the first time it is read or written, with the requests
-`_metadata.metadata_requests()` names, sent concurrently.  Both are cached **per
+`_metadata.metadata_requests()` names, sent as one `$batch` (one request against the
+service-protection limits; one by one, concurrently, where a batch fails).  Both are cached **per
 environment** (the Web API root), not per connection: in memory for every connection of
 the process, and on disk (one owner-only JSON file per environment, in
 `default_metadata_dir()`, beside the token cache) so that the next kernel or process reads
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import ODataError
+from ._exceptions import BatchFormatError, D365Error, ODataError
 from ._metadata import (
     TABLES_REQUEST,
     Table,
@@ -38,6 +39,12 @@ from ._metadata import (
     parse_entity_definition,
     parse_entity_definitions,
     resolve_table,
+)
+from ._multipart import (
+    BatchRequest,
+    BatchResponse,
+    decode_batch_response,
+    encode_batch_request,
 )
 from ._session import Session
 
@@ -208,6 +215,34 @@ class Catalog:
             response = await self._session.arequest("GET", url)
         return response.json()
 
+    async def _batch(self, urls: list[str]) -> list[Any] | None:
+        """The answers to GET `urls` sent as one `$batch` (one request for the service's
+        limits, one round trip), or None when the batch does not work out."""
+        root = self._session.api_root
+        content_type, body = encode_batch_request([BatchRequest("GET", root + u) for u in urls])
+        self.requests += 1
+        try:
+            async with self._session.limiter:
+                response = await self._session.arequest(
+                    "POST", "$batch", content=body, headers={"Content-Type": content_type}
+                )
+            items = decode_batch_response(
+                response.content, response.headers.get("content-type", "")
+            )
+        except (D365Error, BatchFormatError, ValueError):
+            return None
+        out: list[Any] = []
+        for url, item in zip(urls, items, strict=False):
+            if not isinstance(item, BatchResponse):
+                return None
+            if item.status == 404 and "ManyToOneRelationships" in url:
+                out.append({"value": []})
+            elif item.status == 200:
+                out.append(item.json())
+            else:
+                return None
+        return out if len(out) == len(urls) else None
+
     async def tables(self) -> dict[str, Table]:
         """Every table, by logical name (without attributes)."""
         if self._tables is not None:
@@ -276,7 +311,10 @@ class Catalog:
                         return {"value": []}
                     raise
 
-            bodies = await asyncio.gather(*(fetch(url) for url in requests.values()))
+            urls = list(requests.values())
+            bodies = await self._batch(urls)
+            if bodies is None:  # no $batch here: the same requests one by one, at once
+                bodies = list(await asyncio.gather(*(fetch(url) for url in urls)))
             named = dict(zip(requests, bodies, strict=True))
             table = parse_entity_definition(**named)
             entry = self._entry()

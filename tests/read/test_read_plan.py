@@ -194,3 +194,23 @@ def test_a_low_request_budget_keeps_the_read_sequential(big: Sandbox, tmp_path: 
     assert not any("accountid%20gt%20" in u for u, _ in seen), "no ranges on a low budget"
     assert len(seen) == 12, "one request per page, nothing else"
     pd.testing.assert_frame_equal(_sorted(got), _sorted(expected))
+
+
+def test_cold_metadata_is_two_requests_and_the_same_as_one_by_one(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    from d365nb._sync import run_sync
+
+    batched = connect_to(sandbox, metadata_cache=tmp_path / "a")
+    table = run_sync(batched.catalog.table("accounts"))
+    assert batched.catalog.requests == 2, "the list of tables, then one $batch"
+
+    single = connect_to(sandbox, metadata_cache=tmp_path / "b")
+
+    async def no_batch(urls: list[str]) -> None:
+        return None
+
+    single.catalog._batch = no_batch  # type: ignore[method-assign,assignment]
+    alone = run_sync(single.catalog.table("account"))
+    assert single.catalog.requests > 2
+    assert alone == table
