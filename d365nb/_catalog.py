@@ -274,7 +274,10 @@ class Catalog:
         cached = entry["details"].get(logical)
         if cached is None or not self._fresh(cached.get("at")):
             return None
-        table = parse_entity_definition(**cached["bodies"])
+        try:
+            table = parse_entity_definition(**cached["bodies"])
+        except Exception:  # a cache file from another version or damaged: fetch again
+            return None
         self._details[logical] = table
         return table
 

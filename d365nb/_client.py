@@ -84,7 +84,8 @@ class Connection(Session):
     * **token_cache** - `True` (per-user cache folder), a folder path, or `False` (memory).
     * **timeout** - seconds for each HTTP request.
     * **max_concurrency** - the most requests in flight at once (the adaptive limit
-      starts lower and never exceeds the service's `x-ms-dop-hint`).
+      starts here, drops to the service's `x-ms-dop-hint` with its first answer and
+      halves on 429s).
     * **retry** - a `RetryPolicy` for 429/503/network errors.
     * **metadata_cache** - `True` (per-user folder beside the token cache), a folder path,
       or `False` (memory only): where table metadata is kept between processes.
@@ -227,7 +228,9 @@ class Connection(Session):
         * **formatted** - add `<col>_label` columns with the service's formatted values.
         * **page_size** - rows per page (at most 5,000).
         * **parallel** - split a large read into `createdon` ranges fetched concurrently
-          (`True`: 16 ranges; an int: that many; `False`: strictly sequential).
+          after its first page (`True`: one range per request the service allows at once,
+          its `x-ms-dop-hint`, balanced by row count; an int: that many; `False`: strictly
+          sequential).  A read that meets service-protection limits stays sequential.
         * **dtypes** - per-column dtype overrides (e.g. `{"industrycode": "Int32"}` for
           the choice's integer values).
         * **decimal** - Money/Decimal as `decimal.Decimal` instead of float.
