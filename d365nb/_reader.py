@@ -1,13 +1,15 @@
 """The paging engine: a query's every page into one typed DataFrame, in parallel if it can.
 
-The service pages serially (each `@odata.nextLink` comes with the previous page), so one
-large read is split into ranges of `createdon` that are fetched concurrently and put back
-together in order.  The ranges are half-open (`ge lower and lt upper`) plus one for rows
-with no `createdon`, so every row falls in exactly one range whatever the service's sort
-order: nothing lost, nothing twice.  Small reads (one page) and reads whose order matters
-(`orderby`, `top`) stay sequential.  Concurrency is governed by the connection's
-`AdaptiveLimiter` (starts small, grows while healthy, shrinks on 429, never above
-`x-ms-dop-hint`).
+The service pages serially (each `@odata.nextLink` comes with the previous page).  The
+first page is requested at once and kept; if more follow, the rest of the table (after the
+first page's last key) is split into ranges of `createdon` balanced by row count, using the
+first page as a sample (`_readplan.sample_ranges`), fetched concurrently and put back
+together in order.  The ranges are half-open (`ge lower and lt upper`, rows without
+`createdon` in the first), so every row falls in exactly one range whatever the service's
+sort order: nothing lost, nothing twice.  Small reads (one page), reads whose order matters
+(`orderby`, `top`) and reads that meet service-protection limits stay sequential.
+Concurrency is governed by the connection's `AdaptiveLimiter` (starts at the user's cap,
+never above `x-ms-dop-hint`, halves on 429).
 
 Pages are converted as they arrive (`FrameBuilder.add_page`), so memory stays close to the
 final DataFrame.  A read that cannot finish raises `PartialReadError` with the rows it has
@@ -369,6 +371,10 @@ async def read_frame(
                 first.url = None
             return await _execute(plan)
         first.url = None
+        # The rows after the first page, in the service's own order: it pages by primary
+        # key (its next link's cookie holds that key), so `gt` the page's last key is the
+        # rest.  [UNVERIFIED] Dataverse's acceptance of `gt` on an Edm.Guid is not spelled
+        # out by Microsoft (OData 4.0 allows it; SQL orders uniqueidentifiers as it pages).
         rest = f"{table.primary_id} gt {last_key}"
         if ranges is None:
             # The sample is ordered by createdon (keys follow creation): cut the rest's
