@@ -355,6 +355,7 @@ async def read_frame(
             if total is not None:
                 plan.progress.total = total
                 plan.progress.refresh()
+        _checked(plan, next_link)  # a next link elsewhere is refused even if not followed
         split = next_link is not None and can_split and bool(rows) and not _budget_low(session)
         ranges: list[str] | None = None
         last_key = None
