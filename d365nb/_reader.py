@@ -334,6 +334,7 @@ async def read_frame(
     first_headers = dict(plan.headers)
     if check_version is not None:
         first_headers["Prefer"] = with_annotation(plan.headers["Prefer"], VERSION_ANNOTATION)
+    throttled_before = session.limiter.throttled
     try:
         token = progress_var.set(plan.progress)
         try:
@@ -356,7 +357,12 @@ async def read_frame(
                 plan.progress.total = total
                 plan.progress.refresh()
         _checked(plan, next_link)  # a next link elsewhere is refused even if not followed
-        split = next_link is not None and can_split and bool(rows) and not _budget_low(session)
+        split = (
+            next_link is not None
+            and can_split
+            and bool(rows)
+            and not _budget_low(session, throttled_before)
+        )
         ranges: list[str] | None = None
         last_key = None
         if split:
@@ -409,12 +415,15 @@ def _known_total(count: int | None) -> int | None:
     return count if count is not None and count < COUNT_CAP else None
 
 
-def _budget_low(session: Session) -> bool:
-    """True when splitting would cost requests the service is short of (429s seen, or
-    its remaining-requests header below the limiter's threshold)."""
+def _budget_low(session: Session, throttled_before: int) -> bool:
+    """True when splitting would cost requests the service is short of: it answered 429
+    since the read began, or its remaining-requests header is below the limiter's
+    threshold."""
     limiter = session.limiter
     remaining = limiter.burst_remaining
-    return limiter.throttled > 0 or (remaining is not None and remaining <= limiter.low_requests)
+    if limiter.throttled > throttled_before:
+        return True
+    return remaining is not None and remaining <= limiter.low_requests
 
 
 def _take_page(plan: ReadPlan, part: _Part, rows: list[dict[str, Any]]) -> None:
