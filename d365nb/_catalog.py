@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import BatchFormatError, D365Error, ODataError
+from ._exceptions import BatchFormatError, ConfigError, D365Error, ODataError
 from ._metadata import (
     TABLES_REQUEST,
     Table,
@@ -108,6 +108,9 @@ class Catalog:
         self._locks: dict[str, asyncio.Lock] = {}
         #: Requests sent for metadata by this catalog (tests and benchmarks read it).
         self.requests = 0
+        self._fetched_tables = False  # this catalog asked for the list (not from a cache)
+        self._stale_tables = False
+        self._fetched: set[str] = set()
 
     # -- the shared entry ---------------------------------------------------------
 
@@ -249,7 +252,9 @@ class Catalog:
             return self._tables
         entry = self._entry()
         body = entry.get("tables")
-        if body is None or not self._fresh(entry.get("tables_at")):
+        if body is None or not self._fresh(entry.get("tables_at")) or self._stale_tables:
+            self._stale_tables = False
+            self._fetched_tables = True
             body = await self._get(TABLES_REQUEST)
             with _MEMORY_LOCK:
                 entry["tables"], entry["tables_at"] = body, time.time()
@@ -281,6 +286,10 @@ class Catalog:
         self._details[logical] = table
         return table
 
+    def fetched(self, logical_name: str) -> bool:
+        """True when this catalog fetched the table's details itself (not from a cache)."""
+        return logical_name in self._fetched
+
     async def table(self, name: str, *, refresh: bool = False) -> Table:
         """One table with its attributes; `name` may be the logical or entity set name.
 
@@ -289,7 +298,14 @@ class Catalog:
         * **name** - the table's logical name (`account`) or entity set (`accounts`).
         * **refresh** - fetch the table's details again even if cached.
         """
-        summary = resolve_table(name, await self.tables())
+        try:
+            summary = resolve_table(name, await self.tables())
+        except ConfigError:
+            if self._fetched_tables:
+                raise
+            # The cached list may predate the table (created since): ask once more.
+            self._tables, self._stale_tables = None, True
+            summary = resolve_table(name, await self.tables())
         logical = summary.logical_name
         if refresh:
             self.refresh(logical)
@@ -324,6 +340,7 @@ class Catalog:
             with _MEMORY_LOCK:
                 entry["details"][logical] = {"at": time.time(), "version": None, "bodies": named}
             self._details[logical] = table
+            self._fetched.add(logical)
             self._save()
             return table
 

@@ -268,6 +268,10 @@ class Connection(Session):
             name = entity
         catalog = self.catalog
         table = await catalog.table(name, refresh=refresh_metadata)
+        if select and not catalog.fetched(table.logical_name):
+            if any(table.find_column(c) is None for c in select):
+                # A column the cached metadata does not know may be new: fetch once more.
+                table = await catalog.table(name, refresh=True)
         names = {t.logical_name: t.primary_name for t in (await catalog.tables()).values()}
         logical = table.logical_name
         for attempt in (1, 2):

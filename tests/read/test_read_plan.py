@@ -214,3 +214,22 @@ def test_cold_metadata_is_two_requests_and_the_same_as_one_by_one(
     alone = run_sync(single.catalog.table("account"))
     assert single.catalog.requests > 2
     assert alone == table
+
+
+def test_a_table_or_column_newer_than_the_cache_is_fetched(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    warm = connect_to(sandbox, metadata_cache=tmp_path)
+    warm.read("accounts", select=["name", "revenue"], top=1, progress=False)
+    entry = warm.catalog._entry()
+    # As if the cache was written before the table, and before its `revenue` column.
+    entry["tables"]["value"] = [
+        t for t in entry["tables"]["value"] if t["LogicalName"] != "account"
+    ]
+    for body in entry["details"]["account"]["bodies"].values():
+        if isinstance(body, dict) and isinstance(body.get("value"), list):
+            body["value"] = [a for a in body["value"] if a.get("LogicalName") != "revenue"]
+    later = connect_to(sandbox, metadata_cache=tmp_path)
+    df = later.read("accounts", select=["name", "revenue"], top=3, progress=False)
+    assert list(df.columns[:3]) == ["accountid", "name", "revenue"] and len(df) == 3
+    assert later.catalog.requests >= 2
