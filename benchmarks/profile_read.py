@@ -79,7 +79,9 @@ def _wire(sb: Any, lines: list[str]) -> list[bytes]:
     import httpx
     import orjson
 
-    from d365nb._reader import _ANNOTATIONS
+    from d365nb._readplan import FORMATTED, LOOKUP_TABLE
+
+    _ANNOTATIONS = f"{FORMATTED},{LOOKUP_TABLE}"  # what a read with lookups asks for
 
     info = sb.info()
     pid = sb._process.pid

@@ -96,8 +96,10 @@ class Config:
             write_latency_ms=5.0,
             write_reps=1,
             throttled_rows=30_000,  # 6 pages: more than one window allows, for everyone
-            throttled_window_seconds=1.0,
-            throttled_max_requests=5,
+            # 3 per 2 s: d365nb now reads it in ~8 requests (2 for cold metadata), so a
+            # looser window would not throttle it at all.
+            throttled_window_seconds=2.0,
+            throttled_max_requests=3,
             throttled_reps=1,
             throttled_contenders=("d365nb", "expert-script", "official-sdk", "httpx-loop"),
             latency_rows=12_000,

@@ -38,7 +38,7 @@ from ._exceptions import ConfigError, D365Error, ODataError
 from ._fetchxml import fetchxml_entity, fetchxml_with_page
 from ._odata import Query, encode_query, entity_path
 from ._options import PushOptions
-from ._reader import MAX_PAGE_SIZE, read_fetchxml, read_frame
+from ._reader import MAX_PAGE_SIZE, StaleMetadata, read_fetchxml, read_frame
 from ._report import PushPlan, PushReport
 from ._session import Session, odata_error_from_response, session_by_id, ssl_context_for
 from ._sync import blocking
@@ -95,8 +95,11 @@ class Connection(Session):
     * **token_cache** - `True` (per-user cache folder), a folder path, or `False` (memory).
     * **timeout** - seconds for each HTTP request.
     * **max_concurrency** - the most requests in flight at once (the adaptive limit
-      starts lower and never exceeds the service's `x-ms-dop-hint`).
+      starts here, drops to the service's `x-ms-dop-hint` with its first answer and
+      halves on 429s).
     * **retry** - a `RetryPolicy` for 429/503/network errors.
+    * **metadata_cache** - `True` (per-user folder beside the token cache), a folder path,
+      or `False` (memory only): where table metadata is kept between processes.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class Connection(Session):
         timeout: float = 120.0,
         max_concurrency: int = 16,
         retry: RetryPolicy | None = None,
+        metadata_cache: bool | str | os.PathLike[str] = True,
     ) -> None:
         super().__init__(
             settings,
@@ -120,7 +124,7 @@ class Connection(Session):
             retry=retry,
         )
         self._whoami: WhoAmI | None = None
-        self.catalog = Catalog(self)
+        self.catalog = Catalog(self, directory=metadata_cache)
 
     # -- presentation -------------------------------------------------------------
 
@@ -239,6 +243,7 @@ class Connection(Session):
         count: bool = False,
         progress: bool = True,
         track_changes: bool = False,
+        refresh_metadata: bool = False,
     ) -> pd.DataFrame:
         """Every row of a table (or of a query) as a typed DataFrame.
 
@@ -269,6 +274,9 @@ class Connection(Session):
         * **track_changes** - ask for a delta link (`df.d365.delta_link`) so that
           `df.d365.refresh()` / `conn.changes(df)` fetch only what changed since; the
           table must track changes, and filter/orderby/top/expand are not allowed.
+        * **refresh_metadata** - fetch the table's metadata again instead of using the
+          cache (kept per environment, in memory and on disk, for an hour, and dropped
+          when the service's metadata version changes).
 
         A read that cannot finish raises `PartialReadError` with the rows so far and
         `resume()`.  Ctrl-C (the Stop button) does the same.
@@ -297,7 +305,12 @@ class Connection(Session):
         else:
             name = entity
         _check_top(top)  # before any I/O: top="5" or top=True is a ConfigError, not a 400
-        table = await self.catalog.table(name)
+        catalog = self.catalog
+        table = await catalog.table(name, refresh=refresh_metadata)
+        if select and not catalog.fetched(table.logical_name):
+            if any(table.find_column(c) is None for c in select):
+                # A column the cached metadata does not know may be new: fetch once more.
+                table = await catalog.table(name, refresh=True)
         if track_changes:
             check_tracked_read(filter=filter, orderby=orderby, top=top, expand=expand)
             try:
@@ -321,22 +334,33 @@ class Connection(Session):
             return remember_read(
                 df, select=select, formatted=formatted, dtypes=dtypes, decimal=decimal
             )
-        return await read_frame(
-            self,
-            table,
-            select=select,
-            filter=filter,
-            orderby=orderby,
-            top=top,
-            expand=expand,
-            formatted=formatted,
-            page_size=page_size,
-            parallel=parallel,
-            dtypes=dtypes,
-            decimal=decimal,
-            count=count,
-            progress=progress,
-        )
+        names = {t.logical_name: t.primary_name for t in (await catalog.tables()).values()}
+        logical = table.logical_name
+        for attempt in (1, 2):
+            try:
+                return await read_frame(
+                    self,
+                    table,
+                    select=select,
+                    filter=filter,
+                    orderby=orderby,
+                    top=top,
+                    expand=expand,
+                    formatted=formatted,
+                    page_size=page_size,
+                    parallel=parallel,
+                    dtypes=dtypes,
+                    decimal=decimal,
+                    count=count,
+                    progress=progress,
+                    lookup_names={k: v for k, v in names.items() if v},
+                    check_version=(
+                        (lambda v: catalog.check_version(logical, v)) if attempt == 1 else None
+                    ),
+                )
+            except StaleMetadata:  # the cached metadata is older than the service's
+                table = await catalog.table(name, refresh=True)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     read = blocking(aread)
 

@@ -31,6 +31,7 @@ def connect(
     timeout: float = 120.0,
     max_concurrency: int = 16,
     retry: RetryPolicy | None = None,
+    metadata_cache: bool | str | os.PathLike[str] | None = None,
     **settings: Any,
 ) -> Connection:
     """A `Connection` from keyword settings, a vendor-style connection string or a profile.
@@ -50,6 +51,8 @@ def connect(
     * **token_cache** - `True` (per-user folder), a folder path, or `False`.
     * **timeout** - seconds for each HTTP request.
     * **max_concurrency** - the most requests in flight at once.
+    * **metadata_cache** - where table metadata is kept between processes: `True` (the
+      per-user cache folder; the default), a folder path, or `False` (memory only).
     * **retry** - a `RetryPolicy` (attempts, total wait) for 429/503/network errors.
     * **settings** - any `Settings` field: service_url, client_id, client_secret, tenant,
       auth_uri, token_uri, scope, grant, access_token, refresh_token, redirect_uri,
@@ -60,7 +63,6 @@ def connect(
     """
     if credential is not None:
         settings.setdefault("grant", "credential")
-    metadata_cache = settings.pop("metadata_cache", None)  # F&O's $metadata copy (issue 23)
     resolved = Settings.resolve(connection_string, profile=profile, **settings)
     if resolved.service == "fno":  # finance and operations apps (issue 23)
         return FnoConnection(
@@ -81,4 +83,5 @@ def connect(
         timeout=timeout,
         max_concurrency=max_concurrency,
         retry=retry,
+        metadata_cache=True if metadata_cache is None else metadata_cache,
     )

@@ -222,7 +222,10 @@ class Session:
             entry = self._clients.get(key)
             if entry is not None and entry.loop() is loop and not entry.client.is_closed:
                 return entry
-            limiter = AdaptiveLimiter(initial=2, maximum=self.max_concurrency)
+            # Start at the user's cap: the first answer's x-ms-dop-hint brings it down to
+            # what the service allows; 429s halve it (issue 15: climbing from 2 left a
+            # 50-page read at half the allowed concurrency).
+            limiter = AdaptiveLimiter(initial=self.max_concurrency, maximum=self.max_concurrency)
             entry = _LoopClient(weakref.ref(loop), self._build_client(limiter), limiter)
             self._clients[key] = entry
             return entry

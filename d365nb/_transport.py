@@ -438,9 +438,11 @@ class RetryTransport(httpx.AsyncBaseTransport):
 class AdaptiveLimiter:
     """Adaptive concurrency: `async with limiter:` around each request; feed `observe()`.
 
-    The limit starts small and grows by one for every `limit` healthy responses (additive
-    increase), halves on a 429 or when the service's rate-limit headers run low
-    (multiplicative decrease), and never exceeds `maximum` nor the service's
+    The limit starts at `initial` (a `Session` starts it at the user's cap, so the first
+    requests are not held back; the service's `x-ms-dop-hint` lowers it with the first
+    answer) and grows by one for every `limit` healthy responses (additive increase),
+    halves on a 429 or when the service's rate-limit headers run low (multiplicative
+    decrease), and never exceeds `maximum` nor the service's
     `x-ms-dop-hint`.  Responses to requests that were already in flight when the limit was
     cut do not cut it again.  The logic is deterministic: no clocks.
 
@@ -471,6 +473,10 @@ class AdaptiveLimiter:
         self.low_requests = low_requests
         self.low_seconds = low_seconds
         self.dop_hint: int | None = None
+        #: The service's last `x-ms-ratelimit-burst-remaining-xrm-requests`, if it sent one.
+        self.burst_remaining: int | None = None
+        #: How many 429s this limiter has seen.
+        self.throttled = 0
         self._limit = max(minimum, min(initial, maximum))
         self._active = 0
         self._healthy = 0
@@ -507,6 +513,10 @@ class AdaptiveLimiter:
         if hint is not None and hint >= 1:
             self.dop_hint = int(hint)
         burst = _number(_header(headers, "x-ms-ratelimit-burst-remaining-xrm-requests"))
+        if burst is not None:
+            self.burst_remaining = int(burst)
+        if status == 429:
+            self.throttled += 1
         # [UNVERIFIED] unit of the time header: Microsoft documents a 1,200 s budget per
         # 5 minutes and users report values like 960, so it is read as seconds.
         seconds = _number(_header(headers, "x-ms-ratelimit-time-remaining-xrm-requests"))

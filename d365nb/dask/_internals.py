@@ -19,7 +19,7 @@ import pandas as pd
 from .._client import Connection, connection_by_id
 from .._frames import FrameBuilder
 from .._odata import encode_query
-from .._reader import PARTITION_COLUMN
+from .._readplan import PARTITION_COLUMN
 from .._sync import run_sync
 from .._transport import parse_retry_after
 

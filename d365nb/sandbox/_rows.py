@@ -122,7 +122,7 @@ class RowPlan:
         assert pk is not None
         if any(x.kind == "Money" for x in out):
             cur = t.attribute("transactioncurrencyid")
-            if cur is not None and cur not in out:
+            if cur is not None and cur.is_lookup and cur not in out:
                 out.append(cur)
         if pk not in out:
             out.append(pk)
@@ -130,7 +130,9 @@ class RowPlan:
         self.columns = [f'{a}."versionnumber"']
         cur_idx: int | None = None
         cur_attr = t.attribute("transactioncurrencyid")
-        if cur_attr is not None:
+        # The currency lookup of a table with Money columns; on `transactioncurrency`
+        # itself the same name is the primary key, not a lookup.
+        if cur_attr is not None and cur_attr.is_lookup:
             self.columns.append(f'{a}."_transactioncurrencyid_value"')
             cur_idx = 1
         ann = self.annotations

@@ -356,7 +356,7 @@ def test_push_without_any_key_interrupted_then_pushed_again_creates_no_duplicate
 
 @pytest.mark.parametrize(("mode", "key"), [("create", None), ("upsert", "accountnumber")])
 def test_push_under_503s_drops_and_429s_lands_every_row_once(
-    wsb: Sandbox, mode: str, key: str | None
+    wsb: Sandbox, mode: str, key: str | None, tmp_path: Path
 ) -> None:
     tag = _tag()
     frame = make_frame(tag, 30, ids=False)
@@ -375,7 +375,11 @@ def test_push_under_503s_drops_and_429s_lands_every_row_once(
             },
         ).raise_for_status()
         try:
-            with connect_to(wsb, retry=RetryPolicy(backoff_base=0.05, backoff_cap=0.5)) as conn:
+            # A cold metadata cache, as before metadata was shared: its requests come
+            # first, so the seeded faults land on the push's chunks.
+            with connect_to(
+                wsb, retry=RetryPolicy(backoff_base=0.05, backoff_cap=0.5), metadata_cache=tmp_path
+            ) as conn:
                 report = _report(
                     frame.d365.push(
                         "accounts", mode=mode, key=key, conn=conn, batch_size=5, progress=False

@@ -438,3 +438,12 @@ def test_dataverse_query_functions_in_and_between(api: httpx.Client) -> None:
     )
     assert r.status_code == 400  # fiscal periods are not emulated (LastXDays now is)
     assert "ThisFiscalYear" in r.json()["error"]["message"]
+
+
+def test_expand_of_the_currency_lookup_reads_the_currency_row(api: httpx.Client) -> None:
+    """`transactioncurrencyid` is a lookup on leads and the primary key of its target:
+    expanding it must not look for a currency lookup on `transactioncurrency` itself."""
+    r = api.get("leads?$select=subject&$expand=transactioncurrencyid($select=currencyname)")
+    assert r.status_code == 200, r.text[:300]
+    rows = [row for row in r.json()["value"] if row["transactioncurrencyid"] is not None]
+    assert rows and all(row["transactioncurrencyid"]["currencyname"] for row in rows)

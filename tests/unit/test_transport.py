@@ -570,3 +570,31 @@ def test_module_exports_are_sorted_and_present() -> None:
 
     assert module.__all__ == sorted(module.__all__)
     assert all(hasattr(module, name) for name in module.__all__)
+
+
+def test_limiter_remembers_the_budget_and_the_429s_it_saw() -> None:
+    limiter = AdaptiveLimiter(initial=16, maximum=16)
+    assert (limiter.burst_remaining, limiter.throttled) == (None, 0)
+    limiter.observe(200, {"x-ms-ratelimit-burst-remaining-xrm-requests": "5990"})
+    limiter.observe(429, {"x-ms-ratelimit-burst-remaining-xrm-requests": "0"})
+    assert (limiter.burst_remaining, limiter.throttled) == (0, 1)
+
+
+@pytest.mark.asyncio
+async def test_a_session_starts_its_limiter_at_the_users_cap() -> None:
+    from d365nb._config import Settings
+    from d365nb._session import Session
+
+    settings = Settings.resolve(
+        service_url="https://contoso.crm.dynamics.com",
+        client_id="00000000-0000-0000-0000-000000000001",
+        tenant="contoso.onmicrosoft.com",
+        access_token="x",
+    )
+    session = Session(settings, token_cache=False, max_concurrency=12)
+    try:
+        assert (session.limiter.limit, session.limiter.ceiling) == (12, 12)
+        session.limiter.observe(200, {"x-ms-dop-hint": "4"})
+        assert session.limiter.limit == 4
+    finally:
+        await session.aclose()
