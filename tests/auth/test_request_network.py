@@ -1,4 +1,4 @@
-"""The Web API out of reach after sign-in: DNS, refused port, untrusted CA -> a clear TransportError."""
+"""The Web API out of reach: DNS, refused port, untrusted CA -> a clear TransportError."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 import d365nb
-from d365nb import Connection, TransportError
+from d365nb import Connection, RetryPolicy, TransportError
 from d365nb.sandbox import Sandbox
 from tests._support.oauth import client_credentials_token
 
@@ -22,6 +22,7 @@ def given(sandbox: Sandbox, service_url: str, *, verify: object = None) -> Conne
         access_token=token,
         verify=sandbox.ca_cert if verify is None else verify,
         token_cache=False,
+        retry=RetryPolicy(max_attempts=2, backoff_base=0.01, backoff_cap=0.01),
     )
 
 
