@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 import d365nb
@@ -64,3 +65,18 @@ def test_untrusted_ca_names_verify_and_ca_cert(sandbox: Sandbox, call: str) -> N
     with pytest.raises(TransportError) as info:
         CALLS[call](conn)
     assert_clear(info.value, "certificate", "verify=", "--ca-cert")
+
+
+def test_proxy_failure_names_the_proxy_settings() -> None:
+    from d365nb._tokens import known_transport_error
+
+    err = known_transport_error(
+        httpx.ProxyError("502 Bad Gateway"),
+        "https://contoso.crm.dynamics.com/api/data/v9.2/WhoAmI",
+        service="Web API",
+        setting="Service URL",
+    )
+    assert err is not None
+    assert_clear(err, "proxy", "HTTPS_PROXY", "contoso.crm.dynamics.com")
+    # Time-outs and other breaks are not "known": the retry layer keeps its own text.
+    assert known_transport_error(httpx.ReadError("reset"), "https://x.example/") is None
