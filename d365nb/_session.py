@@ -45,6 +45,7 @@ from ._loopback import LoopbackReceiver
 from ._progress import report_wait
 from ._sync import blocking
 from ._tokencache import TokenCacheFile
+from ._tokens import known_transport_error
 from ._transport import DEFAULT_RETRY_POLICY, AdaptiveLimiter, RetryPolicy, RetryTransport
 from ._types import VerifyTypes
 
@@ -299,7 +300,8 @@ class Session:
                 extensions=extensions,
             )
         except httpx.HTTPError as exc:
-            raise TransportError(
+            known = known_transport_error(exc, full, service="Web API", setting="Service URL")
+            raise known or TransportError(
                 f"{method} {httpx.URL(full).path} failed: {type(exc).__name__}: {exc}",
                 hint="Check the network and the Service URL; the request was retried.",
             ) from exc

@@ -30,6 +30,7 @@ __all__ = [
     "expires_on",
     "first_line",
     "jwt_claims",
+    "known_transport_error",
     "raise_for_result",
     "reaching",
     "transport_error",
@@ -193,11 +194,54 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def transport_error(exc: BaseException, url: str) -> TransportError:
-    """The sign-in service at `url` could not be reached: the cause in one sentence, the fix.
+def transport_error(
+    exc: BaseException,
+    url: str,
+    *,
+    service: str = "sign-in service",
+    setting: str = "Token URI",
+) -> TransportError:
+    """The `service` at `url` could not be reached: the cause in one sentence, the fix.
 
     DNS failures, refused connections, untrusted certificates, time-outs and proxy
-    failures each get their own sentence; anything else names the error's type.
+    failures each get their own sentence (see `known_transport_error`); anything else
+    names the error's type.
+
+    **Parameters:**
+
+    * **exc** - the network error (its `__cause__`/`__context__` chain is searched).
+    * **url** - the address that was asked.
+    * **service** - what was asked, for the message (`"Web API"` for requests).
+    * **setting** - the setting holding `url`, for the fix (`"Service URL"` for requests).
+    """
+    known = known_transport_error(exc, url, service=service, setting=setting)
+    if known is not None:
+        return known
+    parts = urlsplit(url)
+    host = parts.hostname or url
+    where = f"{host}:{parts.port}" if parts.port else host
+    return TransportError(
+        f"Could not reach the {service} {where}: {type(exc).__name__}: {first_line(str(exc))}",
+        hint=f"Check the network connection and the {setting}, then run the cell again.",
+    )
+
+
+def known_transport_error(
+    exc: BaseException,
+    url: str,
+    *,
+    service: str = "sign-in service",
+    setting: str = "Token URI",
+) -> TransportError | None:
+    """`TransportError` with the cause and the fix when `exc` is a DNS failure, a refused
+    connection, an untrusted certificate, a proxy failure or a time-out; else `None`.
+
+    **Parameters:**
+
+    * **exc** - the network error (its `__cause__`/`__context__` chain is searched).
+    * **url** - the address that was asked.
+    * **service** - what was asked, for the message (`"Web API"` for requests).
+    * **setting** - the setting holding `url`, for the fix (`"Service URL"` for requests).
     """
     parts = urlsplit(url)
     host = parts.hostname or url
@@ -208,35 +252,33 @@ def transport_error(exc: BaseException, url: str) -> TransportError:
         "CERTIFICATE_VERIFY_FAILED" in text
     ):
         return TransportError(
-            f"The sign-in service {where} has a TLS certificate that could not be verified.",
+            f"The {service} {where} has a TLS certificate that could not be verified.",
             hint="If you trust it (a corporate proxy, the sandbox), pass verify='path/to/ca.pem' "
             "(CLI: --ca-cert) with its CA certificate; never verify=False.",
         )
     if any(isinstance(e, socket.gaierror) for e in chain) or "Name or service not known" in text:
         return TransportError(
-            f"The sign-in service's host name {host} could not be found (DNS).",
-            hint="Check the host in the Token URI (and the tenant), and the network connection.",
+            f"The {service}'s host name {host} could not be found (DNS).",
+            hint=f"Check the host in the {setting} (and the tenant), and the network connection."
+            if setting == "Token URI"
+            else f"Check the host in the {setting}, and the network connection.",
         )
     if any(isinstance(e, ConnectionRefusedError) for e in chain):
         return TransportError(
-            f"Nothing answers at {where}: the connection to the sign-in service was refused.",
-            hint="Check the host and port in the Token URI; for the sandbox, check it is running.",
+            f"Nothing answers at {where}: the connection to the {service} was refused.",
+            hint=f"Check the host and port in the {setting}; for the sandbox, check it is running.",
         )
-    if isinstance(exc, httpx.ProxyError):
+    if any(isinstance(e, httpx.ProxyError) for e in chain):
         return TransportError(
-            f"The proxy refused the connection to the sign-in service {where}.",
+            f"The proxy refused the connection to the {service} {where}.",
             hint=f"Check the proxy settings (HTTPS_PROXY) and that the proxy lets {host} through.",
         )
-    if isinstance(exc, httpx.TimeoutException):
+    if any(isinstance(e, httpx.TimeoutException) for e in chain):
         return TransportError(
-            f"The sign-in service {where} did not answer in time ({type(exc).__name__}).",
-            hint="Check the network connection and the Token URI, then run the cell again.",
+            f"The {service} {where} did not answer in time ({type(exc).__name__}).",
+            hint=f"Check the network connection and the {setting}, then run the cell again.",
         )
-    return TransportError(
-        f"Could not reach the sign-in service {where}: {type(exc).__name__}: "
-        f"{first_line(str(exc))}",
-        hint="Check the network connection and the Token URI, then run the cell again.",
-    )
+    return None
 
 
 @contextmanager

@@ -34,6 +34,7 @@ from types import TracebackType
 import httpx
 
 from ._exceptions import ThrottledError, TransportError
+from ._tokens import known_transport_error
 
 __all__ = [
     "AdaptiveLimiter",
@@ -215,6 +216,16 @@ def retry_delay(
     return backoff * (1.0 - policy.jitter * (rng or random).random())
 
 
+def _unreachable(exc: httpx.TransportError, request: httpx.Request) -> TransportError | None:
+    """The Web API out of reach (DNS, refused, TLS, proxy): the cause and the fix; else `None`.
+
+    Time-outs and broken connections keep the retry layer's own text (method, attempts).
+    """
+    if isinstance(exc, httpx.TimeoutException):
+        return None
+    return known_transport_error(exc, str(request.url), service="Web API", setting="Service URL")
+
+
 def certificate_failure(error: BaseException) -> bool:
     """True when `error` (or what caused it) is a failed TLS certificate verification.
 
@@ -359,14 +370,14 @@ class RetryTransport(httpx.AsyncBaseTransport):
                 )
                 reason = f"network error ({type(exc).__name__})"
                 if certificate_failure(exc):
-                    raise TransportError(
+                    raise _unreachable(exc, request) or TransportError(
                         f"{request.method} {request.url.host}: the service's TLS certificate "
                         f"could not be verified ({exc}).",
                         hint="If you trust this service (a corporate proxy, the sandbox), pass "
                         "verify='path/to/ca.pem' with its CA certificate; never verify=False.",
                     ) from exc
                 if delay is None or waited + delay > self.policy.max_total_wait:
-                    raise TransportError(
+                    raise _unreachable(exc, request) or TransportError(
                         f"{request.method} {request.url.host} failed after {attempt} "
                         f"attempt{'s' if attempt > 1 else ''}: {type(exc).__name__}: {exc}",
                         hint="Check the network connection and the Service URL, then run "

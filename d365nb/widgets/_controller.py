@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 from .._auth import AuthCodeFlow, DeviceCode
 from .._client import Connection, WhoAmI
 from .._config import Settings
-from .._exceptions import AuthError, ODataError
+from .._exceptions import AuthError, ConfigError, ODataError
 from .._loopback import LoopbackReceiver
 from ._explain import Problem, describe_error
 from ._form import DEFAULT_REDIRECT_URI, STEPS, SetupForm
@@ -94,6 +94,7 @@ class SetupController(SetupForm):
         self.whoami: WhoAmI | None = None
         self.tables: list[tuple[str, str]] = []
         self.table_count = 0
+        self.driver_string = ""  # shown only after `show_connection_string()`, never a secret
         self.task: asyncio.Task[None] | None = None
         self._redirect: asyncio.Future[str] | None = None
         self._pasted: list[str] = []  # pasted redirect addresses and their codes: scrubbed
@@ -128,6 +129,37 @@ class SetupController(SetupForm):
             if f"{parts.scheme}://{parts.netloc}".lower() == sb.origin:
                 return sb.ca_cert
         return self.verify
+
+    # -- what the sign-in step explains -----------------------------------------------
+
+    @property
+    def grant_explanation(self) -> tuple[str, tuple[str, ...]] | None:
+        """The grant the fields mean and why, with one-line notes on fields not used.
+
+        `None` while the fields do not make valid settings (their problems show instead).
+        """
+        try:
+            settings = Settings(**self.settings_values())
+        except ConfigError:
+            return None
+        return f"Grant {settings.grant}: {settings.grant_reason}", settings.notes
+
+    def show_connection_string(self) -> str:
+        """Put the vendor driver's connection string for this sign-in in `driver_string`.
+
+        An explicit action: the string (settings only, never a secret or token) is made
+        when asked, for a JDBC/ODBC driver, and forgotten at sign-out or the next sign-in.
+        """
+        if self.connection is None or self.state != "connected":
+            self.problem = Problem(
+                "There is no connection string before signing in.",
+                "Sign in first; the button then shows it.",
+            )
+            self._emit("state")
+            return ""
+        self.driver_string = self.connection.connection_string(tokens=False)
+        self._emit("state")
+        return self.driver_string
 
     # -- sign-in -----------------------------------------------------------------------
 
@@ -170,10 +202,13 @@ class SetupController(SetupForm):
             self.whoami = None
             self.warning = None
             self.tables = []
+            self.driver_string = ""
             self._log(
                 f"Signing in to {settings.org_url} with grant {settings.grant} "
-                f"({settings.version} endpoints)."
+                f"({settings.version} endpoints): {settings.grant_reason}"
             )
+            for note in settings.notes:
+                self._log(f"Note: {note}")
             await self._authenticate(conn)
             self._log("Signed in.")
             await self._test(conn)
@@ -343,6 +378,7 @@ class SetupController(SetupForm):
         self.whoami = None
         self.tables = []
         self.table_count = 0
+        self.driver_string = ""
         self.problem = None
         self.notice = "Signed out."
         self._log(self.notice)

@@ -24,6 +24,7 @@ __all__ = [
     "STYLE",
     "countdown_html",
     "device_code_html",
+    "grant_html",
     "mark_html",
     "problem_html",
     "result_html",
@@ -113,6 +114,16 @@ _COPY_JS: Final = (
 def text_html(text: str) -> str:
     """`text` escaped, its GUIDs kept whole on one line."""
     return _GUID.sub(lambda m: f"<span class='d365nb-id'>{m[0]}</span>", html.escape(text))
+
+
+def grant_html(reason: str, notes: tuple[str, ...]) -> str:
+    """Which grant the fields mean and why, with the notes on fields not used."""
+    items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    return (
+        f"<div class='d365nb-help'>{html.escape(reason)}"
+        + (f"<ul>{items}</ul>" if items else "")
+        + "</div>"
+    )
 
 
 def mark_html(status: FieldStatus) -> str:

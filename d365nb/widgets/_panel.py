@@ -25,6 +25,7 @@ from ._html import (
     STYLE,
     countdown_html,
     device_code_html,
+    grant_html,
     mark_html,
     problem_html,
     result_html,
@@ -216,6 +217,7 @@ class SetupPanel:
             style=_TOGGLES,
         )
         self.auth_mode.observe(self._on_auth_mode, names="value")
+        self.grant_note = w.HTML()  # which grant the fields mean, and why
         self.sign_in_button = _button("Sign in", style="primary")
         self.cancel_button = _button("Cancel", style="warning")
         # The device-code box: the link and code are drawn once per code (a selection
@@ -243,11 +245,18 @@ class SetupPanel:
         self.save_button = _button("Save profile", tooltip="Save these settings (never secrets)")
         self.sign_out_button = _button("Sign out")
         self.switch_button = _button("Switch environment")
+        self.driver_button = _button(
+            "Connection string for a JDBC/ODBC driver",
+            tooltip="The vendor driver's Key=Value; string for these settings (no secrets)",
+        )
+        self.driver_text = w.Textarea(layout=w.Layout(width="100%"), disabled=True)
         self.connected_box = w.VBox(
             [
                 self.result,
                 w.HBox([self.profile_name, self.save_button]),
                 _indented(self.sign_out_button, self.switch_button),
+                _indented(self.driver_button),
+                self.driver_text,
             ]
         )
 
@@ -279,6 +288,7 @@ class SetupPanel:
                     [
                         self.method,
                         self.method_help,
+                        self.grant_note,
                         self.auth_mode,
                         field("client_secret", self.forget["client_secret"]),
                         field("redirect_uri"),
@@ -320,6 +330,7 @@ class SetupPanel:
         self.next_button.on_click(lambda _: ctl.go_to(ctl.step + 1))
         self.back_button.on_click(lambda _: ctl.go_to(ctl.step - 1))
         self.sign_in_button.on_click(self._on_sign_in)
+        self.driver_button.on_click(lambda _: self.controller.show_connection_string())
         self.cancel_button.on_click(lambda _: ctl.cancel())
         self.finish_button.on_click(self._on_finish)
         self.use_sandbox_button.on_click(self._on_use_sandbox)
@@ -552,6 +563,10 @@ class SetupPanel:
             self.auth_link.value = ""
         _hide(self.paste_box, ctl.state != "paste")
         _hide(self.sign_in_button, not on_sign_in)
+        explained = ctl.grant_explanation if on_sign_in else None
+        self.grant_note.value = grant_html(*explained) if explained else ""
+        self.driver_text.value = ctl.driver_string
+        _hide(self.driver_text, not ctl.driver_string)
         self.result.value = result_html(ctl)
         self.status.value = self._status_html()
 
