@@ -596,6 +596,9 @@ async def apush(
         related=related,
         connection_id=session.id,
         earlier=journal.open_rows(),
+        # A caller that runs one push as several (d365nb.dask: one task per partition,
+        # retried on another worker) names the attempt, so a retry re-uses its ids.
+        attempt=str(frame_info(df).get("attempt") or ""),
     )
     batch_size = options.batch_size
     no_bulk = _NO_BULK.setdefault(session, set())

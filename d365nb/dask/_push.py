@@ -105,6 +105,14 @@ def _push_partition(spec: _PushSpec, partition: int, frame: pd.DataFrame) -> Pus
         )
     if spec.attrs is not None and not frame.attrs.get("d365nb"):
         frame.attrs["d365nb"] = dict(spec.attrs)
+    # One push attempt per job and partition (issue 16's rule, across workers): a retried
+    # task, or the same job run again, re-uses the partition's ids and settles rows the
+    # earlier run landed as its own ("resume"), so nothing is created twice.
+    frame.attrs["d365nb"] = {
+        **frame.attrs.get("d365nb", {}),
+        "attempt": f"{spec.run_id}-{partition}",
+        "resume": True,
+    }
     conn = worker_connection(spec.login, spec.budget)
     pushed = conn.push(frame, spec.table, progress=False, **dict(spec.options))
     if not isinstance(pushed, PushReport):  # spec.options never holds dry_run=True
@@ -209,6 +217,7 @@ def push(
     force: bool = False,
     credentials: Credentials = "token",
     concurrency: int | None = None,
+    run_id: str | None = None,
 ) -> PushReport:
     """Write a Dask DataFrame to a table, partitions in parallel; one combined report.
 
@@ -227,6 +236,10 @@ def push(
       and **concurrency**: the same budget per identity holds).
     * **key**, **mode**, **columns**, **batch_size**, **parallel**, **on_error**,
       **force** - as in `df.d365.push()`, applied to each partition.
+    * **run_id** - the job's push attempt (default: a token of `ddf`'s graph, the table
+      and the options).  Each partition pushes as attempt `<run_id>-<partition>`, so a
+      task retried on another worker, or the same job run again, re-uses its ids and
+      creates nothing twice; pass a new `run_id` to push identical new rows again.
 
     Returns a `PushReport` with every row once: `rows` indexed by the rows' labels
     (`(partition, label)` when `ddf`'s divisions are unknown), `failed` ready to fix and
@@ -234,7 +247,7 @@ def push(
     worker died) are reported as the first attempt left them: creates that had landed
     are `created`, nothing is created twice.
     """
-    from dask.base import compute
+    from dask.base import compute, tokenize
     from dask.delayed import delayed
 
     if isinstance(ddf, pd.DataFrame):
@@ -273,6 +286,8 @@ def push(
         options=options,
         attrs=origin if origin and origin.get("table") == table_name else None,
         relabel=not ddf.known_divisions,
+        # The job's identity: the same input, table and options are the same job.
+        run_id=run_id or tokenize(ddf, table_name, sorted(options.items(), key=str)),
     )
     parts = ddf.to_delayed()
     tasks = [

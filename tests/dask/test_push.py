@@ -71,10 +71,14 @@ def test_push_of_50k_rows_from_4_partitions_exact_and_exactly_once_after_a_kille
     assert set(report.rows["id"]) == set(landed["accountid"])
     cluster.wait_for_workers(2, timeout=60)
 
-    # Running the job (here: its first partition) again creates nothing either.
+    # Running the same job again continues its attempt (issue 16's rule, per job and
+    # partition): its rows are found, reported as landed by the earlier run, and nothing
+    # is created twice.  A new run_id= would be a new attempt.
     push_knobs(latency_per_row_ms=0.0)
-    again = d365nb.dask.push(ddf.partitions[:1], "accounts", conn=pconn)
-    assert again.counts["unchanged"] == len(again.rows) > 0, again.counts
+    again = d365nb.dask.push(ddf, "accounts", conn=pconn)
+    assert again.ok and len(again.rows) == n, again.counts
+    assert again.counts["created"] + again.counts["unchanged"] == n, again.counts
+    assert set(again.rows["id"]) == set(report.rows["id"])
     assert len(_landed(pconn, "dask-k-")) == n
 
 
