@@ -289,11 +289,13 @@ class Service:
             raise ApiError(404, "0x8006088a", f"Resource not found for the segment '{rest}'.")
         if call.method == "GET":
             if "sql" in call.params:
+                # As an environment without the (preview) SQL endpoint answers: the query
+                # option is unknown.  [UNVERIFIED wording; 0x80060888 is the Web API's
+                # "query option not supported" code, which the sandbox uses for the rest.]
                 raise ApiError(
                     400,
                     "0x80060888",
-                    "The sandbox does not support the (preview) "
-                    "'sql' query parameter; use $filter or fetchXml.",
+                    "The query parameter sql is not supported.",
                 )
             if "fetchXml" in call.params:
                 reply = self.fetchxml.run(call, table)
