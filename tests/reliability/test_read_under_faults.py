@@ -198,7 +198,9 @@ def test_sandbox_restarted_mid_read(tmp_path: Path) -> None:
             conn.read("accounts", select=["name"], top=1, progress=False)  # metadata, token
             timer = threading.Timer(0.6, restart)
             timer.start()
-            got = conn.read("accounts", select=COLUMNS, page_size=5, parallel=3, progress=False)
+            # 30 pages of 2 rows at 120 ms (about 1.3 s with 3 ranges): the restart at 0.6 s
+            # lands mid-read whatever the read plan sends before its first data page.
+            got = conn.read("accounts", select=COLUMNS, page_size=2, parallel=3, progress=False)
             timer.join()
             counters = stats(conn)
         assert restarted.is_set()
