@@ -13,17 +13,15 @@ import asyncio
 import datetime as dt
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from ._aggregate import LIMIT_CODE, AggregatePlan, plan_aggregate
+from ._catalog import Reader
 from ._exceptions import D365Warning, ODataError
 from ._metadata import Table
 from ._odata import and_filter, extreme_query, literal
-
-if TYPE_CHECKING:
-    from ._client import Connection
 
 __all__ = ["aggregate_frame"]
 
@@ -39,7 +37,7 @@ _Span = tuple[dt.datetime, dt.datetime, bool]  # low, high, high included
 
 
 async def _run(
-    conn: Connection, table: Table, plan: AggregatePlan, flt: str | None, span: _Span | None
+    conn: Reader, table: Table, plan: AggregatePlan, flt: str | None, span: _Span | None
 ) -> _Answers:
     """Every request of the plan over the rows of `flt` (and `span` of `createdon`)."""
     low = high = None
@@ -60,7 +58,7 @@ async def _run(
     return answers
 
 
-async def _bound(conn: Connection, table: Table, flt: str | None, direction: str) -> dt.datetime:
+async def _bound(conn: Reader, table: Table, flt: str | None, direction: str) -> dt.datetime:
     params = extreme_query({"$filter": flt} if flt else {}, _DATE, direction)
     response = await conn.arequest("GET", table.entity_set_name, params=params)
     (row,) = response.json()["value"]
@@ -68,7 +66,7 @@ async def _bound(conn: Connection, table: Table, flt: str | None, direction: str
 
 
 async def _ranges(
-    conn: Connection,
+    conn: Reader,
     table: Table,
     plan: AggregatePlan,
     flt: str | None,
@@ -102,7 +100,7 @@ async def _ranges(
 
 
 async def _from_rows(
-    conn: Connection,
+    conn: Reader,
     table: Table,
     plan: AggregatePlan,
     flt: str | None,
@@ -127,7 +125,7 @@ async def _from_rows(
 
 
 async def aggregate_frame(
-    conn: Connection,
+    conn: Reader,
     table: Table,
     by: str | tuple[str, str] | Sequence[str | tuple[str, str]] | None,
     *,

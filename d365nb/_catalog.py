@@ -28,8 +28,9 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._exceptions import BatchFormatError, ConfigError, D365Error, ODataError
 from ._metadata import (
@@ -48,7 +49,11 @@ from ._multipart import (
 )
 from ._session import Session
 
-__all__ = ["Catalog", "METADATA_TTL", "default_metadata_dir"]
+if TYPE_CHECKING:
+    import httpx
+    import pandas as pd
+
+__all__ = ["METADATA_TTL", "Catalog", "Reader", "default_metadata_dir"]
 
 #: Seconds a cached table (or the list of tables) is used without asking the service.
 METADATA_TTL = 3600.0
@@ -367,3 +372,25 @@ class Catalog:
     def cached(self, logical_name: str) -> Table | None:
         """A table's details if this catalog already fetched or used them (no I/O)."""
         return self._details.get(logical_name)
+
+
+class Reader(Protocol):
+    """What the features built on the read verb (`_changes`, `_aggregation`) need of a
+    connection: its Web API root, its catalog, `arequest` and `aread`.  `Connection`
+    is one; naming the protocol here keeps those modules below `_client`."""
+
+    @property
+    def api_root(self) -> str:
+        """The Web API root."""
+
+    @property
+    def catalog(self) -> Catalog:
+        """The connection's metadata cache."""
+
+    @property
+    def arequest(self) -> Callable[..., Awaitable[httpx.Response]]:
+        """`Session.arequest`."""
+
+    @property
+    def aread(self) -> Callable[..., Awaitable[pd.DataFrame]]:
+        """`Connection.aread`."""

@@ -21,19 +21,17 @@ import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pandas as pd
 
+from ._catalog import Reader
 from ._exceptions import ConfigError, D365Error, ODataError, PartialReadError
 from ._frames import FrameBuilder
 from ._metadata import Table
 from ._options import frame_info
 from ._transport import check_same_origin
-
-if TYPE_CHECKING:
-    from ._client import Connection
 
 __all__ = [
     "TRACK_CHANGES",
@@ -220,7 +218,7 @@ def remember_read(
     return df
 
 
-async def untracked_error(conn: Connection, table: Table, exc: D365Error) -> D365Error:
+async def untracked_error(conn: Reader, table: Table, exc: D365Error) -> D365Error:
     """The error to raise when a tracked read failed: names the table setting if it is off.
 
     Anything but the service's 400 refusal (as it is, or wrapped in `PartialReadError`
@@ -282,7 +280,7 @@ def _select_from(link: str, table: Table) -> list[str] | None:
 
 
 async def fetch_changes(
-    conn: Connection,
+    conn: Reader,
     source: str | pd.DataFrame,
     *,
     on_expired: OnExpired = "raise",
