@@ -40,7 +40,13 @@ from ._odata import Query, encode_query, entity_path
 from ._options import PushOptions
 from ._reader import MAX_PAGE_SIZE, StaleMetadata, read_fetchxml, read_frame
 from ._report import PushPlan, PushReport
-from ._session import Session, odata_error_from_response, session_by_id, ssl_context_for
+from ._session import (
+    MAX_BATCH_GET_URL,
+    Session,
+    odata_error_from_response,
+    session_by_id,
+    ssl_context_for,
+)
 from ._sync import blocking
 from ._transport import RetryPolicy
 from ._types import OnError, PushMode, SelectTypes, VerifyTypes
@@ -570,8 +576,9 @@ class Connection(Session):
         await self.aclose()
 
 
-# A GET's URL on the Web API: at most 32,768 characters (reference/dataverse-protocol.md).
-_MAX_GET_URL = 32_768
+# A GET's URL on the Web API: at most 65,536 characters inside `$batch`, where the session
+# sends one over 32,768 (reference/dataverse-protocol.md).
+_MAX_GET_URL = MAX_BATCH_GET_URL
 
 
 def _check_top(top: Any) -> None:
@@ -594,7 +601,8 @@ def _check_fetchxml_length(base: str, xml: str, page_size: int) -> None:
     if length > _MAX_GET_URL - 2_000:  # room for the paging cookies of later pages
         raise ConfigError(
             f"This FetchXML is too long for a URL: {length:,} characters once encoded, and "
-            f"the service takes at most {_MAX_GET_URL:,} in a GET (less paging cookies).",
+            f"the service takes at most {_MAX_GET_URL:,} in a GET inside $batch (less paging "
+            "cookies).",
             field="xml",
             hint="Split it into several queries (e.g. a long 'in' list in chunks of a few "
             "hundred values), or read with conn.read(filter=...).",

@@ -27,6 +27,7 @@ import pandas as pd
 
 from ._exceptions import AuthError, ConfigError, D365Error, PartialReadError, TransportError
 from ._fetchxml import fetchxml_entity, fetchxml_with_page, paging_cookie_from_annotation
+from ._filters import split_in
 from ._frames import FrameBuilder, concat_frames
 from ._metadata import Table
 from ._odata import and_filter, encode_query, extreme_query, range_filters
@@ -43,7 +44,7 @@ from ._readplan import (
     wire_request,
     with_annotation,
 )
-from ._session import Session
+from ._session import MAX_BATCH_GET_URL, MAX_GET_URL, Session
 from ._snapshot import snapshot
 from ._sync import run_sync
 from ._transport import check_same_origin
@@ -343,6 +344,21 @@ async def read_frame(
         if PARTITION_COLUMN not in wire_names:
             first_params["$select"] += "," + PARTITION_COLUMN
     first_url = f"{base}?{encode_query(first_params)}" if first_params else base
+    chunks = _chunked_filter(base, params, orderby=orderby, top=top)
+    if chunks is not None:  # a filter too long for any URL: one part per chunk of its In
+        if progress:
+            plan.progress = progress_bar(f"Reading {table.entity_set_name}")
+        for flt in chunks:
+            query = {k: v for k, v in params.items() if k != "$count"}
+            query["$filter"] = flt
+            plan.parts.append(
+                _Part(url=f"{base}?{encode_query(query)}", builder=plan.new_builder())
+            )
+        try:
+            return await _execute(plan)
+        finally:
+            if plan.progress is not None:
+                plan.progress.close()
     first = _Part(url=first_url, builder=plan.new_builder())
     plan.parts.append(first)
     if progress:
@@ -422,6 +438,46 @@ async def read_frame(
     finally:
         if plan.progress is not None:
             plan.progress.close()
+
+
+# Room left in a GET inside `$batch` for what a next link adds (`$skiptoken`).
+_NEXT_LINK_ROOM = 2_000
+
+
+def _chunked_filter(
+    base: str, params: Mapping[str, str], *, orderby: Any, top: int | None
+) -> list[str] | None:
+    """The filter cut into parts short enough for a GET in `$batch`, if it is too long.
+
+    None when the query fits (the session sends a GET over 32 KB inside `$batch` itself);
+    `ConfigError` naming the limit when it has no top-level `In` list to cut.
+    """
+    limit = MAX_BATCH_GET_URL - _NEXT_LINK_ROOM
+    flt = params.get("$filter")
+    if not flt or len(f"{base}?{encode_query(params)}") <= limit:
+        return None
+
+    def fits(text: str) -> bool:
+        return len(f"{base}?{encode_query({**params, '$filter': text})}") <= limit
+
+    chunks = split_in(flt, fits)
+    if chunks is None:
+        length = len(f"{base}?{encode_query(params)}")
+        raise ConfigError(
+            f"The request URL is {length:,} characters long: the service takes at most "
+            f"{MAX_GET_URL:,} in a GET and {MAX_BATCH_GET_URL:,} in a GET inside $batch.",
+            field="filter",
+            hint="Shorten the filter; a long list of values is read in parts when it is "
+            "one where(column__in=[...]) and-ed with the rest.",
+        )
+    if orderby or top is not None:
+        raise ConfigError(
+            "This filter is too long for one request and is read in parts, which cannot "
+            "keep an order or a top.",
+            field="filter",
+            hint="Drop orderby/top and sort or head() the DataFrame instead.",
+        )
+    return chunks
 
 
 def _known_total(count: int | None) -> int | None:

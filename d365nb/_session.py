@@ -42,6 +42,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._loopback import LoopbackReceiver
+from ._multipart import BatchRequest, BatchResponse, decode_batch_response, encode_batch_request
 from ._progress import report_wait
 from ._sync import blocking
 from ._tokencache import TokenCacheFile
@@ -53,7 +54,19 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 
-__all__ = ["Session", "odata_error_from_response", "session_by_id", "ssl_context_for"]
+__all__ = [
+    "MAX_BATCH_GET_URL",
+    "MAX_GET_URL",
+    "Session",
+    "odata_error_from_response",
+    "session_by_id",
+    "ssl_context_for",
+]
+
+# The longest GET URL the Web API takes, and the longest of a GET sent inside `$batch`
+# [MS] WA/query/overview ("URL length limitations").
+MAX_GET_URL = 32_768
+MAX_BATCH_GET_URL = 65_536
 
 # Frames remember the session they came from by id (attrs must stay copyable).
 _SESSIONS: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
@@ -286,9 +299,15 @@ class Session:
         """Send one request to the Web API; relative `url`s resolve against `api_root`.
 
         Answers with status >= 400 raise `ODataError` with the service's code and message.
+        A GET whose URL is longer than the service takes (`MAX_GET_URL`) is sent inside a
+        `$batch` instead (the documented workaround), and its inner answer returned.
         """
         full = url if url.startswith("https://") else self.api_root + url.lstrip("/")
         client = self._client()
+        if method == "GET":
+            built = client.build_request(method, full, params=params)
+            if len(str(built.url)) > MAX_GET_URL:
+                return await self._batch_get(built.url, headers, extensions)
         try:
             response = await client.request(
                 method,
@@ -309,6 +328,45 @@ class Session:
             await response.aread()
             raise self._error_from_response(response)
         return response
+
+    async def _batch_get(
+        self,
+        url: httpx.URL,
+        headers: Mapping[str, str] | None,
+        extensions: dict[str, Any] | None,
+    ) -> httpx.Response:
+        """One GET sent as the only request of a `$batch` POST; its inner answer back."""
+        length = len(str(url))
+        if length > MAX_BATCH_GET_URL:
+            raise ConfigError(
+                f"The request URL is {length:,} characters long: the service takes at most "
+                f"{MAX_GET_URL:,} in a GET and {MAX_BATCH_GET_URL:,} in a GET inside $batch.",
+                field="filter",
+                hint="Shorten the query: e.g. split a long list of values into several reads.",
+            )
+        inner = {"Accept": "application/json", **(headers or {})}
+        content_type, body = encode_batch_request(
+            [BatchRequest("GET", url.raw_path.decode("ascii"), headers=inner)]
+        )
+        response = await self.arequest(
+            "POST",
+            "$batch",
+            content=body,
+            # The inner answer is returned whatever its status (the batch itself: 200).
+            headers={"Content-Type": content_type, "Prefer": "odata.continue-on-error"},
+            extensions={**(extensions or {}), "d365nb.idempotent": True},
+        )
+        (answer,) = decode_batch_response(await response.aread(), response.headers["content-type"])
+        assert isinstance(answer, BatchResponse)  # a lone GET is never a change set
+        result = httpx.Response(
+            answer.status,
+            headers=list(answer.headers),
+            content=answer.body,
+            request=httpx.Request("GET", url),
+        )
+        if result.status_code >= 400:
+            raise self._error_from_response(result)
+        return result
 
     # -- sign-in ------------------------------------------------------------------
 
