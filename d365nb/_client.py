@@ -450,8 +450,10 @@ class Connection(Session):
           part, `("createdon", "year")` with part `year`, `quarter`, `month`, `week` or
           `day` (of the month), as an `Int64` level named `createdon_year`.  Groups with no
           value are kept (index NaN).  None: one row over every matching row.
-        * **filter** - an OData filter applied first (`d365nb.where(...)`); not yet with
-          date parts (those are grouped by FetchXML aggregate, `$apply` cannot).
+        * **filter** - an OData filter applied first (`d365nb.where(...)`); with date
+          parts (grouped by FetchXML aggregate, `$apply` cannot) it is sent as FetchXML,
+          so it may use comparisons, and/or/not, contains/startswith/endswith and query
+          functions, not lookup paths or lambdas.
         * **named** - `name=(column, func)`, func one of `sum`, `mean`, `min`, `max`,
           `count` (non-null values) and `nunique`.
 

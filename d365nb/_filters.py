@@ -25,6 +25,7 @@ _CRM = "Microsoft.Dynamics.CRM."
 _TOKEN = re.compile(
     r"""\s+|(?P<s>'(?:[^']|'')*')|(?P<j>"(?:[^"\\]|\\.)*")|(?P<p>[()\[\],=])|(?P<w>[^\s()\[\],='"]+)"""
 )
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _COMPARE = ("eq", "ne", "gt", "ge", "lt", "le")
 _INVERSE = {"eq": "ne", "ne": "eq", "gt": "le", "le": "gt", "ge": "lt", "lt": "ge"}
 _SWAPPED = {"eq": "eq", "ne": "ne", "gt": "lt", "lt": "gt", "ge": "le", "le": "ge"}
@@ -81,6 +82,15 @@ def _bad(filter: str, why: str) -> ConfigError:  # noqa: A002
         f"The filter cannot be read: {why}.",
         field="filter",
         hint="Build it with d365nb.where(...) or d365nb.F(...).",
+    )
+
+
+def _no_fetch(node: Node) -> ConfigError:
+    return ConfigError(
+        f"FetchXML has no equivalent of {to_text(node)!r} in this filter.",
+        field="filter",
+        hint="Use comparisons, and/or/not, contains/startswith/endswith and query functions "
+        "on the table's own columns (no lookup paths or lambdas).",
     )
 
 
@@ -282,7 +292,7 @@ def _operator(function: str) -> str:
 def _property(node: Node, column: Callable[[str], str]) -> str | None:
     if node.kind != "word" or "/" in node.name or not re.match(r"[A-Za-z_]", node.name):
         return None
-    if node.name in ("null", "true", "false"):
+    if node.name in ("null", "true", "false") or _GUID.fullmatch(node.name):
         return None
     name = node.name
     if name.startswith("_") and name.endswith("_value"):
@@ -294,7 +304,11 @@ def _value(node: Node) -> str | None:
     if node.kind == "str":
         return node.name
     if node.kind == "word":
-        return {"true": "1", "false": "0"}.get(node.name, node.name)
+        text = node.name
+        if text in ("true", "false"):
+            return "1" if text == "true" else "0"
+        if text == "null" or _GUID.fullmatch(text) or re.match(r"[-+.\d]", text):
+            return text  # not a column (`revenue eq cost`) nor a parameter alias (`@p1`)
     return None
 
 
@@ -312,13 +326,13 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _fetch(node: Node, column: Callable[[str], str], negate: bool, text: str) -> str:
+def _fetch(node: Node, column: Callable[[str], str], negate: bool) -> str:
     kind = node.kind
     if kind == "not":
-        return _fetch(node.items[0], column, not negate, text)
+        return _fetch(node.items[0], column, not negate)
     if kind in ("and", "or"):
         joined = {"and": "or", "or": "and"}[kind] if negate else kind
-        inner = "".join(_fetch(n, column, negate, text) for n in node.items)
+        inner = "".join(_fetch(n, column, negate) for n in node.items)
         return f"<filter type='{joined}'>{inner}</filter>"
     if kind == "cmp":
         op, (left, right) = node.name, node.items
@@ -328,7 +342,7 @@ def _fetch(node: Node, column: Callable[[str], str], negate: bool, text: str) ->
             name = _property(left, column)
         value = _value(right)
         if name is None or value is None:
-            raise _bad(text, f"FetchXML cannot compare {to_text(node)!r}")
+            raise _no_fetch(node)
         if negate:
             op = _INVERSE[op]
         if right.kind == "word" and right.name == "null" and op in ("eq", "ne"):
@@ -355,7 +369,7 @@ def _fetch(node: Node, column: Callable[[str], str], negate: bool, text: str) ->
                 if "PropertyValue" in named:
                     return _condition(name, op, _value(named["PropertyValue"]) or "")
                 return _condition(name, op)
-    raise _bad(text, f"FetchXML has no equivalent of {to_text(node)!r}")
+    raise _no_fetch(node)
 
 
 def fetch_filter(text: str, column: Callable[[str], str]) -> str:
@@ -368,5 +382,5 @@ def fetch_filter(text: str, column: Callable[[str], str]) -> str:
     * **column** - a property name (`name`, `parentaccountid`) to its logical name; raises
       for an unknown column.
     """
-    xml = _fetch(parse_filter(text), column, False, text)
+    xml = _fetch(parse_filter(text), column, False)
     return xml if xml.startswith("<filter") else f"<filter>{xml}</filter>"
