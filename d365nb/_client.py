@@ -35,7 +35,7 @@ from ._changes import (
 from ._config import Settings
 from ._dtypes import ATTRIBUTE_DTYPES
 from ._exceptions import ConfigError, D365Error, ODataError
-from ._fetchxml import fetchxml_entity, fetchxml_with_page
+from ._fetchxml import fetchxml_entity, fetchxml_links, fetchxml_with_page
 from ._odata import Query, encode_query, entity_path
 from ._options import PushOptions
 from ._reader import MAX_PAGE_SIZE, StaleMetadata, read_fetchxml, read_frame
@@ -408,10 +408,16 @@ class Connection(Session):
         formatted: bool = False,
         progress: bool = True,
     ) -> pd.DataFrame:
-        """Run a FetchXML query, every page (paging cookies followed), typed like `read`."""
+        """Run a FetchXML query, every page (paging cookies followed), typed like `read`.
+
+        Columns of a `link-entity` are named `alias.column` and typed from the linked
+        table's metadata, as a `read()` of that table would type them (`dtypes=` names
+        them so too).
+        """
         name, _ = fetchxml_entity(xml)
         table = await self.catalog.table(name)
         _check_fetchxml_length(self.api_root + table.entity_set_name, xml, page_size)
+        links = [(link, await self.catalog.table(link.table)) for link in fetchxml_links(xml)]
         return await read_fetchxml(
             self,
             table,
@@ -420,6 +426,7 @@ class Connection(Session):
             dtypes=dtypes,
             formatted=formatted,
             progress=progress,
+            links=links,
         )
 
     fetchxml = blocking(afetchxml)

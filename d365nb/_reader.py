@@ -26,7 +26,13 @@ from typing import Any
 import pandas as pd
 
 from ._exceptions import AuthError, ConfigError, D365Error, PartialReadError, TransportError
-from ._fetchxml import fetchxml_entity, fetchxml_with_page, paging_cookie_from_annotation
+from ._fetchxml import (
+    Link,
+    LinkedColumns,
+    fetchxml_entity,
+    fetchxml_with_page,
+    paging_cookie_from_annotation,
+)
 from ._filters import split_in
 from ._frames import FrameBuilder, concat_frames
 from ._metadata import Table
@@ -525,15 +531,23 @@ async def read_fetchxml(
     dtypes: Mapping[str, Any] | None = None,
     formatted: bool = False,
     progress: bool = True,
+    links: Sequence[tuple[Link, Table]] = (),
 ) -> pd.DataFrame:
-    """Run a FetchXML query, following its paging cookies (see `Connection.fetchxml`)."""
+    """Run a FetchXML query, following its paging cookies (see `Connection.fetchxml`).
+
+    `links` are the query's `link-entity` elements with their tables' metadata: their
+    `alias.column` values are typed as those tables' columns.
+    """
     _, user_top = fetchxml_entity(xml)
     headers = {"Prefer": prefer_header(page_size, annotations=True, fetchxml=True)}  # as before
+    prefixes = tuple(link.alias + "." for link, _ in links)
+    linked = LinkedColumns(list(links), dtypes=dtypes or {}, formatted=formatted)
+    own = {k: v for k, v in (dtypes or {}).items() if not k.startswith(prefixes) or not links}
     plan = ReadPlan(
         session=session,
         table=table,
         headers=headers,
-        builder_options={"formatted": formatted, "dtypes": dtypes},
+        builder_options={"formatted": formatted, "dtypes": own},
     )
     part = _Part(url=None, builder=plan.new_builder())
     plan.parts.append(part)
@@ -556,6 +570,7 @@ async def read_fetchxml(
             except (D365Error, OSError, asyncio.CancelledError) as exc:
                 raise _partial_error(plan, exc, resume=run) from exc
             rows = body.get("value", [])
+            linked.take(rows)
             part.builder.add_page(rows)
             n = len(rows)
             part.rows += n
@@ -570,7 +585,7 @@ async def read_fetchxml(
             else:
                 state["cookie"] = paging_cookie_from_annotation(annotation) if annotation else None
                 state["page"] += 1
-        return plan.frame(partial=False)
+        return linked.join(plan.frame(partial=False))
 
     try:
         return await run()

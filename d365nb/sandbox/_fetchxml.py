@@ -226,7 +226,8 @@ class FetchXml:
         out: dict[str, Any] = plan.emit(row)
         if join.links:
             labels = ann.wants("OData.Community.Display.V1.FormattedValue")
-            join.emit(tuple(row[start:]), out, labels=labels)
+            tables = ann.wants("Microsoft.Dynamics.CRM.lookuplogicalname")
+            join.emit(tuple(row[start:]), out, labels=labels, tables=tables)
         return out
 
     @staticmethod
