@@ -9,6 +9,7 @@ from urllib.parse import quote
 from ._errors import ApiError, not_found, syntax_error
 from ._exchange import Call, Reply
 from ._limits import ROWS_HEADER
+from ._nested import check_nesting, expand_nested
 from ._query import (
     Expand,
     Query,
@@ -77,6 +78,7 @@ class Reader:
             q.orderby = parse_orderby(table, params["$orderby"])
         if "$expand" in params:
             q.expand = parse_expand(table, params["$expand"])
+            check_nesting(q.expand)
         if "$top" in params:
             try:
                 q.top = int(params["$top"])
@@ -181,6 +183,7 @@ class Reader:
         values = [plan.emit(r) for r in rows]
         if q.expand:
             self.expand(call, table, q.expand, rows, values, plan, ann)
+            expand_nested(self.store, call, q.expand, values, ann)
         body: dict[str, Any] = {
             "@odata.context": metadata_context(
                 call.root, (path or table.entity_set) + _select_text(q.select, q.expand)
@@ -287,6 +290,7 @@ class Reader:
         value = plan.emit(rows[0])
         if q.expand:
             self.expand(call, table, q.expand, rows, [value], plan, ann)
+            expand_nested(self.store, call, q.expand, [value], ann)
         etag = value["@odata.etag"]
         inm = call.headers.get("if-none-match")
         if inm and inm != "null" and inm == etag and not q.expand and not ann:
