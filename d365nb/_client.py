@@ -35,6 +35,7 @@ from ._changes import (
 from ._config import Settings
 from ._dtypes import ATTRIBUTE_DTYPES
 from ._exceptions import ConfigError, D365Error, ODataError
+from ._expand import expand_tables, parse_expand
 from ._fetchxml import fetchxml_entity, fetchxml_links, fetchxml_with_page
 from ._odata import Query, encode_query, entity_path
 from ._options import PushOptions
@@ -267,7 +268,12 @@ class Connection(Session):
         * **select** - columns (logical names; lookups as `parentaccountid`).
         * **filter** - an OData filter; build it with `d365nb.where(...)` or `d365nb.F(...)`
           so that values are always quoted correctly.
-        * **orderby**, **top**, **expand** - as in OData (`top` is honoured exactly).
+        * **orderby**, **top** - as in OData (`top` is honoured exactly).
+        * **expand** - navigation properties, nested ones too
+          (`"primarycontactid($select=fullname;$expand=parentcustomerid_account($select=name))"`):
+          a single-valued one becomes typed columns `primarycontactid.fullname`,
+          `primarycontactid.parentcustomerid_account.name` (typed as a read of its table);
+          a collection one column of lists.
         * **formatted** - add `<col>_label` columns with the service's formatted values.
         * **page_size** - rows per page (at most 5,000).
         * **parallel** - split a large read into `createdon` ranges fetched concurrently
@@ -341,6 +347,11 @@ class Connection(Session):
                 df, select=select, formatted=formatted, dtypes=dtypes, decimal=decimal
             )
         names = {t.logical_name: t.primary_name for t in (await catalog.tables()).values()}
+        reached = (
+            await expand_tables(table, parse_expand(",".join(_items(expand))), catalog.table)
+            if expand
+            else None
+        )
         logical = table.logical_name
         for attempt in (1, 2):
             try:
@@ -360,6 +371,7 @@ class Connection(Session):
                     count=count,
                     progress=progress,
                     lookup_names={k: v for k, v in names.items() if v},
+                    expand_tables=reached,
                     check_version=(
                         (lambda v: catalog.check_version(logical, v)) if attempt == 1 else None
                     ),
@@ -588,6 +600,10 @@ class Connection(Session):
 # A GET's URL on the Web API: at most 65,536 characters inside `$batch`, where the session
 # sends one over 32,768 (reference/dataverse-protocol.md).
 _MAX_GET_URL = MAX_BATCH_GET_URL
+
+
+def _items(expand: str | Sequence[str]) -> list[str]:
+    return [expand] if isinstance(expand, str) else list(expand)
 
 
 def _check_top(top: Any) -> None:

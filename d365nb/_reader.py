@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from ._exceptions import AuthError, ConfigError, D365Error, PartialReadError, TransportError
+from ._expand import ExpandItem, expanded_columns, parse_expand
 from ._fetchxml import (
     Link,
     LinkedColumns,
@@ -104,6 +105,8 @@ class ReadPlan:
     partitioned: bool = False
     expand: tuple[str, ...] = ()
     names: tuple[tuple[str, str, str], ...] = ()  # lookup names read by $expand
+    expand_items: tuple[ExpandItem, ...] = ()  # the user's $expand, parsed (_expand)
+    expand_tables: Mapping[str, Table] = field(default_factory=dict)
     result: pd.DataFrame | None = None  # the final frame, once finished
     delta_link: str | None = None  # `@odata.deltaLink` of a change-tracked read
 
@@ -117,13 +120,7 @@ class ReadPlan:
     def _with_expanded(self, frame: pd.DataFrame, expanded: list[dict[str, Any]]) -> pd.DataFrame:
         if not self.expand:
             return frame
-        nested = pd.json_normalize(expanded, sep=".", max_level=1)
-        nested = nested[[c for c in nested.columns if "@" not in str(c)]]
-        for name in self.expand:
-            if name not in nested.columns and not any(
-                str(c).startswith(name + ".") for c in nested.columns
-            ):
-                nested[name] = None
+        nested = expanded_columns(self.table, self.expand_items, expanded, self.expand_tables)
         nested.index = frame.index
         combined: pd.DataFrame = pd.concat([frame, nested], axis=1)
         if "_etag" in combined.columns:  # keep the etag last, as the builder does
@@ -276,6 +273,7 @@ async def read_frame(
     lookup_names: Mapping[str, str] | None = None,
     check_version: Callable[[str | None], bool] | None = None,
     prefer: str | None = None,
+    expand_tables: Mapping[str, Table] | None = None,
 ) -> pd.DataFrame:
     """Read a table into a DataFrame (see `Connection.read`).
 
@@ -294,6 +292,8 @@ async def read_frame(
       by `$expand` instead of formatted-value annotations.
     * **check_version** - called with the first page's metadata version; `False` raises
       `StaleMetadata` (the caller fetches the metadata again and reads again).
+    * **expand_tables** - the metadata of the tables `expand` reaches (`_expand`): their
+      columns are typed.
     * **prefer** - added to the `Prefer` header (`odata.track-changes`: the read is
       sequential, and the final `@odata.deltaLink` lands in
       `df.attrs["d365nb"]["delta_link"]`).
@@ -335,6 +335,8 @@ async def read_frame(
         builder_options={"formatted": formatted, "dtypes": dtypes, "decimal": decimal},
         expand=user_expand,
         names=wire.names,
+        expand_items=parse_expand(",".join(user_expand_text(expand))) if expand else (),
+        expand_tables=dict(expand_tables or {}),
     )
     base = session.api_root + table.entity_set_name
     can_split = (
@@ -484,6 +486,11 @@ def _chunked_filter(
             hint="Drop orderby/top and sort or head() the DataFrame instead.",
         )
     return chunks
+
+
+def user_expand_text(expand: str | Sequence[str]) -> list[str]:
+    """The `expand=` argument as a list of items' text."""
+    return [expand] if isinstance(expand, str) else list(expand)
 
 
 def _known_total(count: int | None) -> int | None:
