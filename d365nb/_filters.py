@@ -19,11 +19,12 @@ from xml.sax.saxutils import quoteattr
 
 from ._exceptions import ConfigError
 
-__all__ = ["Node", "fetch_filter", "parse_filter", "split_in", "to_text"]
+__all__ = ["Node", "fetch_filter", "lambda_filter", "parse_filter", "split_in", "to_text"]
 
 _CRM = "Microsoft.Dynamics.CRM."
 _TOKEN = re.compile(
-    r"""\s+|(?P<s>'(?:[^']|'')*')|(?P<j>"(?:[^"\\]|\\.)*")|(?P<p>[()\[\],=])|(?P<w>[^\s()\[\],='"]+)"""
+    r"""\s+|(?P<s>'(?:[^']|'')*')|(?P<j>"(?:[^"\\]|\\.)*")|(?P<p>[()\[\],=])"""
+    r"""|(?P<w>[A-Za-z_]\w*:\s*[^\s()\[\],='"]*|[^\s()\[\],='"]+)"""  # `o: o/x`: one word
 )
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _COMPARE = ("eq", "ne", "gt", "ge", "lt", "le")
@@ -276,6 +277,53 @@ def split_in(text: str, fits: Callable[[str], bool]) -> list[str] | None:
         out.append(with_values(values[start : start + low]))
         start += low
     return out
+
+
+# -- lambda any/all ----------------------------------------------------------------------
+
+
+def _scoped_word(node: Node, var: str) -> Node:
+    text = node.name
+    if (
+        node.kind != "word"
+        or not re.match(r"[A-Za-z_]", text)
+        or ":" in text
+        or text in ("null", "true", "false")
+        or _GUID.fullmatch(text)
+        or text.startswith("Microsoft.Dynamics.CRM.")
+    ):
+        return node
+    return Node("word", f"{var}/{text}")
+
+
+def _scoped(node: Node, var: str) -> Node:
+    """`node` with its properties read through the range variable `var`."""
+    if node.kind in ("and", "or", "not"):
+        return replace(node, items=tuple(_scoped(n, var) for n in node.items))
+    if node.kind == "cmp":
+        return replace(node, items=tuple(_scoped_word(n, var) for n in node.items))
+    if node.kind == "call" and node.name in _LIKE and node.items:
+        return replace(node, items=(_scoped_word(node.items[0], var), *node.items[1:]))
+    if node.kind == "call" and node.name.endswith(("/any", "/all")):
+        return replace(node, name=f"{var}/{node.name}")
+    return _scoped_word(node, var)
+
+
+def lambda_filter(nav: str, op: str, inner: str | None) -> str:
+    """`nav/any(o:o/x eq 1)`: a lambda on collection `nav` over the filter `inner`.
+
+    **Parameters:**
+
+    * **nav** - a collection-valued navigation property (`opportunity_parent_account`).
+    * **op** - `any` or `all`.
+    * **inner** - a filter on the related table's columns (`where(statecode=0)`); None
+      with `any`: the collection is not empty.
+    """
+    if inner is None:
+        return f"{nav}/{op}()"
+    lambdas = len(re.findall(r"/(?:any|all)\(", inner))
+    var = f"o{lambdas}" if lambdas else "o"
+    return f"{nav}/{op}({var}:{to_text(_scoped(parse_filter(inner), var))})"
 
 
 # -- FetchXML ----------------------------------------------------------------------------
