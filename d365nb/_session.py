@@ -304,7 +304,9 @@ class Session:
         """
         full = url if url.startswith("https://") else self.api_root + url.lstrip("/")
         client = self._client()
-        if method == "GET":
+        # At most 9 characters per character once percent-encoded (3 UTF-8 bytes, each %XX).
+        longest = len(full) + sum(9 * (len(k) + len(v)) + 2 for k, v in (params or {}).items())
+        if method == "GET" and longest > MAX_GET_URL:
             built = client.build_request(method, full, params=params)
             if len(str(built.url)) > MAX_GET_URL:
                 return await self._batch_get(built.url, headers, extensions)
