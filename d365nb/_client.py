@@ -43,6 +43,7 @@ from ._reader import MAX_PAGE_SIZE, StaleMetadata, read_fetchxml, read_frame
 from ._report import PushPlan, PushReport
 from ._session import (
     MAX_BATCH_GET_URL,
+    MAX_GET_URL,
     Session,
     odata_error_from_response,
     session_by_id,
@@ -626,8 +627,8 @@ def _check_fetchxml_length(base: str, xml: str, page_size: int) -> None:
     if length > _MAX_GET_URL - 2_000:  # room for the paging cookies of later pages
         raise ConfigError(
             f"This FetchXML is too long for a URL: {length:,} characters once encoded, and "
-            f"the service takes at most {_MAX_GET_URL:,} in a GET inside $batch (less paging "
-            "cookies).",
+            f"the service takes at most {MAX_GET_URL:,} in a GET and {_MAX_GET_URL:,} in a GET "
+            "inside $batch (less paging cookies).",
             field="xml",
             hint="Split it into several queries (e.g. a long 'in' list in chunks of a few "
             "hundred values), or read with conn.read(filter=...).",
