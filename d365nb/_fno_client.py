@@ -92,6 +92,8 @@ class FnoConnection(Connection):
         self.catalog = FnoCatalog(self, cache=cache)  # type: ignore[assignment]
         # The last reads as they came (by read id), so a push sends only changed columns.
         self._reads: OrderedDict[str, pd.DataFrame] = OrderedDict()
+        #: The companies the user can read, default first (set by `whoami()`).
+        self.company_ids: list[str] = []
 
     def _remember(self, frame: pd.DataFrame) -> pd.DataFrame:
         if len(frame) <= _REMEMBER_ROWS:
@@ -132,6 +134,7 @@ class FnoConnection(Connection):
         if len(default):
             first = str(default["dataAreaId"].iloc[0])
             ids = [first] + [c for c in ids if c != first]
+        self.company_ids = ids
         user = ident.get("oid") or ident.get("app_id") or "unknown"
         self._whoami = WhoAmI(
             user_id=str(user),
