@@ -7,13 +7,15 @@ from urllib.parse import parse_qs
 import pandas as pd
 import pytest
 
+import d365nb
 from d365nb import _fno_pages
 from d365nb._fno_client import FnoConnection
 from d365nb._fno_pages import convert_page
 from d365nb._fno_ranges import KeyRange, cut_offsets
 from d365nb._sync import run_sync
+from d365nb.sandbox import Sandbox
 
-from .conftest import PAGE_SIZE, Seen
+from .conftest import PAGE_SIZE, Knobs, Seen, fno_connect
 
 
 def _literal(name: str, value: object) -> str:
@@ -117,3 +119,21 @@ def test_arrow_page_path_equals_the_python_path(
     python = convert_page(rows, table, columns)
     pd.testing.assert_frame_equal(arrow, python)
     assert pd.isna(arrow.loc[0, dated[0]]) and pd.isna(arrow.loc[1, enums[0]])
+
+
+def test_a_read_stopped_in_its_ranges_resumes_to_the_same_frame(
+    fno_sandbox: Sandbox, knobs: Knobs
+) -> None:
+    short = fno_connect(fno_sandbox, retry=d365nb.RetryPolicy(max_attempts=1, max_total_wait=1))
+    try:
+        whole = short.read("CustomersV3", cross_company=True, parallel=False, progress=False)
+        # Two ranges at once against a limit of one request at a time: one range gets 429.
+        knobs(max_concurrent_requests=1, latency_ms=200)
+        with pytest.raises(d365nb.PartialReadError) as err:
+            short.read("CustomersV3", cross_company=True, parallel=2, progress=False)
+        assert PAGE_SIZE <= len(err.value.partial) < len(whole)
+        assert "range(s) unfinished" in str(err.value)
+        knobs(max_concurrent_requests=52, latency_ms=0)
+        pd.testing.assert_frame_equal(err.value.resume(), whole)
+    finally:
+        short.close()
