@@ -24,12 +24,10 @@ import pandas as pd
 
 from ._dialects.fno import COMPANY, FnoDialect
 from ._exceptions import (
-    AuthError,
     ConfigError,
     D365Error,
     ODataError,
     PartialReadError,
-    TransportError,
 )
 from ._fno_pages import convert_page
 from ._fno_ranges import KeyRange, cut_offsets, range_keys
@@ -46,7 +44,9 @@ __all__ = ["MAX_PARTITIONS", "FnoReadPlan", "read_fno"]
 MAX_PARTITIONS = 16
 
 _STOPS = (asyncio.CancelledError, KeyboardInterrupt, D365Error, OSError)
-_EARLY_STOPS = (asyncio.CancelledError, KeyboardInterrupt, TransportError, AuthError, OSError)
+# The service refusing the range machinery itself ($orderby, $count, $skip): read on without.
+_NOT_SUPPORTED = (400, 501)
+_REFUSED = (401, 403, 404)  # with 400: the query is refused, before any row
 
 
 @dataclass
@@ -163,7 +163,7 @@ async def _execute(plan: FnoReadPlan) -> pd.DataFrame:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        refused = isinstance(exc, ODataError) and exc.status in (400, 401, 403, 404)
+        refused = isinstance(exc, ODataError) and exc.status in (400, *_REFUSED)
         nothing = not any(p.rows for p in plan.parts)
         if isinstance(exc, _STOPS) and not (refused and nothing):
             raise _partial_error(plan, exc) from exc
@@ -268,7 +268,13 @@ async def _run(
     token = progress_var.set(plan.progress)
     try:
         body = await _get_json(plan, f"{base}?{encode_query(first_params)}")
-    except _EARLY_STOPS as exc:
+    except ODataError as exc:
+        if exc.status in _NOT_SUPPORTED:
+            return await _execute(plan)  # no $orderby/$count here: page after page as asked
+        if exc.status in _REFUSED:
+            raise  # the service refused the query itself: nothing to resume
+        raise _partial_error(plan, exc) from exc
+    except _STOPS as exc:
         raise _partial_error(plan, exc) from exc
     finally:
         progress_var.reset(token)
@@ -289,7 +295,11 @@ async def _run(
     del body, rows
     try:
         found = await asyncio.gather(*(_cut(plan, base, params, keys, o) for o in offsets))
-    except _EARLY_STOPS as exc:
+    except ODataError as exc:
+        if exc.status not in _NOT_SUPPORTED:
+            raise _partial_error(plan, exc) from exc
+        return await _execute(plan)  # no $skip probes here: the rest by the next link
+    except _STOPS as exc:
         raise _partial_error(plan, exc) from exc
     cuts: list[tuple[Any, ...]] = []
     for cut in found:
