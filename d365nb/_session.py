@@ -2,9 +2,11 @@
 
 One `httpx.AsyncClient` is kept per event loop (an AsyncClient must not be shared between
 loops), each pinned to the configured service origin with the retry policy of
-`_transport`.  The bearer token is added per request by the client's auth hook, and a 401
-triggers one forced refresh shared by every request that saw it.  Answers with status >= 400
-become `ODataError` (`odata_error_from_response()`).
+`_transport`.  `Session.transport_wrapper` puts a layer between that retry layer and the
+network (the Dask gate, `d365nb.dask`), in every per-loop client alike.  The bearer token
+is added per request by the client's auth hook, and a 401 triggers one forced refresh
+shared by every request that saw it.  Answers with status >= 400 become `ODataError`
+(`odata_error_from_response()`).
 
 `Connection` (`_client.py`) is a `Session` with the verbs (`read`, `push`, ...) on top; the
 engines (`_catalog`, `_reader`, `_write`) take a `Session` and never name `Connection`.
@@ -47,7 +49,13 @@ from ._progress import report_wait
 from ._sync import blocking
 from ._tokencache import TokenCacheFile
 from ._tokens import known_transport_error
-from ._transport import DEFAULT_RETRY_POLICY, AdaptiveLimiter, RetryPolicy, RetryTransport
+from ._transport import (
+    DEFAULT_RETRY_POLICY,
+    AdaptiveLimiter,
+    RetryPolicy,
+    RetryTransport,
+    TransportStats,
+)
 from ._types import VerifyTypes
 
 if TYPE_CHECKING:
@@ -58,6 +66,7 @@ __all__ = [
     "MAX_BATCH_GET_URL",
     "MAX_GET_URL",
     "Session",
+    "TransportWrapper",
     "odata_error_from_response",
     "session_by_id",
     "ssl_context_for",
@@ -77,11 +86,16 @@ def session_by_id(session_id: str | None) -> Session | None:
     return _SESSIONS.get(session_id) if session_id else None
 
 
+#: Wraps the network transport beneath the retry layer (`Session.transport_wrapper`).
+TransportWrapper = Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]
+
+
 @dataclass
 class _LoopClient:
     loop: weakref.ref[asyncio.AbstractEventLoop]
     client: httpx.AsyncClient
     limiter: AdaptiveLimiter
+    retry: RetryTransport
 
 
 _ODATA_HEADERS = {
@@ -156,7 +170,8 @@ class _BearerAuth(httpx.Auth):
 class Session:
     """The HTTP side of a connection: tokens, one client per event loop, `arequest()`.
 
-    Parameters as `Connection` (which is a `Session` with the verbs on top).
+    Parameters as `Connection` (which is a `Session` with the verbs on top), plus
+    **transport_wrapper** (see the `transport_wrapper` property).
     """
 
     def __init__(
@@ -169,8 +184,10 @@ class Session:
         timeout: float = 120.0,
         max_concurrency: int = 16,
         retry: RetryPolicy | None = None,
+        transport_wrapper: TransportWrapper | None = None,
     ) -> None:
         self._settings = settings
+        self._transport_wrapper = transport_wrapper
         self.retry = retry or DEFAULT_RETRY_POLICY
         self._ssl_context = ssl_context_for(verify)
         self.timeout = timeout
@@ -210,6 +227,27 @@ class Session:
         """The Web API root, e.g. `https://org.crm.dynamics.com/api/data/v9.2/`."""
         return str(self._settings.api_root)
 
+    @property
+    def transport_wrapper(self) -> TransportWrapper | None:
+        """A layer between the retry layer and the network, in every per-loop HTTP client.
+
+        Called as `transport_wrapper(network_transport)` each time a client is built (one
+        per event loop); what it returns is what the retry layer sends through, so every
+        attempt (first tries and retries alike) passes through it and it sees each
+        answer's status and headers.  Set it before the first request: setting it once a
+        client exists raises `RuntimeError` (that client would go round it).
+        """
+        return self._transport_wrapper
+
+    @transport_wrapper.setter
+    def transport_wrapper(self, wrapper: TransportWrapper | None) -> None:
+        with self._clients_lock:
+            if self._clients:
+                raise RuntimeError(
+                    "transport_wrapper must be set before the connection's first request."
+                )
+            self._transport_wrapper = wrapper
+
     # -- tokens and HTTP ----------------------------------------------------------
 
     async def _token(
@@ -240,7 +278,8 @@ class Session:
             # what the service allows; 429s halve it (issue 15: climbing from 2 left a
             # 50-page read at half the allowed concurrency).
             limiter = AdaptiveLimiter(initial=self.max_concurrency, maximum=self.max_concurrency)
-            entry = _LoopClient(weakref.ref(loop), self._build_client(limiter), limiter)
+            retry = self._build_transport(limiter)
+            entry = _LoopClient(weakref.ref(loop), self._build_client(retry), limiter, retry)
             self._clients[key] = entry
             return entry
 
@@ -253,14 +292,13 @@ class Session:
         return self._loop_client().limiter
 
     @property
-    def transport_stats(self) -> Any:
+    def transport_stats(self) -> TransportStats:
         """Counters of this loop's transport: requests, attempts, 429s seen, waits."""
-        transport = self._loop_client().client._transport
-        return getattr(transport, "stats", None)
+        return self._loop_client().retry.stats
 
-    def _build_client(self, limiter: AdaptiveLimiter) -> httpx.AsyncClient:
-
-        inner = httpx.AsyncHTTPTransport(
+    def _build_transport(self, limiter: AdaptiveLimiter) -> RetryTransport:
+        """The retry layer over the network transport (wrapped by `transport_wrapper`)."""
+        inner: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(
             verify=self._ssl_context,
             http2=False,
             limits=httpx.Limits(
@@ -269,13 +307,17 @@ class Session:
             ),
             retries=0,
         )
-        transport = RetryTransport(
+        if self._transport_wrapper is not None:
+            inner = self._transport_wrapper(inner)
+        return RetryTransport(
             inner,
             origin=self.api_root,
             policy=self.retry,
             limiter=limiter,
             on_wait=report_wait,
         )
+
+    def _build_client(self, transport: RetryTransport) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             transport=transport,
             auth=_BearerAuth(self),
