@@ -19,7 +19,10 @@ from ._report import PushPlan, rows_frame
 
 __all__ = [
     "BATCH_CHUNK",
+    "BATCH_URL_LIMIT",
     "BULK_CHUNK",
+    "LOOKUP_ROWS",
+    "MIN_BULK_CHUNK",
     "UPSERT_CHUNK",
     "UPSERT_MULTIPLE",
     "URL_LIMIT",
@@ -37,10 +40,17 @@ BULK_CHUNK = 1000
 #: sandbox with 50 ms latency, and keeps each request short on the real service (its
 #: execution time counts against service protection; a retry redoes less).
 BATCH_CHUNK = 250
-#: Rows per `UpsertMultiple` (one existence check, one bulk call).  Against the sandbox
-#: with 50 ms latency, 20,000 rows by alternate key: 250 rows 2.4 s, 500 1.6 s,
+#: Rows per `UpsertMultiple` (or `CreateMultiple` for keys not found).  Against the
+#: sandbox with 50 ms latency, 20,000 rows by alternate key: 250 rows 2.4 s, 500 1.6 s,
 #: 1,000 1.3 s, 2,000 1.4 s (fewer, longer calls overlap less).
 UPSERT_CHUNK = 1000
+#: The smallest bulk chunk picked to spread a small push over the limiter's slots.
+MIN_BULK_CHUNK = 250
+#: Upserts whose keys one look-up request finds (a `$batch` of GETs by key): the look-up
+#: of a slice answers created vs updated and the ids for all its bulk chunks, and each
+#: slice's chunks start as soon as its look-up answers (the next slices' look-ups overlap
+#: them).  5,000 rows: at most 5,000 records per look-up, one page (no paging).
+LOOKUP_ROWS = 5000
 #: Internal switch: False sends every upsert as a per-row `$batch` part (the path before
 #: `UpsertMultiple`; exact statuses from 201/200 without an existence check).
 UPSERT_MULTIPLE = True
@@ -52,11 +62,19 @@ def chunks(rows: Sequence[PlannedRow], size: int) -> Iterator[list[PlannedRow]]:
         yield list(rows[start : start + size])
 
 
-def chunk_size(strategy: str, batch_size: int | None) -> int:
-    """Rows per request for `strategy` (`batch_size=` when given)."""
+def chunk_size(strategy: str, batch_size: int | None, *, rows: int = 0, limit: int = 1) -> int:
+    """Rows per request for `strategy` (`batch_size=` when given).
+
+    Bulk actions take up to `BULK_CHUNK` (`UPSERT_CHUNK`) rows; a push of fewer `rows`
+    than that per slot of the limiter (`limit` requests at once) is cut finer, down to
+    `MIN_BULK_CHUNK`, so that its chunks run side by side instead of one after another.
+    """
     if batch_size:
         return batch_size
-    return {"$batch": BATCH_CHUNK, "UpsertMultiple": UPSERT_CHUNK}.get(strategy, BULK_CHUNK)
+    top = {"$batch": BATCH_CHUNK, "UpsertMultiple": UPSERT_CHUNK}.get(strategy, BULK_CHUNK)
+    if strategy == "$batch" or rows <= 0 or limit <= 1:
+        return top
+    return max(min(top, MIN_BULK_CHUNK), min(top, math.ceil(rows / max(1, limit))))
 
 
 def group_rows(plan: Plan, no_bulk: set[tuple[str, str]]) -> list[tuple[str, list[PlannedRow]]]:
@@ -108,25 +126,34 @@ def group_rows(plan: Plan, no_bulk: set[tuple[str, str]]) -> list[tuple[str, lis
 
 
 def describe_groups(
-    groups: list[tuple[str, list[PlannedRow]]], batch_size: int | None
+    groups: list[tuple[str, list[PlannedRow]]], batch_size: int | None, *, limit: int = 1
 ) -> tuple[str, ...]:
-    """The requests a plan sends, in words (`"CreateMultiple x 3 (<= 1,000 rows each)"`)."""
+    """The requests a plan sends, in words (`"CreateMultiple x 3 (<= 1,000 rows each)"`);
+    `limit` is the limiter's level (`chunk_size()`)."""
     out = []
     for name, rows in groups:
-        size = chunk_size(name, batch_size)
+        size = chunk_size(name, batch_size, rows=len(rows), limit=limit)
         count = math.ceil(len(rows) / size)
         what = f"{name} of {len(rows):,} rows" if count == 1 else f"{name} x {count:,}"
-        extra = (
-            "; keys looked up first, new ones by CreateMultiple" if name == "UpsertMultiple" else ""
-        )
+        extra = ""
+        if name == "UpsertMultiple":
+            looks = math.ceil(len(rows) / max(LOOKUP_ROWS, size))
+            extra = (
+                f"; keys looked up first ({looks:,} request{'s' if looks > 1 else ''}), "
+                "new ones by CreateMultiple"
+            )
         out.append(f"{what} (<= {size:,} rows each{extra})")
     return tuple(out)
 
 
 def plan_report(
-    plan: Plan, groups: list[tuple[str, list[PlannedRow]]], batch_size: int | None
+    plan: Plan,
+    groups: list[tuple[str, list[PlannedRow]]],
+    batch_size: int | None,
+    *,
+    limit: int = 1,
 ) -> PushPlan:
-    """The `PushPlan` a dry run returns."""
+    """The `PushPlan` a dry run returns (`limit`: the limiter's level, `chunk_size()`)."""
     ops = {row.pos: row for row in plan.rows}
     n = len(plan.frame)
     operation = [ops[i].op if ops[i].op != "none" else "unchanged" for i in range(n)]
@@ -160,7 +187,7 @@ def plan_report(
         ),
         columns=plan.columns,
         skipped=plan.skipped,
-        requests=describe_groups(groups, batch_size),
+        requests=describe_groups(groups, batch_size, limit=limit),
         sample=sample,
         changed=changed,
         compared=sum(1 for r in plan.rows if r.changed is not None),
@@ -168,11 +195,16 @@ def plan_report(
 
 
 URL_LIMIT = 7500  # characters per look-up URL: under 8 KB anywhere (the service takes 32 KB)
+#: Characters per look-up URL inside a `$batch` body, where no proxy reads it: Microsoft
+#: allows 64 KB there (32 KB for a top-level GET); this stays under both.
+BATCH_URL_LIMIT = 30_000
 
 
-def lookup_urls(table: Table, names: list[str], keys: list[Mapping[str, Any]]) -> list[str]:
+def lookup_urls(
+    table: Table, names: list[str], keys: list[Mapping[str, Any]], *, limit: int = URL_LIMIT
+) -> list[str]:
     """GET URLs that return the rows among `keys` (`_odata.key_lookup_urls()`), each under
-    `URL_LIMIT`: `$select=<pk>,<key columns>` and `$filter=` on the keys."""
+    `limit` characters: `$select=<pk>,<key columns>` and `$filter=` on the keys."""
     by_property = {a.property_name: a for a in table.attributes.values()}
     text_columns = {
         name
@@ -186,7 +218,7 @@ def lookup_urls(table: Table, names: list[str], keys: list[Mapping[str, Any]]) -
         names,
         keys,
         quoted_guids=text_columns,
-        limit=URL_LIMIT,
+        limit=limit,
     )
 
 

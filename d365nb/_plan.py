@@ -685,6 +685,9 @@ def loose_key(values: Mapping[str, Any]) -> tuple[Any, ...]:
     for name in sorted(values):
         value = values[name]
         if isinstance(value, str):
+            if value.isascii():  # the same as below, without the Unicode work
+                out.append(value.lower().rstrip())
+                continue
             text = unicodedata.normalize("NFKD", value.casefold().rstrip())
             out.append("".join(c for c in text if not unicodedata.combining(c)))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
