@@ -16,6 +16,7 @@ Pure code, no I/O: `_write` fetches the metadata, and sends what is planned here
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 import uuid
@@ -371,9 +372,7 @@ def plan_push(
     attempts: list[str | None] = [None] * n
     _attempts_of(frame, pk, need, attempt, earlier, prints, attempts)
     for i in need:
-        ids[i] = str(
-            uuid.uuid5(_ID_NAMESPACE, f"{table.logical_name}\x1f{attempts[i]}\x1f{prints[i]}")
-        )
+        ids[i] = _uuid5(f"{table.logical_name}\x1f{attempts[i]}\x1f{prints[i]}")
         generated[i] = True
     if any(generated) or (mode == "create" and pk not in frame.columns):
         frame[pk] = pd.array(ids, dtype="string")
@@ -413,7 +412,7 @@ def plan_push(
     # One row per key: two rows for one record would overwrite each other, silently.
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, row_key in enumerate(key_values):
-        if row_key is not None:
+        if row_key is not None and not generated[i]:  # generated ids are unique
             groups.setdefault(loose_key(row_key), []).append(i)
     repeated = [rows for rows in groups.values() if len(rows) > 1]
     if repeated:
@@ -595,6 +594,17 @@ def _check_etags(etags: list[str | None], index: pd.Index, problems: list[Proble
 
 
 _ID_NAMESPACE = uuid.UUID("6f1d2c1e-7b7a-4d0e-9c55-d365b0b0c0de")
+_ID_PREFIX = _ID_NAMESPACE.bytes
+
+
+def _uuid5(name: str) -> str:
+    """`str(uuid.uuid5(_ID_NAMESPACE, name))`, without building a `UUID` (20,000 ids:
+    a fifth of the time)."""
+    digest = bytearray(hashlib.sha1(_ID_PREFIX + name.encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _body_keys(table: Table, column: str) -> set[str]:
