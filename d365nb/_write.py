@@ -61,7 +61,6 @@ import pandas as pd
 
 from ._batching import (
     BATCH_CHUNK,
-    BATCH_URL_LIMIT,
     LOOKUP_ROWS,
     URL_LIMIT as _URL_LIMIT,  # noqa: F401 - tests read it here
     chunk_size,
@@ -426,8 +425,6 @@ class _Push:
             except ValueError:
                 return None
         else:
-            # Inside a $batch body no proxy reads the URLs: fewer, longer GETs.
-            urls = _lookup_urls(table, names, keys, limit=BATCH_URL_LIMIT)
             content_type, body = encode_batch_request(
                 [BatchRequest("GET", f"{self.base}{url}") for url in urls]
             )
