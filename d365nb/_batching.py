@@ -14,7 +14,7 @@ from typing import Any
 
 from ._metadata import Table
 from ._odata import key_lookup_urls
-from ._plan import Plan, PlannedRow, loose_key
+from ._plan import Plan, PlannedRow, row_key
 from ._report import PushPlan, rows_frame
 
 __all__ = [
@@ -90,7 +90,7 @@ def group_rows(plan: Plan, no_bulk: set[tuple[str, str]]) -> list[tuple[str, lis
     if bulk_upsert:
         for row in plan.rows:
             if row.op == "upsert" and row.key_values:
-                loose = loose_key(row.key_values)
+                loose = row_key(row)
                 seen[loose] = seen.get(loose, 0) + 1
     for row in plan.rows:
         if row.op == "create" and (logical, "CreateMultiple") not in no_bulk:
@@ -100,7 +100,7 @@ def group_rows(plan: Plan, no_bulk: set[tuple[str, str]]) -> list[tuple[str, lis
             and row.op == "upsert"
             and not row.guarded
             and row.key_values
-            and seen.get(loose_key(row.key_values)) == 1
+            and seen.get(row_key(row)) == 1
         ):
             upsert.append(row)
         elif (

@@ -35,8 +35,10 @@ from ._options import PushOptions, frame_info
 from ._payloads import build_payloads
 from ._snapshot import ReadSnapshot, changed_cells, snapshot_of
 
-__all__ = ["Plan", "PlannedRow", "loose_key", "plan_push", "related_tables"]
+__all__ = ["Plan", "PlannedRow", "loose_key", "plan_push", "related_tables", "row_key"]
 
+# Text that `key_value()` leaves as it is (letters, digits and its safe characters).
+_URL_SAFE = re.compile(r"[A-Za-z0-9'\-_.~]*")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -58,6 +60,8 @@ class PlannedRow:
     # Upserts: the key as Web API property -> JSON value (`{"accountnumber": "A-1"}`),
     # what an existence check filters on and an `UpsertMultiple` target carries.
     key_values: dict[str, Any] | None = None
+    # `loose_key(key_values)`, computed once (the plan's check for repeated keys).
+    loose: tuple[Any, ...] | None = None
     # Round trips: the columns that changed since the read (None: not compared, sent whole).
     changed: tuple[str, ...] | None = None
     note: str = ""  # why nothing is sent (op "none")
@@ -132,6 +136,8 @@ def _literal(value: Any, attribute: Attribute | None) -> str:
     """A key value as it goes in a key segment (`_odata.key_value()` for this column)."""
     lookup = attribute is not None and attribute.is_lookup
     guid = attribute is not None and attribute.attribute_type == "Uniqueidentifier"
+    if type(value) is str and not (lookup or guid) and _URL_SAFE.fullmatch(value):
+        return "'" + value.replace("'", "''") + "'"  # what key_value() answers, sooner
     return key_value(value, lookup=lookup, guid=guid)
 
 
@@ -411,9 +417,11 @@ def plan_push(
 
     # One row per key: two rows for one record would overwrite each other, silently.
     groups: dict[tuple[Any, ...], list[int]] = {}
-    for i, row_key in enumerate(key_values):
-        if row_key is not None and not generated[i]:  # generated ids are unique
-            groups.setdefault(loose_key(row_key), []).append(i)
+    looses: list[tuple[Any, ...] | None] = [None] * n
+    for i, key_i in enumerate(key_values):
+        if key_i is not None and not generated[i]:  # generated ids are unique
+            looses[i] = loose = loose_key(key_i)
+            groups.setdefault(loose, []).append(i)
     repeated = [rows for rows in groups.values() if len(rows) > 1]
     if repeated:
         where = [i for rows in repeated for i in rows]
@@ -551,6 +559,7 @@ def plan_push(
                     headers=headers,
                     guarded=guarded,
                     key_values=key_values[i],
+                    loose=looses[i],
                     changed=changes[i],
                 )
             )
@@ -681,6 +690,11 @@ def _fingerprints(frame: pd.DataFrame, pk: str) -> list[str]:
     except (TypeError, UnicodeError):  # lists of a multi-select column, lone surrogates
         hashes = pd.util.hash_pandas_object(values.map(repr), index=True)
     return [format(int(h), "016x") for h in hashes.to_numpy()]
+
+
+def row_key(row: PlannedRow) -> tuple[Any, ...]:
+    """`loose_key()` of a planned row's key (computed by the plan when it could)."""
+    return row.loose if row.loose is not None else loose_key(row.key_values or {})
 
 
 def loose_key(values: Mapping[str, Any]) -> tuple[Any, ...]:
