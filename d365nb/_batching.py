@@ -30,6 +30,7 @@ __all__ = [
     "describe_groups",
     "group_rows",
     "lookup_urls",
+    "parallelism",
     "plan_report",
 ]
 
@@ -59,6 +60,16 @@ def chunks(rows: Sequence[PlannedRow], size: int) -> Iterator[list[PlannedRow]]:
     """`rows` in slices of at most `size`."""
     for start in range(0, len(rows), size):
         yield list(rows[start : start + size])
+
+
+def parallelism(limit: int, parallel: bool | int | None) -> int:
+    """How many requests a push may have in flight now: the limiter's `limit` (from the
+    service's dop hint, lowered after 429s), within `parallel=`."""
+    if parallel is False:
+        return 1
+    if parallel is None or parallel is True:
+        return limit
+    return max(1, min(limit, int(parallel)))
 
 
 def chunk_size(strategy: str, batch_size: int | None, *, rows: int = 0, limit: int = 1) -> int:

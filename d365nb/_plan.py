@@ -16,7 +16,6 @@ Pure code, no I/O: `_write` fetches the metadata, and sends what is planned here
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 import uuid
@@ -29,6 +28,7 @@ import pandas as pd
 
 from ._dtypes import ETAG_COLUMN
 from ._exceptions import ConfigError, InvalidFrameError, Problem
+from ._journal import attempts_of, generated_id
 from ._metadata import Attribute, Table, suggest
 from ._odata import entity_path, key_segment, key_value
 from ._options import PushOptions, frame_info
@@ -376,9 +376,9 @@ def plan_push(
     earlier = earlier or {}
     prints: list[str | None] = [None] * n
     attempts: list[str | None] = [None] * n
-    _attempts_of(frame, pk, need, attempt, earlier, prints, attempts)
+    attempts_of(frame, pk, need, attempt, earlier, prints, attempts)
     for i in need:
-        ids[i] = _uuid5(f"{table.logical_name}\x1f{attempts[i]}\x1f{prints[i]}")
+        ids[i] = generated_id(table.logical_name, str(attempts[i]), str(prints[i]))
         generated[i] = True
     if any(generated) or (mode == "create" and pk not in frame.columns):
         frame[pk] = pd.array(ids, dtype="string")
@@ -566,7 +566,7 @@ def plan_push(
     # Rows guarded by an ETag: a re-run of an unfinished attempt must not take our own
     # earlier writes for conflicts (only rows that are sent are fingerprinted).
     sent_guarded = [row.pos for row in rows if row.guarded and row.op != "none"]
-    _attempts_of(df, pk, sent_guarded, attempt, earlier, prints, attempts)
+    attempts_of(df, pk, sent_guarded, attempt, earlier, prints, attempts)
     resumed = bool(info.get("resume")) or any(a not in (None, attempt) for a in attempts)
     return Plan(table, mode, keys, frame, rows, sent, skipped, attempt, prints, attempts, resumed)
 
@@ -600,20 +600,6 @@ def _check_etags(etags: list[str | None], index: pd.Index, problems: list[Proble
                 len(bad),
             )
         )
-
-
-_ID_NAMESPACE = uuid.UUID("6f1d2c1e-7b7a-4d0e-9c55-d365b0b0c0de")
-_ID_PREFIX = _ID_NAMESPACE.bytes
-
-
-def _uuid5(name: str) -> str:
-    """`str(uuid.uuid5(_ID_NAMESPACE, name))`, without building a `UUID` (20,000 ids:
-    a fifth of the time)."""
-    digest = bytearray(hashlib.sha1(_ID_PREFIX + name.encode("utf-8")).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _body_keys(table: Table, column: str) -> set[str]:
@@ -661,35 +647,6 @@ def _only_changes(
 def info_foreign(info: Mapping[str, Any], table: Table) -> bool:
     """True when the frame is recorded as read from another table (its ETags are not ours)."""
     return bool(info.get("table")) and info.get("table") != table.logical_name
-
-
-def _attempts_of(
-    frame: pd.DataFrame,
-    pk: str,
-    positions: list[int],
-    attempt: str,
-    earlier: Mapping[str, str],
-    prints: list[str | None],
-    attempts: list[str | None],
-) -> None:
-    """Fill `prints` and `attempts` at `positions`: each row's fingerprint and the attempt
-    it belongs to (an unfinished earlier one that holds it, else this one)."""
-    if not positions:
-        return
-    for i, fp in zip(positions, _fingerprints(frame.iloc[positions], pk), strict=True):
-        prints[i] = fp
-        attempts[i] = earlier.get(fp, attempt)
-
-
-def _fingerprints(frame: pd.DataFrame, pk: str) -> list[str]:
-    """Per row, a fingerprint of its index label and values (not its primary id): how a
-    row pushed again is known to be the row of an unfinished attempt (`_journal`)."""
-    values = frame.drop(columns=[pk], errors="ignore")
-    try:
-        hashes = pd.util.hash_pandas_object(values, index=True)
-    except (TypeError, UnicodeError):  # lists of a multi-select column, lone surrogates
-        hashes = pd.util.hash_pandas_object(values.map(repr), index=True)
-    return [format(int(h), "016x") for h in hashes.to_numpy()]
 
 
 def row_key(row: PlannedRow) -> tuple[Any, ...]:

@@ -13,14 +13,15 @@
    | --- | --- | --- |
    | creates (client-generated ids) | `CreateMultiple` | per-row `$batch` |
    | updates by primary id, no ETag | `UpdateMultiple` | per-row `$batch` |
-   | upserts by any key, no ETag | key look-up, `UpsertMultiple` / `CreateMultiple` | per row |
+   | upserts by any key, no ETag | key look-up, then `UpsertMultiple` / `CreateMultiple` | per row |
    | ETag-guarded writes, updates by alternate key, deletes | per-row `$batch` | halves |
 
    A bulk action is all-or-nothing on standard tables, so a chunk that fails is sent again
    as one `$batch` of independent requests with `Prefer: odata.continue-on-error`: every
    good row lands and every bad row gets its own code.  No change sets are used: they
-   are all-or-nothing too.  `UpsertMultiple` says nothing per row, so each chunk's keys
-   are looked up first (`_Push.run_upsert()`): found is `updated` (`UpsertMultiple`), not
+   are all-or-nothing too.  `UpsertMultiple` says nothing per row, so the keys are looked
+   up first, one request per 5,000 rows (`_Push.run_upsert()`): found is `updated`
+   (`UpsertMultiple`, the id found), not
    found is `created` by `CreateMultiple`, which fails whole if another writer created
    one of those keys since the look-up (then those rows go per row: exact).
    Upserts whose key another row of the frame repeats, or that the look-up cannot place
@@ -49,6 +50,7 @@ finish is continued when its rows are pushed again; a new push is a new attempt)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -66,12 +68,14 @@ from ._batching import (
     chunk_size,
     chunks,
     group_rows,
-    lookup_urls as _lookup_urls,
+    lookup_urls as _lookup_urls,  # noqa: F401 - tests read it here
+    parallelism,
     plan_report,
 )
 from ._catalog import Catalog
 from ._exceptions import ODataError, PushError, ThrottledError, TransportError
 from ._journal import Journal
+from ._lookup import find_keys
 from ._multipart import (
     BatchFormatError,
     BatchRequest,
@@ -88,7 +92,6 @@ from ._outcomes import (
     lookup_request,
     navigation_map,
     part_outcome,
-    place_records,
     unsupported,
 )
 from ._payloads import encode_json
@@ -174,18 +177,11 @@ class _Push:
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 self.requests += 1
-                if self.slots is not None:
-                    async with self.slots, self.session.limiter:
-                        self.mark(rows)
-                        response = await self.session.arequest(
-                            method, url, content=content, headers=headers
-                        )
-                else:
-                    async with self.session.limiter:
-                        self.mark(rows)
-                        response = await self.session.arequest(
-                            method, url, content=content, headers=headers
-                        )
+                async with self.slots or contextlib.nullcontext(), self.session.limiter:
+                    self.mark(rows)
+                    response = await self.session.arequest(
+                        method, url, content=content, headers=headers
+                    )
                 return _Sent(response, None, retried)
             except ThrottledError as exc:
                 return _Sent(None, exc, retried)
@@ -403,50 +399,11 @@ class _Push:
         self.fail_all(rows, sent.error)
 
     async def existing(self, rows: list[PlannedRow]) -> dict[int, str | None] | None:
-        """Which rows' keys exist: `{pos: id of the row found, or None}`, by GETs that
-        filter on the keys (`$select=<pk>,<key columns>`; one GET, or one `$batch` of
-        GETs when the keys need more than one URL).
+        """Which rows' keys exist (`_lookup.find_keys()`, one request)."""
+        return await find_keys(self.fetch, self.base, self.plan.table, rows)
 
-        Rows left out could not be placed for sure (the service holds a key that matches
-        theirs only loosely: another case, accents, trailing spaces); None when the
-        look-up failed or answered what this cannot read (those rows go one by one).
-        """
-        table = self.plan.table
-        pk = table.primary_id
-        names = sorted({name for row in rows for name in row.key_values or {}})
-        keys: list[Mapping[str, Any]] = [row.key_values or {} for row in rows]
-        urls = _lookup_urls(table, names, keys)
-        if len(urls) == 1:
-            sent = await self.send("GET", urls[0], content=b"", headers={})
-            if sent.response is None:
-                return None
-            try:
-                pages = [sent.response.json()]
-            except ValueError:
-                return None
-        else:
-            content_type, body = encode_batch_request(
-                [BatchRequest("GET", f"{self.base}{url}") for url in urls]
-            )
-            sent = await self.send(
-                "POST", "$batch", content=body, headers={"Content-Type": content_type}
-            )
-            if sent.response is None:
-                return None
-            try:
-                items = decode_batch_response(
-                    sent.response.content, sent.response.headers.get("content-type", "")
-                )
-                pages = [
-                    item.json()
-                    for item in items
-                    if isinstance(item, BatchResponse) and item.status == 200
-                ]
-            except (BatchFormatError, ValueError):
-                return None
-            if len(pages) != len(urls):
-                return None
-        return place_records(rows, pages, names, pk)
+    async def fetch(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> Any:
+        return (await self.send(method, url, content=body, headers=headers)).response
 
     def fail_all(self, rows: list[PlannedRow], error: Exception | None) -> None:
         """Every row of a chunk failed with the same error."""
@@ -601,17 +558,6 @@ class _Push:
                 )
 
 
-def _parallelism(session: Session, parallel: bool | int | None) -> int:
-    """How many requests a push may have in flight now: the limiter's level (from the
-    service's dop hint, lowered after 429s), within `parallel=`."""
-    if parallel is False:
-        return 1
-    limit = session.limiter.limit
-    if parallel is None or parallel is True:
-        return limit
-    return max(1, min(limit, int(parallel)))
-
-
 async def apush(
     session: Session,
     catalog: Catalog,
@@ -650,7 +596,9 @@ async def apush(
     no_bulk = _NO_BULK.setdefault(session, set())
     groups = group_rows(plan, no_bulk)
     if options.dry_run:
-        return plan_report(plan, groups, batch_size, limit=_parallelism(session, options.parallel))
+        return plan_report(
+            plan, groups, batch_size, limit=parallelism(session.limiter.limit, options.parallel)
+        )
     bar = (
         progress_bar(f"Pushing {plan.table.entity_set_name}", total=len(plan.rows))
         if options.progress and plan.rows
@@ -667,7 +615,7 @@ async def apush(
     interrupted = False
     tasks: list[asyncio.Future[None]] = []
     try:
-        limit = _parallelism(session, options.parallel)
+        limit = parallelism(session.limiter.limit, options.parallel)
         for strategy, rows in groups:
             size = chunk_size(strategy, batch_size, rows=len(rows), limit=limit)
             if strategy == "UpsertMultiple":  # one key look-up per slice, then its chunks
