@@ -111,7 +111,9 @@ class Journal:
                 try:
                     os.fchmod(fd, 0o600)
                     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                        json.dump({"rows": current}, handle)
+                        # One string, by the C encoder (json.dump writes piece by piece
+                        # in Python: 20,000 rows took a tenth of a push).
+                        handle.write(json.dumps({"rows": current}, separators=(",", ":")))
                         handle.flush()
                         os.fsync(handle.fileno())
                     os.replace(tmp, self.path)
