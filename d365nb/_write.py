@@ -13,17 +13,19 @@
    | --- | --- | --- |
    | creates (client-generated ids) | `CreateMultiple` | per-row `$batch` |
    | updates by primary id, no ETag | `UpdateMultiple` | per-row `$batch` |
-   | upserts by any key, no ETag | key look-up, then `UpsertMultiple` / `CreateMultiple` | per row |
+   | upserts by any key, no ETag | key look-up, `UpsertMultiple` / `CreateMultiple` | per row |
    | ETag-guarded writes, updates by alternate key, deletes | per-row `$batch` | halves |
 
    A bulk action is all-or-nothing on standard tables, so a chunk that fails is sent again
    as one `$batch` of independent requests with `Prefer: odata.continue-on-error`: every
    good row lands and every bad row gets its own code.  No change sets are used: they
    are all-or-nothing too.  `UpsertMultiple` says nothing per row, so the keys are looked
-   up first, one request per 5,000 rows (`_Push.run_upsert()`): found is `updated`
-   (`UpsertMultiple`, the id found), not
-   found is `created` by `CreateMultiple`, which fails whole if another writer created
-   one of those keys since the look-up (then those rows go per row: exact).
+   up first, one request per 5,000 rows (`_Push.run_upsert()`, `_lookup`): found is
+   `updated` (`UpsertMultiple`, the id found), not found is `created` by `CreateMultiple`
+   (the ids it answers), which fails whole if another writer created one of those keys
+   since the look-up (then those rows go per row: exact).  Nothing is read back by id:
+   about one request per 1,000-row chunk, chunks cut finer when a push is too small to
+   fill the limiter's slots (`_batching.chunk_size()`).
    Upserts whose key another row of the frame repeats, or that the look-up cannot place
    for sure, are sent as per-row `$batch` parts (`return=representation`: 201 or 200).
    `_batching.UPSERT_MULTIPLE = False` sends every upsert that way (the switch back).
