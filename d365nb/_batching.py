@@ -46,10 +46,11 @@ BATCH_CHUNK = 250
 UPSERT_CHUNK = 1000
 #: The smallest bulk chunk picked to spread a small push over the limiter's slots.
 MIN_BULK_CHUNK = 250
-#: Upserts whose keys one look-up request finds (a `$batch` of GETs by key): the look-up
-#: of a slice answers created vs updated and the ids for all its bulk chunks, and each
-#: slice's chunks start as soon as its look-up answers (the next slices' look-ups overlap
-#: them).  5,000 rows: at most 5,000 records per look-up, one page (no paging).
+#: Upserts whose keys one look-up request finds (a `$batch` of GETs by key, each GET a
+#: few hundred keys: `URL_LIMIT`, one page): the look-up of a slice answers created vs
+#: updated and the ids for all its bulk chunks, and each slice's chunks start as soon as
+#: its look-up answers (the next slices' look-ups overlap them).  20,000 rows: 4
+#: look-ups and 20 bulk calls (one look-up per 1,000-row chunk cost 40 requests).
 LOOKUP_ROWS = 5000
 #: Internal switch: False sends every upsert as a per-row `$batch` part (the path before
 #: `UpsertMultiple`; exact statuses from 201/200 without an existence check).
