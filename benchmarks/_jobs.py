@@ -365,15 +365,23 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def write_d365nb(info: dict[str, str], df: pd.DataFrame, stats: dict) -> None:
-    """`df.d365.push(...)` upserting by the alternate key."""
+    """`df.d365.push(...)` upserting by the alternate key (or creating: `mode` in attrs)."""
+    mode = df.attrs.get("bench_mode", "upsert")
     conn = _d365nb_connection(info)
     try:
-        report = df.d365.push(
-            table="accounts", key="accountnumber", mode="upsert", conn=conn, progress=False
-        )
+        if mode == "create":
+            report = df.d365.push(table="accounts", mode="create", conn=conn, progress=False)
+        else:
+            report = df.d365.push(
+                table="accounts", key="accountnumber", mode="upsert", conn=conn, progress=False
+            )
         failed = getattr(report, "failed", None)
         if failed is not None:
             stats["failed_rows"] = len(failed)
+        counts = getattr(report, "counts", None)
+        if counts is not None:
+            stats["statuses"] = {k: int(v) for k, v in counts.items() if v}
+        stats["push_requests"] = getattr(report, "requests", None)
     finally:
         _d365nb_stats(conn, stats)
         conn.close()
@@ -388,13 +396,17 @@ def _register_accessor() -> None:
 
 
 def write_sdk(info: dict[str, str], df: pd.DataFrame, stats: dict) -> None:
-    """`client.records.upsert(table, [UpsertItem(...)])`: UpsertMultiple, as the README shows."""
+    """`client.records.upsert(table, [UpsertItem(...)])`: UpsertMultiple, as the README shows
+    (creates: `client.records.create(table, [...])`, CreateMultiple)."""
     from PowerPlatform.Dataverse.models import UpsertItem
 
     _RequestsCounter(stats)
     client, credential = _sdk_client(info)
     try:
         with client:
+            if df.attrs.get("bench_mode") == "create":
+                client.records.create("account", _records(df))
+                return
             items = [
                 UpsertItem(
                     alternate_key={"accountnumber": record.pop("accountnumber")}, record=record
@@ -485,6 +497,7 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
             from . import _expert  # noqa: F401
     elif kind == "write":
         frame = write_frame(params["rows"], params["existing"], params["tag"])
+        frame.attrs["bench_mode"] = params.get("mode", "upsert")
         job = lambda: WRITERS[contender](info, frame, stats)  # noqa: E731
         if contender == "d365nb":
             _register_accessor()

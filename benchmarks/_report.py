@@ -298,6 +298,21 @@ def write_markdown(data: dict[str, Any], path: Path, *, chart: str) -> None:
         errors = sorted({r["error"] for r in w["runs"] if r.get("error")})
         for error in errors:
             add(f"\n- error: `{error[:300]}`")
+        creates = w.get("creates")
+        if creates:  # 20,000 new rows: d365nb and the SDK, both by CreateMultiple
+            add("")
+            add(f"{creates['rows']:,} rows created, same latency:")
+            add("")
+            add("| contender | seconds | d365nb speed-up | requests | failures |")
+            add("| --- | --- | --- | --- | --- |")
+            for name, e in creates["contenders"].items():
+                reqs = sorted(
+                    {r.get("requests") for r in creates["runs"] if r["contender"] == name}, key=str
+                )
+                add(
+                    f"| {name} | {_spread(e.get('seconds'))} | {_ratio(e.get('d365nb_speedup'))} "
+                    f"| {', '.join(map(str, reqs))} | {e['failures']}/{e['runs']} |"
+                )
         add("")
 
     if "latency" in s:

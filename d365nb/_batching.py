@@ -14,12 +14,14 @@ from typing import Any
 
 from ._metadata import Table
 from ._odata import key_lookup_urls
-from ._plan import Plan, PlannedRow, loose_key
+from ._plan import Plan, PlannedRow, row_key
 from ._report import PushPlan, rows_frame
 
 __all__ = [
     "BATCH_CHUNK",
     "BULK_CHUNK",
+    "LOOKUP_ROWS",
+    "MIN_BULK_CHUNK",
     "UPSERT_CHUNK",
     "UPSERT_MULTIPLE",
     "URL_LIMIT",
@@ -28,6 +30,7 @@ __all__ = [
     "describe_groups",
     "group_rows",
     "lookup_urls",
+    "parallelism",
     "plan_report",
 ]
 
@@ -37,10 +40,18 @@ BULK_CHUNK = 1000
 #: sandbox with 50 ms latency, and keeps each request short on the real service (its
 #: execution time counts against service protection; a retry redoes less).
 BATCH_CHUNK = 250
-#: Rows per `UpsertMultiple` (one existence check, one bulk call).  Against the sandbox
-#: with 50 ms latency, 20,000 rows by alternate key: 250 rows 2.4 s, 500 1.6 s,
+#: Rows per `UpsertMultiple` (or `CreateMultiple` for keys not found).  Against the
+#: sandbox with 50 ms latency, 20,000 rows by alternate key: 250 rows 2.4 s, 500 1.6 s,
 #: 1,000 1.3 s, 2,000 1.4 s (fewer, longer calls overlap less).
 UPSERT_CHUNK = 1000
+#: The smallest bulk chunk picked to spread a small push over the limiter's slots.
+MIN_BULK_CHUNK = 250
+#: Upserts whose keys one look-up request finds (a `$batch` of GETs by key, each GET a
+#: few hundred keys: `URL_LIMIT`, one page): the look-up of a slice answers created vs
+#: updated and the ids for all its bulk chunks, and each slice's chunks start as soon as
+#: its look-up answers (the next slices' look-ups overlap them).  20,000 rows: 4
+#: look-ups and 20 bulk calls (one look-up per 1,000-row chunk cost 40 requests).
+LOOKUP_ROWS = 5000
 #: Internal switch: False sends every upsert as a per-row `$batch` part (the path before
 #: `UpsertMultiple`; exact statuses from 201/200 without an existence check).
 UPSERT_MULTIPLE = True
@@ -52,11 +63,29 @@ def chunks(rows: Sequence[PlannedRow], size: int) -> Iterator[list[PlannedRow]]:
         yield list(rows[start : start + size])
 
 
-def chunk_size(strategy: str, batch_size: int | None) -> int:
-    """Rows per request for `strategy` (`batch_size=` when given)."""
+def parallelism(limit: int, parallel: bool | int | None) -> int:
+    """How many requests a push may have in flight now: the limiter's `limit` (from the
+    service's dop hint, lowered after 429s), within `parallel=`."""
+    if parallel is False:
+        return 1
+    if parallel is None or parallel is True:
+        return limit
+    return max(1, min(limit, int(parallel)))
+
+
+def chunk_size(strategy: str, batch_size: int | None, *, rows: int = 0, limit: int = 1) -> int:
+    """Rows per request for `strategy` (`batch_size=` when given).
+
+    Bulk actions take up to `BULK_CHUNK` (`UPSERT_CHUNK`) rows; a push of fewer `rows`
+    than that per slot of the limiter (`limit` requests at once) is cut finer, down to
+    `MIN_BULK_CHUNK`, so that its chunks run side by side instead of one after another.
+    """
     if batch_size:
         return batch_size
-    return {"$batch": BATCH_CHUNK, "UpsertMultiple": UPSERT_CHUNK}.get(strategy, BULK_CHUNK)
+    top = {"$batch": BATCH_CHUNK, "UpsertMultiple": UPSERT_CHUNK}.get(strategy, BULK_CHUNK)
+    if strategy == "$batch" or rows <= 0 or limit <= 1:
+        return top
+    return max(min(top, MIN_BULK_CHUNK), min(top, math.ceil(rows / max(1, limit))))
 
 
 def group_rows(plan: Plan, no_bulk: set[tuple[str, str]]) -> list[tuple[str, list[PlannedRow]]]:
@@ -73,7 +102,7 @@ def group_rows(plan: Plan, no_bulk: set[tuple[str, str]]) -> list[tuple[str, lis
     if bulk_upsert:
         for row in plan.rows:
             if row.op == "upsert" and row.key_values:
-                loose = loose_key(row.key_values)
+                loose = row_key(row)
                 seen[loose] = seen.get(loose, 0) + 1
     for row in plan.rows:
         if row.op == "create" and (logical, "CreateMultiple") not in no_bulk:
@@ -83,7 +112,7 @@ def group_rows(plan: Plan, no_bulk: set[tuple[str, str]]) -> list[tuple[str, lis
             and row.op == "upsert"
             and not row.guarded
             and row.key_values
-            and seen.get(loose_key(row.key_values)) == 1
+            and seen.get(row_key(row)) == 1
         ):
             upsert.append(row)
         elif (
@@ -108,25 +137,34 @@ def group_rows(plan: Plan, no_bulk: set[tuple[str, str]]) -> list[tuple[str, lis
 
 
 def describe_groups(
-    groups: list[tuple[str, list[PlannedRow]]], batch_size: int | None
+    groups: list[tuple[str, list[PlannedRow]]], batch_size: int | None, *, limit: int = 1
 ) -> tuple[str, ...]:
-    """The requests a plan sends, in words (`"CreateMultiple x 3 (<= 1,000 rows each)"`)."""
+    """The requests a plan sends, in words (`"CreateMultiple x 3 (<= 1,000 rows each)"`);
+    `limit` is the limiter's level (`chunk_size()`)."""
     out = []
     for name, rows in groups:
-        size = chunk_size(name, batch_size)
+        size = chunk_size(name, batch_size, rows=len(rows), limit=limit)
         count = math.ceil(len(rows) / size)
         what = f"{name} of {len(rows):,} rows" if count == 1 else f"{name} x {count:,}"
-        extra = (
-            "; keys looked up first, new ones by CreateMultiple" if name == "UpsertMultiple" else ""
-        )
+        extra = ""
+        if name == "UpsertMultiple":
+            looks = math.ceil(len(rows) / max(LOOKUP_ROWS, size))
+            extra = (
+                f"; keys looked up first ({looks:,} request{'s' if looks > 1 else ''}), "
+                "new ones by CreateMultiple"
+            )
         out.append(f"{what} (<= {size:,} rows each{extra})")
     return tuple(out)
 
 
 def plan_report(
-    plan: Plan, groups: list[tuple[str, list[PlannedRow]]], batch_size: int | None
+    plan: Plan,
+    groups: list[tuple[str, list[PlannedRow]]],
+    batch_size: int | None,
+    *,
+    limit: int = 1,
 ) -> PushPlan:
-    """The `PushPlan` a dry run returns."""
+    """The `PushPlan` a dry run returns (`limit`: the limiter's level, `chunk_size()`)."""
     ops = {row.pos: row for row in plan.rows}
     n = len(plan.frame)
     operation = [ops[i].op if ops[i].op != "none" else "unchanged" for i in range(n)]
@@ -160,19 +198,25 @@ def plan_report(
         ),
         columns=plan.columns,
         skipped=plan.skipped,
-        requests=describe_groups(groups, batch_size),
+        requests=describe_groups(groups, batch_size, limit=limit),
         sample=sample,
         changed=changed,
         compared=sum(1 for r in plan.rows if r.changed is not None),
     )
 
 
-URL_LIMIT = 7500  # characters per look-up URL: under 8 KB anywhere (the service takes 32 KB)
+#: Characters per look-up URL: under 8 KB anywhere (the service takes 32 KB, 64 KB inside
+#: a `$batch`).  Also inside a `$batch`: longer URLs cost the sandbox far more (a 30,000-
+#: character GET took ~60x the CPU of a 7,500-character one for 4x the keys), and more
+#: GETs in the same `$batch` cost no extra request.
+URL_LIMIT = 7500
 
 
-def lookup_urls(table: Table, names: list[str], keys: list[Mapping[str, Any]]) -> list[str]:
+def lookup_urls(
+    table: Table, names: list[str], keys: list[Mapping[str, Any]], *, limit: int = URL_LIMIT
+) -> list[str]:
     """GET URLs that return the rows among `keys` (`_odata.key_lookup_urls()`), each under
-    `URL_LIMIT`: `$select=<pk>,<key columns>` and `$filter=` on the keys."""
+    `limit` characters: `$select=<pk>,<key columns>` and `$filter=` on the keys."""
     by_property = {a.property_name: a for a in table.attributes.values()}
     text_columns = {
         name
@@ -186,7 +230,7 @@ def lookup_urls(table: Table, names: list[str], keys: list[Mapping[str, Any]]) -
         names,
         keys,
         quoted_guids=text_columns,
-        limit=URL_LIMIT,
+        limit=limit,
     )
 
 

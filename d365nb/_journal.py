@@ -20,13 +20,16 @@ import json
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ._tokencache import private_dir
 
-__all__ = ["Journal", "state_dir"]
+__all__ = ["Journal", "attempts_of", "fingerprints", "generated_id", "state_dir"]
 
 _KEEP_SECONDS = 30 * 86400  # an attempt left open longer is forgotten
 
@@ -108,7 +111,9 @@ class Journal:
                 try:
                     os.fchmod(fd, 0o600)
                     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                        json.dump({"rows": current}, handle)
+                        # One string, by the C encoder (json.dump writes piece by piece
+                        # in Python: 20,000 rows took a tenth of a push).
+                        handle.write(json.dumps({"rows": current}, separators=(",", ":")))
                         handle.flush()
                         os.fsync(handle.fileno())
                     os.replace(tmp, self.path)
@@ -134,3 +139,52 @@ def _locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+# -- ids and fingerprints of rows ----------------------------------------------------------
+
+
+_ID_NAMESPACE = uuid.UUID("6f1d2c1e-7b7a-4d0e-9c55-d365b0b0c0de")
+_ID_PREFIX = _ID_NAMESPACE.bytes
+
+
+def generated_id(table: str, attempt: str, fingerprint: str) -> str:
+    """The id a create of a row without one gets: uuid5 of (table, attempt, row
+    fingerprint), new per push, the same when a row of an unfinished attempt is pushed
+    again.  `str(uuid.uuid5(...))` without building a `UUID` (20,000 ids: a fifth of the
+    time)."""
+    name = f"{table}\x1f{attempt}\x1f{fingerprint}"
+    digest = bytearray(hashlib.sha1(_ID_PREFIX + name.encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def attempts_of(
+    frame: pd.DataFrame,
+    pk: str,
+    positions: list[int],
+    attempt: str,
+    earlier: Mapping[str, str],
+    prints: list[str | None],
+    attempts: list[str | None],
+) -> None:
+    """Fill `prints` and `attempts` at `positions`: each row's fingerprint and the attempt
+    it belongs to (an unfinished earlier one that holds it, else this one)."""
+    if not positions:
+        return
+    for i, fp in zip(positions, fingerprints(frame.iloc[positions], pk), strict=True):
+        prints[i] = fp
+        attempts[i] = earlier.get(fp, attempt)
+
+
+def fingerprints(frame: pd.DataFrame, pk: str) -> list[str]:
+    """Per row, a fingerprint of its index label and values (not its primary id): how a
+    row pushed again is known to be the row of an unfinished attempt (`Journal`)."""
+    values = frame.drop(columns=[pk], errors="ignore")
+    try:
+        hashes = pd.util.hash_pandas_object(values, index=True)
+    except (TypeError, UnicodeError):  # lists of a multi-select column, lone surrogates
+        hashes = pd.util.hash_pandas_object(values.map(repr), index=True)
+    return [format(int(h), "016x") for h in hashes.to_numpy()]

@@ -22,7 +22,7 @@ from ._exceptions import ODataError
 from ._metadata import Attribute, Table
 from ._multipart import BatchRequest, BatchResponse
 from ._odata import entity_path, select_path
-from ._plan import PlannedRow, loose_key
+from ._plan import PlannedRow, loose_key, row_key
 
 __all__ = [
     "error_of",
@@ -237,7 +237,7 @@ def place_records(
             return None  # more than one page: not worth following, go one by one
         records += [r for r in page.get("value") or [] if isinstance(r, Mapping)]
     exact = {exact_key(row.key_values or {}): row.pos for row in rows}
-    loose = {loose_key(row.key_values or {}): row.pos for row in rows}
+    loose = {row_key(row): row.pos for row in rows}
     out: dict[int, str | None] = {row.pos: None for row in rows}
     for record in records:
         values = {name: record.get(name) for name in names}

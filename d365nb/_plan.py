@@ -28,14 +28,17 @@ import pandas as pd
 
 from ._dtypes import ETAG_COLUMN
 from ._exceptions import ConfigError, InvalidFrameError, Problem
+from ._journal import attempts_of, generated_id
 from ._metadata import Attribute, Table, suggest
 from ._odata import entity_path, key_segment, key_value
 from ._options import PushOptions, frame_info
 from ._payloads import build_payloads
 from ._snapshot import ReadSnapshot, changed_cells, snapshot_of
 
-__all__ = ["Plan", "PlannedRow", "loose_key", "plan_push", "related_tables"]
+__all__ = ["Plan", "PlannedRow", "loose_key", "plan_push", "related_tables", "row_key"]
 
+# Text that `key_value()` leaves as it is (letters, digits and its safe characters).
+_URL_SAFE = re.compile(r"[A-Za-z0-9'\-_.~]*")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -57,6 +60,8 @@ class PlannedRow:
     # Upserts: the key as Web API property -> JSON value (`{"accountnumber": "A-1"}`),
     # what an existence check filters on and an `UpsertMultiple` target carries.
     key_values: dict[str, Any] | None = None
+    # `loose_key(key_values)`, computed once (the plan's check for repeated keys).
+    loose: tuple[Any, ...] | None = None
     # Round trips: the columns that changed since the read (None: not compared, sent whole).
     changed: tuple[str, ...] | None = None
     note: str = ""  # why nothing is sent (op "none")
@@ -131,6 +136,8 @@ def _literal(value: Any, attribute: Attribute | None) -> str:
     """A key value as it goes in a key segment (`_odata.key_value()` for this column)."""
     lookup = attribute is not None and attribute.is_lookup
     guid = attribute is not None and attribute.attribute_type == "Uniqueidentifier"
+    if type(value) is str and not (lookup or guid) and _URL_SAFE.fullmatch(value):
+        return "'" + value.replace("'", "''") + "'"  # what key_value() answers, sooner
     return key_value(value, lookup=lookup, guid=guid)
 
 
@@ -369,11 +376,9 @@ def plan_push(
     earlier = earlier or {}
     prints: list[str | None] = [None] * n
     attempts: list[str | None] = [None] * n
-    _attempts_of(frame, pk, need, attempt, earlier, prints, attempts)
+    attempts_of(frame, pk, need, attempt, earlier, prints, attempts)
     for i in need:
-        ids[i] = str(
-            uuid.uuid5(_ID_NAMESPACE, f"{table.logical_name}\x1f{attempts[i]}\x1f{prints[i]}")
-        )
+        ids[i] = generated_id(table.logical_name, str(attempts[i]), str(prints[i]))
         generated[i] = True
     if any(generated) or (mode == "create" and pk not in frame.columns):
         frame[pk] = pd.array(ids, dtype="string")
@@ -412,9 +417,11 @@ def plan_push(
 
     # One row per key: two rows for one record would overwrite each other, silently.
     groups: dict[tuple[Any, ...], list[int]] = {}
-    for i, row_key in enumerate(key_values):
-        if row_key is not None:
-            groups.setdefault(loose_key(row_key), []).append(i)
+    looses: list[tuple[Any, ...] | None] = [None] * n
+    for i, key_i in enumerate(key_values):
+        if key_i is not None and not generated[i]:  # generated ids are unique
+            looses[i] = loose = loose_key(key_i)
+            groups.setdefault(loose, []).append(i)
     repeated = [rows for rows in groups.values() if len(rows) > 1]
     if repeated:
         where = [i for rows in repeated for i in rows]
@@ -552,13 +559,14 @@ def plan_push(
                     headers=headers,
                     guarded=guarded,
                     key_values=key_values[i],
+                    loose=looses[i],
                     changed=changes[i],
                 )
             )
     # Rows guarded by an ETag: a re-run of an unfinished attempt must not take our own
     # earlier writes for conflicts (only rows that are sent are fingerprinted).
     sent_guarded = [row.pos for row in rows if row.guarded and row.op != "none"]
-    _attempts_of(df, pk, sent_guarded, attempt, earlier, prints, attempts)
+    attempts_of(df, pk, sent_guarded, attempt, earlier, prints, attempts)
     resumed = bool(info.get("resume")) or any(a not in (None, attempt) for a in attempts)
     return Plan(table, mode, keys, frame, rows, sent, skipped, attempt, prints, attempts, resumed)
 
@@ -592,9 +600,6 @@ def _check_etags(etags: list[str | None], index: pd.Index, problems: list[Proble
                 len(bad),
             )
         )
-
-
-_ID_NAMESPACE = uuid.UUID("6f1d2c1e-7b7a-4d0e-9c55-d365b0b0c0de")
 
 
 def _body_keys(table: Table, column: str) -> set[str]:
@@ -644,33 +649,9 @@ def info_foreign(info: Mapping[str, Any], table: Table) -> bool:
     return bool(info.get("table")) and info.get("table") != table.logical_name
 
 
-def _attempts_of(
-    frame: pd.DataFrame,
-    pk: str,
-    positions: list[int],
-    attempt: str,
-    earlier: Mapping[str, str],
-    prints: list[str | None],
-    attempts: list[str | None],
-) -> None:
-    """Fill `prints` and `attempts` at `positions`: each row's fingerprint and the attempt
-    it belongs to (an unfinished earlier one that holds it, else this one)."""
-    if not positions:
-        return
-    for i, fp in zip(positions, _fingerprints(frame.iloc[positions], pk), strict=True):
-        prints[i] = fp
-        attempts[i] = earlier.get(fp, attempt)
-
-
-def _fingerprints(frame: pd.DataFrame, pk: str) -> list[str]:
-    """Per row, a fingerprint of its index label and values (not its primary id): how a
-    row pushed again is known to be the row of an unfinished attempt (`_journal`)."""
-    values = frame.drop(columns=[pk], errors="ignore")
-    try:
-        hashes = pd.util.hash_pandas_object(values, index=True)
-    except (TypeError, UnicodeError):  # lists of a multi-select column, lone surrogates
-        hashes = pd.util.hash_pandas_object(values.map(repr), index=True)
-    return [format(int(h), "016x") for h in hashes.to_numpy()]
+def row_key(row: PlannedRow) -> tuple[Any, ...]:
+    """`loose_key()` of a planned row's key (computed by the plan when it could)."""
+    return row.loose if row.loose is not None else loose_key(row.key_values or {})
 
 
 def loose_key(values: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -685,6 +666,9 @@ def loose_key(values: Mapping[str, Any]) -> tuple[Any, ...]:
     for name in sorted(values):
         value = values[name]
         if isinstance(value, str):
+            if value.isascii():  # the same as below, without the Unicode work
+                out.append(value.lower().rstrip())
+                continue
             text = unicodedata.normalize("NFKD", value.casefold().rstrip())
             out.append("".join(c for c in text if not unicodedata.combining(c)))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):

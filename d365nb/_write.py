@@ -19,10 +19,13 @@
    A bulk action is all-or-nothing on standard tables, so a chunk that fails is sent again
    as one `$batch` of independent requests with `Prefer: odata.continue-on-error`: every
    good row lands and every bad row gets its own code.  No change sets are used: they
-   are all-or-nothing too.  `UpsertMultiple` says nothing per row, so each chunk's keys
-   are looked up first (`_Push.run_upsert()`): found is `updated` (`UpsertMultiple`), not
-   found is `created` by `CreateMultiple`, which fails whole if another writer created
-   one of those keys since the look-up (then those rows go per row: exact).
+   are all-or-nothing too.  `UpsertMultiple` says nothing per row, so the keys are looked
+   up first, one request per 5,000 rows (`_Push.run_upsert()`, `_lookup`): found is
+   `updated` (`UpsertMultiple`, the id found), not found is `created` by `CreateMultiple`
+   (the ids it answers), which fails whole if another writer created one of those keys
+   since the look-up (then those rows go per row: exact).  Nothing is read back by id:
+   about one request per 1,000-row chunk, chunks cut finer when a push is too small to
+   fill the limiter's slots (`_batching.chunk_size()`).
    Upserts whose key another row of the frame repeats, or that the look-up cannot place
    for sure, are sent as per-row `$batch` parts (`return=representation`: 201 or 200).
    `_batching.UPSERT_MULTIPLE = False` sends every upsert that way (the switch back).
@@ -49,10 +52,12 @@ finish is continued when its rows are pushed again; a new push is a new attempt)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -60,16 +65,19 @@ import pandas as pd
 
 from ._batching import (
     BATCH_CHUNK,
+    LOOKUP_ROWS,
     URL_LIMIT as _URL_LIMIT,  # noqa: F401 - tests read it here
     chunk_size,
     chunks,
     group_rows,
-    lookup_urls as _lookup_urls,
+    lookup_urls as _lookup_urls,  # noqa: F401 - tests read it here
+    parallelism,
     plan_report,
 )
 from ._catalog import Catalog
 from ._exceptions import ODataError, PushError, ThrottledError, TransportError
 from ._journal import Journal
+from ._lookup import find_keys
 from ._multipart import (
     BatchFormatError,
     BatchRequest,
@@ -86,7 +94,6 @@ from ._outcomes import (
     lookup_request,
     navigation_map,
     part_outcome,
-    place_records,
     unsupported,
 )
 from ._payloads import encode_json
@@ -172,18 +179,11 @@ class _Push:
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 self.requests += 1
-                if self.slots is not None:
-                    async with self.slots, self.session.limiter:
-                        self.mark(rows)
-                        response = await self.session.arequest(
-                            method, url, content=content, headers=headers
-                        )
-                else:
-                    async with self.session.limiter:
-                        self.mark(rows)
-                        response = await self.session.arequest(
-                            method, url, content=content, headers=headers
-                        )
+                async with self.slots or contextlib.nullcontext(), self.session.limiter:
+                    self.mark(rows)
+                    response = await self.session.arequest(
+                        method, url, content=content, headers=headers
+                    )
                 return _Sent(response, None, retried)
             except ThrottledError as exc:
                 return _Sent(None, exc, retried)
@@ -202,22 +202,30 @@ class _Push:
 
     # -- strategies
 
-    async def run(self, strategy: str, rows: list[PlannedRow]) -> None:
-        """Send one chunk by `strategy`; any surprise fails its rows, never the push."""
+    async def run(self, strategy: str, rows: list[PlannedRow], *, size: int = 0) -> None:
+        """Send one chunk by `strategy` (upserts: one look-up slice, cut into chunks of
+        `size` rows); any surprise fails its rows, never the push."""
         try:
             if strategy == "$batch":
                 await self.run_batch(rows, retried=False)
             elif strategy == "UpsertMultiple":
-                await self.run_upsert(rows)
+                await self.run_upsert(rows, size=size or len(rows))
+                return  # its chunks moved the progress bar
             else:
                 await self.run_bulk(strategy, rows)
         except Exception as exc:  # an unexpected answer must not lose the other chunks
-            error = f"{type(exc).__name__}: {exc}"
-            for row in rows:
-                if self.status[row.pos] is None:
-                    self.settle(row, _Outcome("failed", "error", error))
+            self.fail_unsettled(rows, exc)
+        self.advance(len(rows))
+
+    def advance(self, n: int) -> None:
         if self.progress is not None:
-            self.progress.update(len(rows))
+            self.progress.update(n)
+
+    def fail_unsettled(self, rows: list[PlannedRow], exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        for row in rows:
+            if self.status[row.pos] is None:
+                self.settle(row, _Outcome("failed", "error", error))
 
     async def run_bulk(self, action: str, rows: list[PlannedRow]) -> None:
         """`CreateMultiple`/`UpdateMultiple` for a chunk; on failure, its rows one by one."""
@@ -256,17 +264,19 @@ class _Push:
             return
         self.fail_all(rows, sent.error)
 
-    async def run_upsert(self, rows: list[PlannedRow]) -> None:
-        """Upserts of a chunk, each row reported `created` or `updated` exactly.
+    async def run_upsert(self, rows: list[PlannedRow], *, size: int) -> None:
+        """Upserts of one look-up slice, each row reported `created` or `updated` exactly.
 
-        `UpsertMultiple` answers 204 and nothing per row, so first the chunk's keys are
+        `UpsertMultiple` answers 204 and nothing per row, so first the slice's keys are
         looked up (`existing()`: one GET, or one `$batch` of GETs): rows whose key was
-        found go by `UpsertMultiple` (`updated`), the others by `CreateMultiple`
-        (`created`, with the ids it answers).  Rows the look-up cannot
-        place for sure (a key found only in another case or spelling) and whole chunks
-        whose look-up fails go the exact way: one `$batch` part each, whose 201/200 says
-        which.  A bulk call that fails (all or nothing: one bad row fails it) is sent
-        again the same way, so the good rows land and the bad ones get their own code.
+        found go by `UpsertMultiple` (`updated`, with the id found), the others by
+        `CreateMultiple` (`created`, with the ids it answers), in chunks of `size` rows
+        sent side by side: about one request per chunk, plus one look-up per slice.
+        Rows the look-up cannot place for sure (a key found only in another case or
+        spelling) and whole slices whose look-up fails go the exact way: one `$batch`
+        part each, whose 201/200 says which.  A bulk call that fails (all or nothing: one
+        bad row fails it) is sent again the same way, so the good rows land and the bad
+        ones get their own code.
 
         Status and races: the status says what the row was just before the write.  A key
         created by someone else between the look-up and the write fails the
@@ -280,26 +290,48 @@ class _Push:
         """
         found = await self.existing(rows)
         if found is None:  # the look-up failed: the exact, per-row way
-            await self.run_batch(rows, retried=False)
+            await asyncio.gather(
+                *(
+                    self.chunk(c, partial(self.run_batch, c, retried=False))
+                    for c in chunks(rows, size)
+                )
+            )
             return
-        sure = [row for row in rows if row.pos in found]
-        unsure = [row for row in rows if row.pos not in found]
-        for row in sure:
-            self.existed[row.pos] = found[row.pos] is not None
+        for pos, rid in found.items():
+            self.existed[pos] = rid is not None
         # Keys found: UpsertMultiple (updated).  Keys not found: CreateMultiple, which
         # fails whole if another writer created one of them since the look-up; then each
         # row goes the exact way (201/200): two overlapping pushes never both say created.
-        there = [row for row in sure if found[row.pos] is not None]
-        new = [row for row in sure if found[row.pos] is None]
         creatable = (self.plan.table.logical_name, "CreateMultiple") not in self.no_bulk
-        plain = [r for r in new if creatable and not any(k[0] == "_" for k in r.key_values or {})]
-        unsure += [r for r in new if r not in plain]
-        tasks = [self.run_batch(unsure, retried=False)] if unsure else []
-        if there:
-            tasks.append(self.upsert_multiple(there, found))
-        if plain:
-            tasks.append(self.create_new(plain))
+        there: list[PlannedRow] = []
+        new: list[PlannedRow] = []
+        unsure: list[PlannedRow] = []
+        for row in rows:
+            if row.pos not in found:
+                unsure.append(row)
+            elif found[row.pos] is not None:
+                there.append(row)
+            elif creatable and not any(k[0] == "_" for k in row.key_values or {}):
+                new.append(row)
+            else:
+                unsure.append(row)
+        tasks = [
+            self.chunk(c, partial(self.run_batch, c, retried=False)) for c in chunks(unsure, size)
+        ]
+        tasks += [
+            self.chunk(c, partial(self.upsert_multiple, c, found)) for c in chunks(there, size)
+        ]
+        tasks += [self.chunk(c, partial(self.create_new, c)) for c in chunks(new, size)]
         await asyncio.gather(*tasks)
+
+    async def chunk(self, rows: list[PlannedRow], step: Callable[[], Awaitable[None]]) -> None:
+        """One chunk of an upsert slice: `step()` sends `rows`; its surprises fail only
+        its rows; then the progress bar moves."""
+        try:
+            await step()
+        except Exception as exc:  # an unexpected answer must not lose the other chunks
+            self.fail_unsettled(rows, exc)
+        self.advance(len(rows))
 
     async def create_new(self, rows: list[PlannedRow]) -> None:
         """`CreateMultiple` for upserts whose key the look-up did not find (`created`, with
@@ -369,49 +401,11 @@ class _Push:
         self.fail_all(rows, sent.error)
 
     async def existing(self, rows: list[PlannedRow]) -> dict[int, str | None] | None:
-        """Which rows' keys exist: `{pos: id of the row found, or None}`, by GETs that
-        filter on the keys (`$select=<pk>,<key columns>`; one GET, or one `$batch` of
-        GETs when the keys need more than one URL).
+        """Which rows' keys exist (`_lookup.find_keys()`, one request)."""
+        return await find_keys(self.fetch, self.base, self.plan.table, rows)
 
-        Rows left out could not be placed for sure (the service holds a key that matches
-        theirs only loosely: another case, accents, trailing spaces); None when the
-        look-up failed or answered what this cannot read (those rows go one by one).
-        """
-        table = self.plan.table
-        pk = table.primary_id
-        names = sorted({name for row in rows for name in row.key_values or {}})
-        urls = _lookup_urls(table, names, [row.key_values or {} for row in rows])
-        if len(urls) == 1:
-            sent = await self.send("GET", urls[0], content=b"", headers={})
-            if sent.response is None:
-                return None
-            try:
-                pages = [sent.response.json()]
-            except ValueError:
-                return None
-        else:
-            content_type, body = encode_batch_request(
-                [BatchRequest("GET", f"{self.base}{url}") for url in urls]
-            )
-            sent = await self.send(
-                "POST", "$batch", content=body, headers={"Content-Type": content_type}
-            )
-            if sent.response is None:
-                return None
-            try:
-                items = decode_batch_response(
-                    sent.response.content, sent.response.headers.get("content-type", "")
-                )
-                pages = [
-                    item.json()
-                    for item in items
-                    if isinstance(item, BatchResponse) and item.status == 200
-                ]
-            except (BatchFormatError, ValueError):
-                return None
-            if len(pages) != len(urls):
-                return None
-        return place_records(rows, pages, names, pk)
+    async def fetch(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> Any:
+        return (await self.send(method, url, content=body, headers=headers)).response
 
     def fail_all(self, rows: list[PlannedRow], error: Exception | None) -> None:
         """Every row of a chunk failed with the same error."""
@@ -604,7 +598,9 @@ async def apush(
     no_bulk = _NO_BULK.setdefault(session, set())
     groups = group_rows(plan, no_bulk)
     if options.dry_run:
-        return plan_report(plan, groups, batch_size)
+        return plan_report(
+            plan, groups, batch_size, limit=parallelism(session.limiter.limit, options.parallel)
+        )
     bar = (
         progress_bar(f"Pushing {plan.table.entity_set_name}", total=len(plan.rows))
         if options.progress and plan.rows
@@ -621,8 +617,15 @@ async def apush(
     interrupted = False
     tasks: list[asyncio.Future[None]] = []
     try:
+        limit = parallelism(session.limiter.limit, options.parallel)
         for strategy, rows in groups:
-            size = chunk_size(strategy, batch_size)
+            size = chunk_size(strategy, batch_size, rows=len(rows), limit=limit)
+            if strategy == "UpsertMultiple":  # one key look-up per slice, then its chunks
+                tasks += [
+                    asyncio.ensure_future(engine.run(strategy, part, size=size))
+                    for part in chunks(rows, max(LOOKUP_ROWS, size))
+                ]
+                continue
             tasks += [
                 asyncio.ensure_future(engine.run(strategy, chunk)) for chunk in chunks(rows, size)
             ]

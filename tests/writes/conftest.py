@@ -53,3 +53,17 @@ def knobs(write_sandbox: Sandbox) -> Iterator[Knobs]:
         finally:
             client.post(url, json=original).raise_for_status()
             client.delete(url).raise_for_status()
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str]]]:
+    """Every (method, URL) sent through `Connection.arequest` (retries too), in order."""
+    seen: list[tuple[str, str]] = []
+    original = Connection.arequest
+
+    async def arequest(self: Connection, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        seen.append((method, url))
+        return await original(self, method, url, **kwargs)
+
+    monkeypatch.setattr(Connection, "arequest", arequest)
+    yield seen

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
-import httpx
 import pandas as pd
 import pytest
 
@@ -36,20 +35,6 @@ def _accounts(conn: Connection, tag: str) -> pd.DataFrame:
 def _report(result: PushReport | PushPlan) -> PushReport:
     assert isinstance(result, PushReport), result
     return result
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str]]]:
-    """Every (method, URL) sent through `Connection.arequest` (retries too), in order."""
-    seen: list[tuple[str, str]] = []
-    original = Connection.arequest
-
-    async def arequest(self: Connection, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        seen.append((method, url))
-        return await original(self, method, url, **kwargs)
-
-    monkeypatch.setattr(Connection, "arequest", arequest)
-    yield seen
 
 
 def _seed(conn: Connection, tag: str, n: int) -> PushReport:
