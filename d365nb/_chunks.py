@@ -99,14 +99,15 @@ class Chunks(Iterator[pd.DataFrame], AsyncIterator[pd.DataFrame]):
         self._resume: Callable[[], Awaitable[Any]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopped: PartialReadError | None = None
-        self._done = False
+        self._done = False  # the read finished: hand out what is ready, then stop
+        self._closed = False  # closed (or `top` reached): hand out nothing more
         self._wakeup: asyncio.Event | None = None
         self._space: asyncio.Event | None = None
         self.delta_link: str | None = None
         self.chunks = 0  # chunks handed out
 
     def __repr__(self) -> str:
-        state = "finished" if self._done and not self._ready else "open"
+        state = "finished" if self._closed or (self._done and not self._ready) else "open"
         return (
             f"<Chunks chunksize={self.chunksize:,} handed_out={self.chunks} "
             f"rows={self._emitted:,} ({state})>"
@@ -119,8 +120,16 @@ class Chunks(Iterator[pd.DataFrame], AsyncIterator[pd.DataFrame]):
         return plan.rows - self._taken + leftover
 
     async def _on_page(self, plan: ReadPlan) -> None:
-        """After each page: cut full chunks; wait while the caller is behind."""
-        while self._buffered(plan) >= self.chunksize:
+        """After each page: cut full chunks; wait while the caller is behind.
+
+        Once closed, every range ends after the page it has (no request is cut off)."""
+        while True:
+            if self._closed:
+                for part in plan.parts:
+                    part.url = None
+                return
+            if self._buffered(plan) < self.chunksize:
+                return
             if len(self._ready) < _AHEAD:
                 self._take(plan)
                 continue
@@ -189,21 +198,21 @@ class Chunks(Iterator[pd.DataFrame], AsyncIterator[pd.DataFrame]):
         self._emitted += len(chunk)
         self.chunks += 1
         if self._top is not None and self._emitted >= self._top:
-            self._done = True
-            self._ready.clear()
-            self._cancel()
+            self.close()
         return self._finish(chunk) if self._finish is not None else chunk
 
     def _partial_error(self, exc: PartialReadError) -> PartialReadError:
         parts = [f for f in (self._leftover, exc.partial) if f is not None and len(f)]
         partial = concat_frames(parts) if len(parts) > 1 else (parts[0] if parts else exc.partial)
+        partial = partial.copy()
+        partial.attrs = {"d365nb": {**exc.partial.attrs.get("d365nb", {}), "partial": True}}
         this = self
 
         async def resume() -> Chunks:
             return this
 
         error = PartialReadError(
-            f"{exc} ({self.chunks} chunk(s), {self._emitted:,} rows handed out before).",
+            f"{exc.message} ({self.chunks} chunk(s), {self._emitted:,} rows handed out before).",
             partial=partial,
             resume=resume,
             run=run_sync,
@@ -213,14 +222,11 @@ class Chunks(Iterator[pd.DataFrame], AsyncIterator[pd.DataFrame]):
         error.__cause__ = exc.__cause__
         return error
 
-    def _cancel(self) -> None:
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-
     async def __anext__(self) -> pd.DataFrame:
         wakeup, space = self._events()
         while True:
+            if self._closed:
+                raise StopAsyncIteration
             if self._ready:
                 chunk = self._ready.popleft()
                 space.set()
@@ -269,12 +275,14 @@ class Chunks(Iterator[pd.DataFrame], AsyncIterator[pd.DataFrame]):
             raise StopIteration from None
 
     def close(self) -> None:
-        """Stop the read (nothing more is fetched); the iterator is then exhausted."""
-        self._done = True
-        self._ready.clear()
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.get_loop().call_soon_threadsafe(task.cancel)
+        """Stop the read (each range ends after its current page); the iterator is then
+        exhausted."""
+        self._closed = True
+        task, space = self._task, self._space
+        if task is not None and not task.done() and space is not None:
+            # Wake the ranges waiting for room: they see `closed` and end (between pages,
+            # so no request is cut off mid-way).
+            task.get_loop().call_soon_threadsafe(space.set)
 
     async def aclose(self) -> None:
         """Async twin of `close`: stops the read and waits for it to unwind."""
