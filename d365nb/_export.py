@@ -3,6 +3,11 @@
 * `write_atomically()`: the file is written to a temporary file in the same folder and
   renamed over the output on success, so an export killed mid-write leaves the previous
   file as it was (and no truncated file that looks complete).
+* `export_streamed()` (`d365nb export`): the read in chunks (`conn.read(chunksize=)`),
+  each written as it arrives (a Parquet row group through pyarrow's `ParquetWriter`, or
+  CSV lines appended), so memory stays near a chunk or two whatever the table's size;
+  into a temporary file renamed at the end, as above.  `write_chunks()` is the writing
+  half, for any iterable of frames (another reader, e.g. F&O's package API, can use it).
 * `export_resumable()` (`d365nb export --resume`): the table is read in ranges of the
   primary key (`<pk> gt <last>`, ordered by it, `--checkpoint-rows` rows each); each
   finished range is saved as a part file in `<output>.d365nb-export/` and recorded in its
@@ -15,11 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +33,19 @@ import pandas as pd
 
 from ._exceptions import ConfigError
 
-__all__ = ["checkpoint_dir", "export_resumable", "flat_for_csv", "write_atomically", "write_frame"]
+__all__ = [
+    "DEFAULT_CHUNKSIZE",
+    "checkpoint_dir",
+    "export_resumable",
+    "export_streamed",
+    "flat_for_csv",
+    "write_atomically",
+    "write_chunks",
+    "write_frame",
+]
+
+# Rows per chunk of a streamed export: ten pages, a few tens of MB for a wide table.
+DEFAULT_CHUNKSIZE = 50_000
 
 _STATE = "state.json"
 
@@ -199,3 +217,95 @@ def _assemble(folder: Path, files: list[str], output: Path, fmt: str) -> int:
 
     write_atomically(output, write)
     return columns
+
+
+def _arrow_schema(first: pd.DataFrame, list_columns: Iterable[str]) -> Any:
+    """The file's schema, from the first chunk: columns that are all empty there (typed
+    `null` by pyarrow) get the type later chunks will have (lists of labels for
+    multi-choice columns, else text)."""
+    pa: Any = importlib.import_module("pyarrow")
+    schema = pa.Schema.from_pandas(first, preserve_index=False)
+    lists = set(list_columns)
+    for i, f in enumerate(schema):
+        if pa.types.is_null(f.type):
+            kind = pa.list_(pa.string()) if f.name in lists else pa.string()
+            schema = schema.set(i, pa.field(f.name, kind))
+    return schema
+
+
+def write_chunks(
+    chunks: Iterable[pd.DataFrame],
+    path: Path,
+    fmt: str,
+    *,
+    list_columns: Iterable[str] = (),
+) -> tuple[int, int]:
+    """Write `chunks` one after another to `path` (csv or parquet), atomically.
+
+    Each chunk is written and dropped before the next is taken, so memory holds about
+    one chunk; the file appears at `path` only once the last chunk is in (an interrupted
+    write leaves the previous file).  Returns (rows, columns).
+
+    **Parameters:**
+
+    * **chunks** - frames with the same columns (as `conn.read(chunksize=)` gives).
+    * **path** - the output file.
+    * **fmt** - `"csv"` or `"parquet"`.
+    * **list_columns** - multi-choice columns (lists of labels), typed as such in the
+      Parquet file even when the first chunk has none.
+    """
+    rows = columns = 0
+    with _temporary(path) as tmp:
+        if fmt == "parquet":
+            pa: Any = importlib.import_module("pyarrow")
+            pq: Any = importlib.import_module("pyarrow.parquet")
+            writer: Any = None
+            try:
+                for chunk in chunks:
+                    if writer is None:
+                        schema = _arrow_schema(chunk, list_columns)
+                        writer = pq.ParquetWriter(tmp, schema)
+                    table = pa.Table.from_pandas(chunk, schema=schema, preserve_index=False)
+                    writer.write_table(table)
+                    rows, columns = rows + len(chunk), chunk.shape[1]
+                    del chunk, table
+            finally:
+                if writer is not None:
+                    writer.close()
+            if writer is None:  # no chunk at all: an empty file, no columns
+                pd.DataFrame().to_parquet(tmp, index=False)
+        else:
+            with tmp.open("w", encoding="utf-8", newline="") as sink:
+                for n, chunk in enumerate(chunks):
+                    flat_for_csv(chunk).to_csv(sink, index=False, header=n == 0)
+                    rows, columns = rows + len(chunk), chunk.shape[1]
+                    del chunk
+    return rows, columns
+
+
+def export_streamed(
+    conn: Any,
+    table: str,
+    *,
+    output: Path,
+    fmt: str,
+    chunksize: int = DEFAULT_CHUNKSIZE,
+    **read: Any,
+) -> tuple[int, int]:
+    """`conn.read(table, chunksize=chunksize, **read)` written chunk by chunk to `output`
+    (see `write_chunks`); returns (rows, columns).
+
+    **Parameters:**
+
+    * **conn** - a `Connection`.
+    * **table** - logical name or entity set.
+    * **output**, **fmt** - the file and its format (`"csv"` or `"parquet"`).
+    * **chunksize** - rows per chunk (memory holds about two).
+    * **read** - `conn.read`'s other options (select, filter, top, parallel, ...).
+    """
+    from ._sync import run_sync
+
+    meta = run_sync(conn.catalog.table(table))
+    lists = [a.logical_name for a in meta.attributes.values() if a.is_multi_choice]
+    with conn.read(table, chunksize=chunksize, **read) as chunks:
+        return write_chunks(chunks, output, fmt, list_columns=lists)

@@ -367,6 +367,13 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         "(FILE.d365nb-export/); after a kill, the same command continues where it stopped",
     )
     parser.add_argument(
+        "--chunksize",
+        type=int,
+        default=50_000,
+        metavar="N",
+        help="rows read and written at a time: memory holds about two chunks (50000)",
+    )
+    parser.add_argument(
         "--checkpoint-rows",
         type=int,
         default=100_000,
@@ -408,7 +415,8 @@ def _require_pyarrow() -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from ._export import export_resumable, write_atomically, write_frame
+    from ._chunks import check_chunksize
+    from ._export import export_resumable, export_streamed
     from ._sync import run_sync
 
     fmt = _export_format(args)
@@ -441,13 +449,19 @@ def _run_export(args: argparse.Namespace) -> int:
                 report=sys.stderr.write,
             )
         else:
-            frame = conn.read(
-                args.table, top=args.top, parallel=parallel, progress=args.progress, **query
+            # Streamed in chunks into a temporary file beside the output, renamed on
+            # success: bounded memory, and a killed export leaves the previous file intact.
+            rows, columns = export_streamed(
+                conn,
+                args.table,
+                output=args.output,
+                fmt=fmt,
+                chunksize=check_chunksize(args.chunksize),
+                top=args.top,
+                parallel=parallel,
+                progress=args.progress,
+                **query,
             )
-            # A temporary file beside the output, renamed on success: a killed export
-            # leaves the previous file intact.
-            write_atomically(args.output, lambda path: write_frame(frame, path, fmt))
-            rows, columns = frame.shape
     sys.stderr.write(f"Wrote {rows:,} rows x {columns} columns to {args.output} ({fmt}).\n")
     summary.update(rows=rows, columns=columns, format=fmt, path=str(args.output))
     if args.resume:
