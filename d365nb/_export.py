@@ -8,6 +8,11 @@
   CSV lines appended), so memory stays near a chunk or two whatever the table's size;
   into a temporary file renamed at the end, as above.  `write_chunks()` is the writing
   half, for any iterable of frames (another reader, e.g. F&O's package API, can use it).
+* `sync_state()` / `write_synced()` (`d365nb sync`): the copy's Parquet file holds its
+  state (table, columns, delta link) in its own metadata, and the same state is kept in
+  `FILE.d365sync.json` beside it; both are written to temporary files and renamed, the
+  Parquet file first, so a kill at any moment leaves a file and a link that belong
+  together (the previous ones, or the new ones).
 * `export_resumable()` (`d365nb export --resume`): the table is read in ranges of the
   primary key (`<pk> gt <last>`, ordered by it, `--checkpoint-rows` rows each); each
   finished range is saved as a part file in `<output>.d365nb-export/` and recorded in its
@@ -24,6 +29,7 @@ import importlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -35,13 +41,17 @@ from ._exceptions import ConfigError
 
 __all__ = [
     "DEFAULT_CHUNKSIZE",
+    "SYNC_PAUSE_ENV",
     "checkpoint_dir",
     "export_resumable",
     "export_streamed",
     "flat_for_csv",
+    "sync_pause",
+    "sync_state",
     "write_atomically",
     "write_chunks",
     "write_frame",
+    "write_synced",
 ]
 
 # Rows per chunk of a streamed export: ten pages, a few tens of MB for a wide table.
@@ -309,3 +319,62 @@ def export_streamed(
     lists = [a.logical_name for a in meta.attributes.values() if a.is_multi_choice]
     with conn.read(table, chunksize=chunksize, **read) as chunks:
         return write_chunks(chunks, output, fmt, list_columns=lists)
+
+
+# The sync's state (table, columns, delta link) is also kept in the Parquet file's own
+# metadata under this key, so the file and its link are replaced by one rename.
+_SYNC_KEY = b"d365nb.sync"
+# Tests only: `after-temp` or `between-renames` makes `d365nb sync` print a line naming the
+# point and sleep there, so a test can kill it at a known moment of its write.
+SYNC_PAUSE_ENV = "D365NB_SYNC_TEST_PAUSE"
+
+
+def sync_pause(point: str) -> None:
+    """Tests only: stop at `point` of a sync's write when `SYNC_PAUSE_ENV` names it."""
+    import time
+
+    if os.environ.get(SYNC_PAUSE_ENV) == point:
+        sys.stderr.write(f"sync paused: {point}\n")
+        sys.stderr.flush()
+        time.sleep(120)
+
+
+def sync_state(out: Path, state_path: Path) -> dict[str, Any]:
+    """The state of the last complete sync: the one inside the Parquet file (written with
+    its rows), else the file beside it; {} when there is none."""
+    if not out.exists():
+        return {}
+    pq: Any = importlib.import_module("pyarrow.parquet")
+    meta = pq.read_schema(out).metadata or {}
+    if _SYNC_KEY in meta:
+        inside: dict[str, Any] = json.loads(meta[_SYNC_KEY])
+        return inside
+    if state_path.exists():
+        beside: dict[str, Any] = json.loads(state_path.read_text("utf-8"))
+        return beside
+    return {}
+
+
+def write_synced(frame: pd.DataFrame, out: Path, state_path: Path, state: dict[str, Any]) -> None:
+    """The rows and their state, each to a temporary file then renamed into place.
+
+    The Parquet file carries the state too, so whichever moment a kill lands, the file
+    and the link the next run uses belong together (old and old, or new and new)."""
+    pa: Any = importlib.import_module("pyarrow")
+    pq: Any = importlib.import_module("pyarrow.parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for name in (out.name, state_path.name):  # temporary files left by a killed run
+        for stale in out.parent.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[_SYNC_KEY] = json.dumps(state).encode()
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    pq.write_table(table.replace_schema_metadata(meta), tmp)
+    del table
+    tmp_state = state_path.with_name(f".{state_path.name}.{os.getpid()}.tmp")
+    tmp_state.write_text(json.dumps(state) + "\n", "utf-8")
+    sync_pause("after-temp")
+    os.replace(tmp, out)
+    sync_pause("between-renames")
+    os.replace(tmp_state, state_path)
