@@ -169,3 +169,31 @@ def test_a_stopped_chunked_read_resumes_without_loss_or_repeat(
 
 def test_the_sandbox_fixture_is_plain_https(sandbox: Sandbox) -> None:
     assert httpx.URL(sandbox.service_url).scheme == "https"
+
+
+def test_the_stop_button_mid_chunks_is_a_partial_read(faulty: Sandbox) -> None:
+    """Ctrl-C / the Stop button while a chunk is being fetched: `PartialReadError`, as with
+    `read()`, and iterating again finishes with every row once."""
+    import _thread
+    import threading
+
+    with connect_to(faulty, grant="client_credentials") as c:
+        expected = c.read("accounts", select=["name"], progress=False)
+        chunks = c.read(
+            "accounts", select=["name"], page_size=5, parallel=False, progress=False, chunksize=10
+        )
+        got = [next(chunks)]
+        _knobs(faulty, latency_ms=250)
+        try:
+            timer = threading.Timer(1.2, _thread.interrupt_main)
+            timer.start()
+            with pytest.raises(PartialReadError) as info:
+                got.extend(chunks)
+            timer.join()
+        finally:
+            _knobs(faulty, latency_ms=0.0)
+        assert "interrupted" in str(info.value)
+        got.extend(chunks)  # the same iterator goes on
+    both = pd.concat(got)
+    assert both["accountid"].is_unique
+    pd.testing.assert_frame_equal(_sorted(both), _sorted(expected))
