@@ -197,3 +197,25 @@ def test_the_stop_button_mid_chunks_is_a_partial_read(faulty: Sandbox) -> None:
     both = pd.concat(got)
     assert both["accountid"].is_unique
     pd.testing.assert_frame_equal(_sorted(both), _sorted(expected))
+
+
+def test_tracked_and_expanded_chunks(conn: Connection) -> None:
+    """A tracked chunked read: its delta link comes with the last chunk (and on the
+    iterator); `$expand` columns are cut into chunks alike."""
+    tracked = conn.read("leads", select=["lastname"], track_changes=True, chunksize=7)
+    got = list(tracked)
+    assert tracked.delta_link and got[-1].d365.delta_link == tracked.delta_link
+    assert conn.changes(tracked.delta_link).upserted.empty
+    full = conn.read("leads", select=["lastname"], track_changes=True)
+    pd.testing.assert_frame_equal(
+        _sorted(pd.concat(got), "leadid"), _sorted(full, "leadid"), check_like=True
+    )
+    expand = "primarycontactid($select=fullname)"
+    whole = conn.read("accounts", select=["name"], expand=expand, parallel=False, page_size=6)
+    parts = list(
+        conn.read(
+            "accounts", select=["name"], expand=expand, parallel=False, page_size=6, chunksize=9
+        )  # fmt: skip
+    )
+    assert "primarycontactid.fullname" in whole.columns
+    pd.testing.assert_frame_equal(pd.concat(parts), whole)
