@@ -313,10 +313,15 @@ def export_streamed(
     * **chunksize** - rows per chunk (memory holds about two).
     * **read** - `conn.read`'s other options (select, filter, top, parallel, ...).
     """
+    import inspect
+
     from ._sync import run_sync
 
     meta = run_sync(conn.catalog.table(table))
     lists = [a.logical_name for a in meta.attributes.values() if a.is_multi_choice]
+    if "chunksize" not in inspect.signature(conn.aread).parameters:
+        # A connection without chunked reads (F&O's): the frame whole, written the same way.
+        return write_chunks([conn.read(table, **read)], output, fmt, list_columns=lists)
     with conn.read(table, chunksize=chunksize, **read) as chunks:
         return write_chunks(chunks, output, fmt, list_columns=lists)
 

@@ -24,13 +24,20 @@ import pytest
 
 from d365nb._export import SYNC_PAUSE_ENV
 from d365nb.cli import main
-from d365nb.sandbox import Sandbox
+from d365nb.sandbox import Sandbox, start
 from d365nb.sandbox._connect import connect_to
 from tests.sandbox.conftest import app_token, tls
 
 pytestmark = pytest.mark.sandbox
 
 SELECT = "lastname,companyname,revenue"
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """Its own sandbox: the test deletes leads, which other tests expect seeded."""
+    with start(data_dir=tmp_path_factory.mktemp("sync-kill"), database=":memory:", rows=50) as sb:
+        yield sb
 
 
 @pytest.fixture
