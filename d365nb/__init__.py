@@ -15,6 +15,7 @@ from __future__ import annotations
 from . import _accessor  # noqa: E402, F401
 from ._analysis import Analysis
 from ._changes import Changes, DeltaExpiredError
+from ._chunks import Chunks
 from ._client import Connection, WhoAmI
 from ._config import Settings
 from ._connect import connect
@@ -44,6 +45,7 @@ __all__ = [
     "Analysis",
     "AuthError",
     "Changes",
+    "Chunks",
     "ColumnTypeWarning",
     "ConfigError",
     "Connection",

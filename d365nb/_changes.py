@@ -139,7 +139,9 @@ def _merge(df: pd.DataFrame, upserted: pd.DataFrame, key: str, deleted: set[str]
         values.index = replaced.index
         for col in shared:
             replaced[col] = values[col]
-    fresh = changed.loc[~changed.index.isin(kept_ids.to_numpy())]
+    # New rows: the changed ids not matched above (isin over the few hit ids, not over
+    # every id of the frame: an Arrow string isin walks its argument in Python).
+    fresh = changed.loc[~changed.index.isin(kept_ids.loc[hit].to_numpy())]
     fresh = fresh[[c for c in df.columns if c in fresh.columns]]
     fresh.index = _new_labels(df.index, len(fresh))
     parts = [p for p in (kept.loc[~hit], replaced, fresh) if len(p)]

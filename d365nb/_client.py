@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import pandas as pd
 
@@ -32,6 +32,7 @@ from ._changes import (
     remember_read,
     untracked_error,
 )
+from ._chunks import Chunks, OnPage, check_chunksize
 from ._config import Settings
 from ._dtypes import ATTRIBUTE_DTYPES
 from ._exceptions import ConfigError, D365Error, ODataError
@@ -234,6 +235,7 @@ class Connection(Session):
 
     # -- reading ------------------------------------------------------------------
 
+    @overload
     async def aread(
         self,
         entity: str | Query,
@@ -252,7 +254,51 @@ class Connection(Session):
         progress: bool = True,
         track_changes: bool = False,
         refresh_metadata: bool = False,
-    ) -> pd.DataFrame:
+        chunksize: None = None,
+    ) -> pd.DataFrame: ...
+
+    @overload
+    async def aread(
+        self,
+        entity: str | Query,
+        *,
+        select: SelectTypes = None,
+        filter: str | None = None,  # noqa: A002 - the OData name users know
+        orderby: str | Sequence[str] | None = None,
+        top: int | None = None,
+        expand: str | Sequence[str] | None = None,
+        formatted: bool = False,
+        page_size: int = MAX_PAGE_SIZE,
+        parallel: bool | int = True,
+        dtypes: Mapping[str, Any] | None = None,
+        decimal: bool = False,
+        count: bool = False,
+        progress: bool = True,
+        track_changes: bool = False,
+        refresh_metadata: bool = False,
+        chunksize: int,
+    ) -> Chunks: ...
+
+    async def aread(
+        self,
+        entity: str | Query,
+        *,
+        select: SelectTypes = None,
+        filter: str | None = None,  # noqa: A002 - the OData name users know
+        orderby: str | Sequence[str] | None = None,
+        top: int | None = None,
+        expand: str | Sequence[str] | None = None,
+        formatted: bool = False,
+        page_size: int = MAX_PAGE_SIZE,
+        parallel: bool | int = True,
+        dtypes: Mapping[str, Any] | None = None,
+        decimal: bool = False,
+        count: bool = False,
+        progress: bool = True,
+        track_changes: bool = False,
+        refresh_metadata: bool = False,
+        chunksize: int | None = None,
+    ) -> pd.DataFrame | Chunks:
         """Every row of a table (or of a query) as a typed DataFrame.
 
         ```python
@@ -290,6 +336,9 @@ class Connection(Session):
         * **refresh_metadata** - fetch the table's metadata again instead of using the
           cache (kept per environment, in memory and on disk, for an hour, and dropped
           when the service's metadata version changes).
+        * **chunksize** - return an iterator of DataFrames of this many rows (`Chunks`,
+          also an async iterator) instead of one frame, for more rows than memory holds;
+          typed like `read()`, same engine, bounded memory (see `d365nb._chunks`).
 
         A read that cannot finish raises `PartialReadError` with the rows so far and
         `resume()`.  Ctrl-C (the Stop button) does the same.
@@ -324,29 +373,41 @@ class Connection(Session):
             if any(table.find_column(c) is None for c in select):
                 # A column the cached metadata does not know may be new: fetch once more.
                 table = await catalog.table(name, refresh=True)
+        if chunksize is not None:
+            chunksize = check_chunksize(chunksize)
         if track_changes:
             check_tracked_read(filter=filter, orderby=orderby, top=top, expand=expand)
-            try:
-                df = await read_frame(
-                    self,
-                    table,
-                    select=select,
-                    formatted=formatted,
-                    page_size=page_size,
-                    dtypes=dtypes,
-                    decimal=decimal,
-                    count=count,
-                    progress=progress,
-                    prefer=TRACK_CHANGES,
+
+            async def tracked(on_page: OnPage | None = None) -> pd.DataFrame:
+                try:
+                    df = await read_frame(
+                        self,
+                        table,
+                        select=select,
+                        formatted=formatted,
+                        page_size=page_size,
+                        dtypes=dtypes,
+                        decimal=decimal,
+                        count=count,
+                        progress=progress,
+                        prefer=TRACK_CHANGES,
+                        on_page=on_page,
+                    )
+                except D365Error as exc:  # a refusal comes wrapped in PartialReadError
+                    error = await untracked_error(self, table, exc)
+                    if error is exc:
+                        raise
+                    raise error from exc
+                return remember_typing(df)
+
+            def remember_typing(df: pd.DataFrame) -> pd.DataFrame:
+                return remember_read(
+                    df, select=select, formatted=formatted, dtypes=dtypes, decimal=decimal
                 )
-            except D365Error as exc:  # a refusal comes wrapped in PartialReadError
-                error = await untracked_error(self, table, exc)
-                if error is exc:
-                    raise
-                raise error from exc
-            return remember_read(
-                df, select=select, formatted=formatted, dtypes=dtypes, decimal=decimal
-            )
+
+            if chunksize is not None:
+                return Chunks(tracked, chunksize=chunksize, finish=remember_typing)
+            return await tracked()
         names = {t.logical_name: t.primary_name for t in (await catalog.tables()).values()}
         reached = (
             await expand_tables(table, parse_expand(",".join(_items(expand))), catalog.table)
@@ -354,32 +415,40 @@ class Connection(Session):
             else None
         )
         logical = table.logical_name
-        for attempt in (1, 2):
-            try:
-                return await read_frame(
-                    self,
-                    table,
-                    select=select,
-                    filter=filter,
-                    orderby=orderby,
-                    top=top,
-                    expand=expand,
-                    formatted=formatted,
-                    page_size=page_size,
-                    parallel=parallel,
-                    dtypes=dtypes,
-                    decimal=decimal,
-                    count=count,
-                    progress=progress,
-                    lookup_names={k: v for k, v in names.items() if v},
-                    expand_tables=reached,
-                    check_version=(
-                        (lambda v: catalog.check_version(logical, v)) if attempt == 1 else None
-                    ),
-                )
-            except StaleMetadata:  # the cached metadata is older than the service's
-                table = await catalog.table(name, refresh=True)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        async def run(on_page: OnPage | None = None) -> pd.DataFrame:
+            nonlocal table
+            for attempt in (1, 2):
+                try:
+                    return await read_frame(
+                        self,
+                        table,
+                        select=select,
+                        filter=filter,
+                        orderby=orderby,
+                        top=top,
+                        expand=expand,
+                        formatted=formatted,
+                        page_size=page_size,
+                        parallel=parallel,
+                        dtypes=dtypes,
+                        decimal=decimal,
+                        count=count,
+                        progress=progress,
+                        lookup_names={k: v for k, v in names.items() if v},
+                        expand_tables=reached,
+                        check_version=(
+                            (lambda v: catalog.check_version(logical, v)) if attempt == 1 else None
+                        ),
+                        on_page=on_page,
+                    )
+                except StaleMetadata:  # the cached metadata is older than the service's
+                    table = await catalog.table(name, refresh=True)
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        if chunksize is not None:
+            return Chunks(run, chunksize=chunksize, top=top)
+        return await run()
 
     read = blocking(aread)
 

@@ -240,7 +240,7 @@ class FnoConnection(Connection):
         )
         return self._remember(frame)
 
-    read = blocking(aread)  # type: ignore[arg-type]
+    read = blocking(aread)  # type: ignore[arg-type,assignment]
 
     async def afetchxml(self, xml: str, **_: Any) -> pd.DataFrame:
         """FetchXML is Dataverse's; F&O has none."""

@@ -109,6 +109,8 @@ class ReadPlan:
     expand_tables: Mapping[str, Table] = field(default_factory=dict)
     result: pd.DataFrame | None = None  # the final frame, once finished
     delta_link: str | None = None  # `@odata.deltaLink` of a change-tracked read
+    # Awaited after each page a range takes (past the first): chunked reads (`_chunks`).
+    on_page: Callable[[ReadPlan], Awaitable[None]] | None = None
 
     def new_builder(self) -> FrameBuilder:
         return FrameBuilder(self.table, select=self.select, **self.builder_options)
@@ -205,6 +207,8 @@ async def _run_part(plan: ReadPlan, part: _Part) -> None:
         if plan.top is not None and plan.rows >= plan.top:
             next_link = None
         part.url = _checked(plan, next_link)
+        if plan.on_page is not None:  # after the page is counted: safe to cancel here
+            await plan.on_page(plan)
 
 
 async def _bounds(plan: ReadPlan, base: str, params: Mapping[str, str]) -> tuple[str, str] | None:
@@ -274,6 +278,7 @@ async def read_frame(
     check_version: Callable[[str | None], bool] | None = None,
     prefer: str | None = None,
     expand_tables: Mapping[str, Table] | None = None,
+    on_page: Callable[[ReadPlan], Awaitable[None]] | None = None,
 ) -> pd.DataFrame:
     """Read a table into a DataFrame (see `Connection.read`).
 
@@ -297,6 +302,8 @@ async def read_frame(
     * **prefer** - added to the `Prefer` header (`odata.track-changes`: the read is
       sequential, and the final `@odata.deltaLink` lands in
       `df.attrs["d365nb"]["delta_link"]`).
+    * **on_page** - awaited with the plan after each page past the first (`_chunks` takes
+      the rows so far from there); the result is then the rows not taken.
     """
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ConfigError(
@@ -337,6 +344,7 @@ async def read_frame(
         names=wire.names,
         expand_items=parse_expand(",".join(user_expand_text(expand))) if expand else (),
         expand_tables=dict(expand_tables or {}),
+        on_page=on_page,
     )
     base = session.api_root + table.entity_set_name
     can_split = (

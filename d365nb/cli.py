@@ -367,6 +367,13 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         "(FILE.d365nb-export/); after a kill, the same command continues where it stopped",
     )
     parser.add_argument(
+        "--chunksize",
+        type=int,
+        default=50_000,
+        metavar="N",
+        help="rows read and written at a time: memory holds about two chunks (50000)",
+    )
+    parser.add_argument(
         "--checkpoint-rows",
         type=int,
         default=100_000,
@@ -422,7 +429,8 @@ def _require_pyarrow() -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from ._export import export_resumable, write_atomically, write_frame
+    from ._chunks import check_chunksize
+    from ._export import export_resumable, export_streamed
     from ._sync import run_sync
 
     fmt = _export_format(args)
@@ -458,13 +466,19 @@ def _run_export(args: argparse.Namespace) -> int:
                 report=sys.stderr.write,
             )
         else:
-            frame = conn.read(
-                args.table, top=args.top, parallel=parallel, progress=args.progress, **query
+            # Streamed in chunks into a temporary file beside the output, renamed on
+            # success: bounded memory, and a killed export leaves the previous file intact.
+            rows, columns = export_streamed(
+                conn,
+                args.table,
+                output=args.output,
+                fmt=fmt,
+                chunksize=check_chunksize(args.chunksize),
+                top=args.top,
+                parallel=parallel,
+                progress=args.progress,
+                **query,
             )
-            # A temporary file beside the output, renamed on success: a killed export
-            # leaves the previous file intact.
-            write_atomically(args.output, lambda path: write_frame(frame, path, fmt))
-            rows, columns = frame.shape
     sys.stderr.write(f"Wrote {rows:,} rows x {columns} columns to {args.output} ({fmt}).\n")
     summary.update(rows=rows, columns=columns, format=fmt, path=str(args.output))
     if packaged is not None:
@@ -516,24 +530,24 @@ def _add_sync_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_sync(args: argparse.Namespace) -> int:
     """First run: a tracked read; later runs: only the changes since the stored link.
 
-    The state file beside the output holds the table, the columns and the delta link
-    (never a token).  Both files are written to a temporary name and renamed into place.
+    The state (table, columns, delta link; never a token) is kept in the file beside the
+    output and in the output's own metadata.  Both files are written to a temporary name
+    and renamed into place, so a killed sync leaves the previous complete state.
     """
-    import os
     import time
 
     import pandas as pd
+
+    from ._export import sync_state, write_synced
 
     _require_pyarrow()
     started = time.perf_counter()
     select = [c.strip() for c in args.select.split(",") if c.strip()] if args.select else None
     out: Path = args.output
     state_path = out.with_name(out.name + ".d365sync.json")
-    state: dict[str, Any] = {}
-    if out.exists() and state_path.exists():
-        state = json.loads(state_path.read_text("utf-8"))
-        if state.get("table") != args.table or state.get("select") != select:
-            state = {}  # another table or other columns: start over
+    state = sync_state(out, state_path)
+    if state.get("table") != args.table or state.get("select") != select:
+        state = {}  # another table or other columns: start over
     with _connect(args, default_grant="client_credentials") as conn:
         if state:
             old = pd.read_parquet(out)
@@ -550,20 +564,15 @@ def _run_sync(args: argparse.Namespace) -> int:
             added, removed = len(after - before), len(before - after)
             updated = len(touched & before & after) if not changes.reread else len(before & after)
             link = changes.delta_link
+            del old
         else:
             frame = conn.read(args.table, select=select, track_changes=True, progress=args.progress)
             added, updated, removed = len(frame), 0, 0
             link = str(frame.attrs["d365nb"]["delta_link"])
     frame = frame.reset_index(drop=True)
     frame.attrs = {}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, out)
-    tmp_state = state_path.with_name(f".{state_path.name}.{os.getpid()}.tmp")
     new_state = {"table": args.table, "select": select, "delta_link": link}
-    tmp_state.write_text(json.dumps(new_state) + "\n", "utf-8")
-    os.replace(tmp_state, state_path)
+    write_synced(frame, out, state_path, new_state)
     took = time.perf_counter() - started
     sys.stderr.write(f"+{added:,} ~{updated:,} -{removed:,} rows in {took:.1f} s\n")
     summary = {"table": args.table, "added": added, "updated": updated, "removed": removed,

@@ -64,13 +64,22 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("state")
 
 
+@pytest.fixture(scope="session")
+def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run's `XDG_CACHE_HOME`: token and metadata caches of one test run, apart from the
+    user's and from other runs (sandboxes reuse loopback ports, so another run's cached
+    metadata for `https://127.0.0.1:PORT` would describe a different sandbox)."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch, state_dir: Path) -> None:
+def clean_environ(monkeypatch: pytest.MonkeyPatch, state_dir: Path, cache_home: Path) -> None:
     """Remove CA-bundle and proxy variables from the environment during each test; keep
-    push journals out of the user's folders."""
+    push journals and caches out of the user's folders."""
     for key in _ENVIRON_KEYS:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("D365NB_STATE_DIR", str(state_dir))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
 
 
 @pytest.fixture(scope="session")

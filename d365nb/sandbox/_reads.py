@@ -266,7 +266,7 @@ class Reader:
         With `$deltatoken` it counts the changes since the token (rows and deletions).
         """
         if "$deltatoken" in call.params:
-            delta = self.delta(call, table)
+            delta = self.delta(call, table, whole=True)
             total = int(dict(delta.headers)[ROWS_HEADER])
         else:
             q = self.parse(table, call.params)
@@ -438,11 +438,21 @@ class Reader:
         query = f"$select={quote(select, safe=_SAFE)}&" if select else ""
         return f"{call.root}{table.entity_set}?{query}$deltatoken={token}"
 
-    def delta(self, call: Call, table: Table) -> Reply:
-        """GET with `$deltatoken`: rows changed since the token, then deletions."""
-        # [UNVERIFIED] the whole delta comes in one response (no paging), and an empty
-        # delta is an empty `value` with a fresh deltaLink.
-        token = call.params["$deltatoken"]
+    def delta(self, call: Call, table: Table, *, whole: bool = False) -> Reply:
+        """GET with `$deltatoken`: rows changed since the token, then deletions, paged.
+
+        A delta with more changes than a page (`odata.maxpagesize`, at most the sandbox's
+        page size) comes in pages: each but the last has an `@odata.nextLink` (the delta
+        link plus a `$skiptoken` whose tracking cookie holds the snapshot version and the
+        last row served), and only the last carries the fresh `@odata.deltaLink`.  Rows
+        come in version order, then the deletions, so a page boundary may fall anywhere.
+        `whole=True` (for `$count`) serves every change in one page.
+        """
+        # [UNVERIFIED] how Dataverse pages a large delta is not documented (the reference
+        # guesses a nextLink with an `istracking="True"` cookie, the deltaLink on the last
+        # page); an empty delta is an empty `value` with a fresh deltaLink.
+        params = call.params
+        token = params["$deltatoken"]
         version, _, stamp = token.partition("!")
         try:
             since = int(version)
@@ -450,36 +460,77 @@ class Reader:
             raise ApiError(400, "0x80060888", f"Invalid delta token '{token}'.") from None
         require_tracking(table)
         check_token_age(token, stamp, days=self.change_tracking_days)
-        q = self.parse(table, {k: v for k, v in call.params.items() if k == "$select"})
+        q = self.parse(table, {k: v for k, v in params.items() if k == "$select"})
         ann = Annotations(call.prefer.get("odata.include-annotations", "").strip('"') or None)
         plan = RowPlan(table, q.select, ann)
-        now = self.store.version
-        rows = self.store.query(
-            f'SELECT {", ".join(plan.columns)} FROM "{table.entity_set}" t '
-            f'WHERE t."versionnumber" > ? AND t."versionnumber" <= ? ORDER BY t."versionnumber"',
-            [since, now],
-        )
-        values: list[dict[str, Any]] = [plan.emit(r) for r in rows]
-        deleted = self.store.query(
-            "SELECT id FROM _deleted WHERE entity = ? AND version > ? AND version <= ? "
-            "ORDER BY version",
-            [table.logical, since, now],
-        )
-        for (row_id,) in deleted:
-            values.append(
-                {
-                    "@odata.context": metadata_context(
-                        call.root, f"{table.entity_set}/$deletedEntity"
-                    ),
-                    "id": row_id,
-                    "reason": "deleted",
-                }
+        size, applied = self.page_size(call)
+        if whole:  # `$count` counts every change at once
+            size, applied = 2**62, None
+        now, phase, page_no, after = self.store.version, "rows", 1, None
+        if "$skiptoken" in params:
+            page_no, lasts, outer = cookie_values(params["$skiptoken"])
+            try:
+                now, phase = int(outer["deltaversion"]), outer["deltaphase"]
+            except (KeyError, ValueError):
+                raise syntax_error("The $skiptoken value is not a valid paging cookie.") from None
+            after = [v for _, v in lasts]
+        values: list[dict[str, Any]] = []
+        last: list[Any] | None = None
+        order = [("versionnumber", False), (table.primary_id, False)]
+        if phase == "rows":
+            where, args = 't."versionnumber" > ? AND t."versionnumber" <= ?', [since, now]
+            if after:
+                pk = self._cookie_value(table, table.primary_id, after[1])
+                kw, kp = keyset_where(order, [int(after[0] or 0), pk])
+                where, args = f"{where} AND {kw}", [*args, *kp]
+            rows = self.store.query(
+                f'SELECT {", ".join(plan.columns)}, t."versionnumber", t."{table.primary_id}" '
+                f'FROM "{table.entity_set}" t WHERE {where} '
+                f'ORDER BY t."versionnumber", t."{table.primary_id}" LIMIT {size + 1}',
+                args,
             )
-        body = {
+            values = [plan.emit(r) for r in rows[:size]]
+            if len(rows) > size:
+                last = list(rows[size - 1][-2:])
+            else:
+                phase, after = "deleted", None
+        if phase == "deleted" and last is None:
+            room = size - len(values)
+            after_version = int(after[0] or 0) if after else since
+            deleted = self.store.query(
+                "SELECT version, id FROM _deleted WHERE entity = ? AND version > ? "
+                f"AND version <= ? ORDER BY version LIMIT {room + 1}",
+                [table.logical, max(since, after_version), now],
+            )
+            context = metadata_context(call.root, f"{table.entity_set}/$deletedEntity")
+            for _, row_id in deleted[:room]:
+                values.append({"@odata.context": context, "id": row_id, "reason": "deleted"})
+            if len(deleted) > room:
+                order = [("version", False)]
+                last = [deleted[room - 1][0]] if room else [after_version]
+        body: dict[str, Any] = {
             "@odata.context": metadata_context(
                 call.root, table.entity_set + _select_text(q.select, []) + "/$delta"
             ),
             "value": values,
-            "@odata.deltaLink": self._delta_link(call, table, now),
         }
-        return Reply.json(200, body, [(ROWS_HEADER, str(len(values)))])
+        if last is not None:
+            cookie = make_cookie(
+                page_no,
+                [(c, c == table.primary_id) for c, _ in order],
+                last,
+                last,
+                tracking=True,
+                extra=f' deltaversion="{now}" deltaphase="{phase}"',
+            )
+            query = "&".join(
+                f"{k}={quote(v, safe=_SAFE)}" for k, v in params.items() if k != "$skiptoken"
+            )
+            link = f"{call.root}{table.entity_set}?{query}&$skiptoken={skiptoken_param(cookie)}"
+            body["@odata.nextLink"] = link
+        else:
+            body["@odata.deltaLink"] = self._delta_link(call, table, now)
+        headers = [(ROWS_HEADER, str(len(values)))]
+        if applied is not None:
+            headers.append(("Preference-Applied", f"odata.maxpagesize={applied}"))
+        return Reply.json(200, body, headers)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from d365nb.cli import main
@@ -69,14 +70,20 @@ def test_an_export_interrupted_mid_write_leaves_the_old_file_intact(
 ) -> None:
     out = cli_env / f"accounts.{fmt}"
     out.write_bytes(b"the previous export\n" * 50)
-    method = "to_csv" if fmt == "csv" else "to_parquet"
-    real = getattr(pd.DataFrame, method)
+    # The export streams chunks: CSV through DataFrame.to_csv, Parquet row groups through
+    # pyarrow's ParquetWriter.write_table.
+    owner: Any = pd.DataFrame if fmt == "csv" else pq.ParquetWriter
+    method = "to_csv" if fmt == "csv" else "write_table"
+    real = getattr(owner, method)
 
-    def half_then_killed(self: pd.DataFrame, path: Any, *args: Any, **kwargs: Any) -> Any:
-        real(self.head(len(self) // 2), path, *args, **kwargs)  # half the file is out...
+    def half_then_killed(self: Any, data: Any, *args: Any, **kwargs: Any) -> Any:
+        if fmt == "csv":
+            real(self.head(len(self) // 2), data, *args, **kwargs)  # half the file is out...
+        else:
+            real(self, data.slice(0, data.num_rows // 2), *args, **kwargs)
         raise KeyboardInterrupt  # ... when the user presses Ctrl-C (or the kernel dies)
 
-    monkeypatch.setattr(pd.DataFrame, method, half_then_killed)
+    monkeypatch.setattr(owner, method, half_then_killed)
     assert main(_argv(cli_env, out)) == 130  # interrupted
     intact = out.read_bytes() == b"the previous export\n" * 50
     leftovers = [p.name for p in cli_env.iterdir() if p.name.endswith(".partial")]

@@ -36,6 +36,7 @@ EXPECTED = (
     "04_workshop",
     "05_performance",
     "06_finance_operations",
+    "07_incremental",
 )
 # 05_performance reads this many accounts in CI (100,000 by default): enough pages to show
 # parallel reading and throttling, small enough to run in well under a minute.

@@ -208,3 +208,56 @@ def test_table_without_change_tracking(expiring: Sandbox) -> None:
             c.read("new_gizmos", track_changes=True)
         assert "new_gizmo" in str(caught.value)
         assert len(c.read("new_gizmos")) == 0
+
+
+@pytest.fixture(scope="module")
+def small_pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """A sandbox serving at most 7 rows a page, so a delta of 30 changes spans pages."""
+    data_dir: Path = tmp_path_factory.mktemp("delta-pages")
+    with start(data_dir=data_dir, database=":memory:", rows=100, max_page_size=7) as sb:
+        yield sb
+
+
+def test_a_large_delta_comes_in_pages(small_pages: Sandbox) -> None:
+    headers = {"Authorization": f"Bearer {app_token(small_pages)}"}
+    with (
+        connect_to(small_pages, grant="client_credentials") as c,
+        httpx.Client(base_url=small_pages.service_url, verify=tls(small_pages)) as api,
+    ):
+        api.headers.update(headers)
+        df = c.read("leads", select=["lastname", "revenue"], track_changes=True)
+        ids = [str(i) for i in df["leadid"]]
+        assert len(ids) > 20
+        for n, lead in enumerate(ids[:15]):  # 15 updates
+            assert api.patch(f"leads({lead})", json={"revenue": 1000.0 + n}).status_code == 204
+        for lead in ids[15:20]:  # 5 deletions
+            assert api.delete(f"leads({lead})").status_code == 204
+        created = api.post(
+            "leads/Microsoft.Dynamics.CRM.CreateMultiple",
+            json={"Targets": [{**LEAD, "lastname": f"new {n}"} for n in range(10)]},
+        ).json()["Ids"]
+        # The raw pages: nextLinks (no deltaLink) until the last, which has only the deltaLink.
+        url: str | None = df.d365.delta_link
+        pages: list[dict[str, object]] = []
+        while url is not None:
+            body = api.get(url).json()
+            pages.append(body)
+            assert ("@odata.nextLink" in body) != ("@odata.deltaLink" in body)
+            url = body.get("@odata.nextLink")  # type: ignore[assignment]
+        assert len(pages) == 5  # 30 changes, 7 a page
+        assert [len(p["value"]) for p in pages] == [7, 7, 7, 7, 2]  # type: ignore[arg-type]
+        served = [r for p in pages for r in p["value"]]  # type: ignore[attr-defined]
+        gone = [r["id"] for r in served if r.get("reason") == "deleted"]
+        assert sorted(gone) == sorted(ids[15:20])
+        assert served[-5:] == [r for r in served if r.get("reason") == "deleted"]  # rows first
+        count = api.get(df.d365.delta_link.replace("leads?", "leads/$count?"))
+        assert count.text.lstrip("\ufeff") == "30"
+        # The client follows the pages.
+        ch = c.changes(df)
+        assert len(ch.upserted) == 25 and len(ch.deleted) == 5
+        assert {str(i) for i in ch.upserted["leadid"]} == set(ids[:15]) | set(created)
+        assert set(ch.deleted) == set(ids[15:20])
+        refreshed = df.d365.refresh()
+        fresh = c.read("leads", select=["lastname", "revenue"])
+        pd.testing.assert_frame_equal(_sorted(refreshed), _sorted(fresh))
+        assert c.changes(refreshed).upserted.empty  # the last page's link is current

@@ -41,6 +41,7 @@ PUBLIC_API = {
     "Analysis",
     "AuthError",
     "Changes",
+    "Chunks",
     "ColumnTypeWarning",
     "ConfigError",
     "Connection",
