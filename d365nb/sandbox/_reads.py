@@ -268,7 +268,7 @@ class Reader:
             if ann.wants("Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"):
                 body["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] = total > COUNT_CAP
         if ann.wants("Microsoft.Dynamics.CRM.globalmetadataversion"):
-            body["@Microsoft.Dynamics.CRM.globalmetadataversion"] = "1000"
+            body["@Microsoft.Dynamics.CRM.globalmetadataversion"] = str(self.store.metadata_version)
         body["value"] = values
         headers: list[tuple[str, str]] = []
         if applied is not None and q.top is None:
