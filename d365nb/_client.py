@@ -38,6 +38,7 @@ from ._exceptions import ConfigError, D365Error, ODataError
 from ._fetchxml import fetchxml_entity, fetchxml_with_page
 from ._odata import Query, encode_query, entity_path
 from ._options import PushOptions
+from ._prefetch import cold_prefetch
 from ._reader import MAX_PAGE_SIZE, StaleMetadata, read_fetchxml, read_frame
 from ._report import PushPlan, PushReport
 from ._session import Session, odata_error_from_response, session_by_id, ssl_context_for
@@ -306,7 +307,31 @@ class Connection(Session):
             name = entity
         _check_top(top)  # before any I/O: top="5" or top=True is a ConfigError, not a 400
         catalog = self.catalog
-        table = await catalog.table(name, refresh=refresh_metadata)
+        # A cold cache: the first page goes out now, beside the metadata requests.
+        prefetch = (
+            None
+            if track_changes or refresh_metadata
+            else await cold_prefetch(
+                self,
+                catalog,
+                name,
+                select=select,
+                filter=filter,
+                orderby=orderby,
+                top=top,
+                expand=expand,
+                count=count,
+                formatted=formatted,
+                page_size=page_size,
+                parallel=parallel,
+            )
+        )
+        try:
+            table = await catalog.table(name, refresh=refresh_metadata)
+        except BaseException:
+            if prefetch is not None:
+                prefetch.discard()
+            raise
         if select and not catalog.fetched(table.logical_name):
             if any(table.find_column(c) is None for c in select):
                 # A column the cached metadata does not know may be new: fetch once more.
@@ -357,6 +382,7 @@ class Connection(Session):
                     check_version=(
                         (lambda v: catalog.check_version(logical, v)) if attempt == 1 else None
                     ),
+                    prefetch=prefetch if attempt == 1 else None,
                 )
             except StaleMetadata:  # the cached metadata is older than the service's
                 table = await catalog.table(name, refresh=True)

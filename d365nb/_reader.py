@@ -30,6 +30,7 @@ from ._fetchxml import fetchxml_entity, fetchxml_with_page, paging_cookie_from_a
 from ._frames import FrameBuilder, concat_frames
 from ._metadata import Table
 from ._odata import and_filter, encode_query, extreme_query, range_filters
+from ._prefetch import Prefetch
 from ._progress import progress_bar, progress_var, set_total
 from ._readplan import (
     COUNT_CAP,
@@ -37,11 +38,11 @@ from ._readplan import (
     PARTITION_COLUMN,
     VERSION_ANNOTATION,
     expand_names,
+    first_request,
     names_from_expand,
     prefer_header,
     sample_ranges,
     wire_request,
-    with_annotation,
 )
 from ._session import Session
 from ._snapshot import snapshot
@@ -269,6 +270,7 @@ async def read_frame(
     lookup_names: Mapping[str, str] | None = None,
     check_version: Callable[[str | None], bool] | None = None,
     prefer: str | None = None,
+    prefetch: Prefetch | None = None,
 ) -> pd.DataFrame:
     """Read a table into a DataFrame (see `Connection.read`).
 
@@ -290,7 +292,57 @@ async def read_frame(
     * **prefer** - added to the `Prefer` header (`odata.track-changes`: the read is
       sequential, and the final `@odata.deltaLink` lands in
       `df.attrs["d365nb"]["delta_link"]`).
+    * **prefetch** - the first page, asked for before the metadata arrived
+      (`_prefetch.cold_prefetch`); used if it is the request this read would send, else
+      dropped.
     """
+    try:
+        return await _read_frame(
+            session,
+            table,
+            select=select,
+            filter=filter,
+            orderby=orderby,
+            top=top,
+            expand=expand,
+            formatted=formatted,
+            page_size=page_size,
+            parallel=parallel,
+            dtypes=dtypes,
+            decimal=decimal,
+            count=count,
+            progress=progress,
+            lookup_names=lookup_names,
+            check_version=check_version,
+            prefer=prefer,
+            prefetch=prefetch,
+        )
+    finally:
+        if prefetch is not None:
+            prefetch.discard()  # a no-op once used
+
+
+async def _read_frame(
+    session: Session,
+    table: Table,
+    *,
+    select: SelectTypes,
+    filter: str | None,  # noqa: A002
+    orderby: str | Sequence[str] | None,
+    top: int | None,
+    expand: str | Sequence[str] | None,
+    formatted: bool,
+    page_size: int,
+    parallel: bool | int,
+    dtypes: Mapping[str, Any] | None,
+    decimal: bool,
+    count: bool,
+    progress: bool,
+    lookup_names: Mapping[str, str] | None,
+    check_version: Callable[[str | None], bool] | None,
+    prefer: str | None,
+    prefetch: Prefetch | None,
+) -> pd.DataFrame:
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ConfigError(
             f"page_size={page_size} is out of range.",
@@ -315,14 +367,22 @@ async def read_frame(
     user_expand = (
         expand_names(expand if isinstance(expand, str) else ",".join(expand)) if expand else ()
     )
-    headers = {"Prefer": wire.prefer}
-    if prefer:
-        headers["Prefer"] += f",{prefer}"
-        parallel = False
+    start = first_request(
+        session.api_root,
+        table,
+        wire,
+        select=select,
+        orderby=orderby,
+        top=top,
+        parallel=parallel,
+        prefer=prefer,
+        version=check_version is not None,
+    )
+    parallel, can_split, first_url = start.parallel, start.can_split, start.url
     plan = ReadPlan(
         session=session,
         table=table,
-        headers=headers,
+        headers=start.headers,
         top=top,
         select=list(select) if select else None,
         builder_options={"formatted": formatted, "dtypes": dtypes, "decimal": decimal},
@@ -330,31 +390,18 @@ async def read_frame(
         names=wire.names,
     )
     base = session.api_root + table.entity_set_name
-    can_split = (
-        parallel is not False
-        and top is None
-        and not orderby
-        and PARTITION_COLUMN in table.attributes
-    )
-    first_params = dict(params)
-    if can_split and select and "$select" in first_params:
-        # The first page doubles as a sample of `createdon` for balancing the ranges.
-        wire_names = first_params["$select"].split(",")
-        if PARTITION_COLUMN not in wire_names:
-            first_params["$select"] += "," + PARTITION_COLUMN
-    first_url = f"{base}?{encode_query(first_params)}" if first_params else base
     first = _Part(url=first_url, builder=plan.new_builder())
     plan.parts.append(first)
     if progress:
         plan.progress = progress_bar(f"Reading {table.entity_set_name}")
-    first_headers = dict(plan.headers)
-    if check_version is not None:
-        first_headers["Prefer"] = with_annotation(plan.headers["Prefer"], VERSION_ANNOTATION)
     throttled_before = session.limiter.throttled
     try:
         token = progress_var.set(plan.progress)
         try:
-            body = await _get_json(plan, first_url, headers=first_headers)
+            if prefetch is not None and prefetch.matches(first_url, start.first_headers):
+                body = _loads(await prefetch.task)  # parsed now that the metadata is here
+            else:
+                body = await _get_json(plan, first_url, headers=start.first_headers)
         except _EARLY_STOPS as exc:
             # Nothing fetched yet (network, throttling, sign-in, Ctrl-C): resume() reads it
             # all, sequentially.
