@@ -53,6 +53,11 @@ def _first_pages(events: list[tuple[str, str]]) -> list[str]:
     return [u for e, u in events if e == "start" and _is_data(u) and "accountid%20gt%20" not in u]
 
 
+def _warm_sequential(sb: Sandbox, folder: Path, select: list[str] | None) -> pd.DataFrame:
+    with connect_to(sb, metadata_cache=folder) as conn:
+        return conn.read("accounts", select=select, page_size=100, parallel=False, progress=False)
+
+
 def _sorted(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values("accountid", ignore_index=True)
 
@@ -61,12 +66,10 @@ def _sorted(df: pd.DataFrame) -> pd.DataFrame:
 def test_cold_cache_sends_the_first_page_before_the_metadata_answers(
     big: Sandbox, tmp_path: Path, select: list[str] | None
 ) -> None:
-    expected = connect_to(big, metadata_cache=tmp_path / "warm").read(
-        "accounts", select=select, page_size=100, parallel=False, progress=False
-    )
-    cold = connect_to(big, metadata_cache=tmp_path / "cold")
-    events = _events(cold)
-    got = cold.read("accounts", select=select, page_size=100, progress=False)
+    expected = _warm_sequential(big, tmp_path / "warm", select)
+    with connect_to(big, metadata_cache=tmp_path / "cold") as cold:
+        events = _events(cold)
+        got = cold.read("accounts", select=select, page_size=100, progress=False)
     assert cold.catalog.requests == 2, "the list of tables and one $batch of details"
     data_start = next(i for i, (e, u) in enumerate(events) if e == "start" and _is_data(u))
     details_end = next(i for i, (e, u) in enumerate(events) if e == "end" and "$batch" in u)
@@ -90,13 +93,11 @@ def test_a_wrong_guess_drops_the_page_and_asks_again(
         columns = {c: Attribute(c, "String") for c in select}
         return dataclasses.replace(guess, attributes={**guess.attributes, **columns})
 
-    expected = connect_to(big, metadata_cache=tmp_path / "warm").read(
-        "accounts", select=SELECT, page_size=100, parallel=False, progress=False
-    )
+    expected = _warm_sequential(big, tmp_path / "warm", SELECT)
     monkeypatch.setattr(prefetch, "guess_table", plain)
-    cold = connect_to(big, metadata_cache=tmp_path / "cold")
-    events = _events(cold)
-    got = cold.read("accounts", select=SELECT, page_size=100, progress=False)
+    with connect_to(big, metadata_cache=tmp_path / "cold") as cold:
+        events = _events(cold)
+        got = cold.read("accounts", select=SELECT, page_size=100, progress=False)
     firsts = _first_pages(events)
     assert len(firsts) == 2 and firsts[0] != firsts[1], "dropped, then the real request"
     assert "$expand" in firsts[1] and "$expand" not in firsts[0]
@@ -104,9 +105,9 @@ def test_a_wrong_guess_drops_the_page_and_asks_again(
 
 
 def test_cold_cache_errors_are_the_warm_cache_errors(big: Sandbox, tmp_path: Path) -> None:
-    cold = connect_to(big, metadata_cache=tmp_path)
-    with pytest.raises(ConfigError, match="revenu"):
-        cold.read("accounts", select=["name", "revenu"], progress=False)
-    with pytest.raises(ConfigError):
-        cold.read("acounts", progress=False)
-    assert len(cold.read("accounts", select=["name"], top=5, progress=False)) == 5
+    with connect_to(big, metadata_cache=tmp_path) as cold:
+        with pytest.raises(ConfigError, match="revenu"):
+            cold.read("accounts", select=["name", "revenu"], progress=False)
+        with pytest.raises(ConfigError):
+            cold.read("acounts", progress=False)
+        assert len(cold.read("accounts", select=["name"], top=5, progress=False)) == 5
