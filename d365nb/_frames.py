@@ -48,6 +48,7 @@ from ._dtypes import (
     infer_series,
     multichoice_lists,
     object_array,
+    pyarrow_or_none,
     string_array,
     typed_chunk,
 )
@@ -239,6 +240,9 @@ class FrameBuilder:
     * **decimal** - Money and Decimal columns as `decimal.Decimal` objects (rounded to the
       column's precision) instead of float64.
     * **etag** - keep each row's `@odata.etag` in an `_etag` column (for concurrency on push).
+    * **names** - `(navigation property, lookup wire property, primary name)` per lookup
+      whose name the read asked for by `$expand` (`_readplan.wire_request`): the name is
+      read from the expanded object (with pyarrow, in the same C pass as the page).
     """
 
     def __init__(
@@ -250,8 +254,12 @@ class FrameBuilder:
         dtypes: Mapping[str, Any] | None = None,
         decimal: bool = False,
         etag: bool = True,
+        names: Sequence[tuple[str, str, str]] = (),
     ) -> None:
         self.table = table
+        # lookup wire property -> (navigation property, primary name) of expanded names
+        self._names = {key: (nav, primary) for nav, key, primary in names}
+        self._navs = {nav for nav, _, _ in names}
         self.formatted = formatted
         self.decimal = decimal
         self.etag = etag
@@ -297,7 +305,7 @@ class FrameBuilder:
         """
         unknown: list[str] = []
         for key, value in row.items():
-            if "@" in key or key in self._columns:
+            if "@" in key or key in self._columns or key in self._navs:
                 continue
             attribute = self.table.find_column(key)
             if attribute is not None and attribute.property_name != key:
@@ -366,7 +374,7 @@ class FrameBuilder:
         if n == 0:
             return
         first = rows[0]
-        if any(k not in self._columns for k in first if "@" not in k):
+        if any(k not in self._columns and k not in self._navs for k in first if "@" not in k):
             self._plan_from_row(first)
         columns = list(self._columns.values())
         page = PageColumns(rows, self._arrow_fields(columns))
@@ -374,7 +382,7 @@ class FrameBuilder:
             key = column.key
             if column.kind == "lookup":
                 column.chunks.append(_strings(page, key))
-                column.names.append(_strings(page, key + FORMATTED_VALUE))
+                column.names.append(self._lookup_names(page, key))
                 tables = page.arrow(key + LOOKUP_LOGICAL_NAME)
                 column.tables.append(
                     self._table_codes.encode(page.values(key + LOOKUP_LOGICAL_NAME))
@@ -397,6 +405,19 @@ class FrameBuilder:
             self._etags.append(_strings(page, "@odata.etag"))
         self._rows += n
 
+    def _lookup_names(self, page: PageColumns, key: str) -> Any:
+        """One page of a lookup's related names: the expanded object's primary name, or
+        the `FormattedValue` annotation."""
+        found = self._names.get(key)
+        if found is None:
+            return _strings(page, key + FORMATTED_VALUE)
+        nav, primary = found
+        array = page.arrow(nav)
+        if array is not None:
+            return arrow_strings(array.flatten()[0])  # flatten(): a null object, a null name
+        related = page.values(nav)
+        return string_array([r.get(primary) if isinstance(r, dict) else None for r in related])
+
     def _arrow_fields(self, columns: Iterable[_Column]) -> dict[str, Any]:
         """Wire key -> Arrow type of what `add_page()` reads with pyarrow (`_columns`)."""
         text = pd.StringDtype().storage == "pyarrow"
@@ -408,6 +429,10 @@ class FrameBuilder:
                 if string is not None:
                     for suffix in ("", FORMATTED_VALUE, LOOKUP_LOGICAL_NAME):
                         fields[key + suffix] = string
+                    if key in self._names:
+                        nav, primary = self._names[key]
+                        del fields[key + FORMATTED_VALUE]
+                        fields[nav] = pyarrow_or_none().struct([(primary, string)])
                 continue
             wire = arrow_wire_type(column.kind, text=text)
             if wire is not None:

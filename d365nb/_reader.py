@@ -39,7 +39,6 @@ from ._readplan import (
     VERSION_ANNOTATION,
     expand_names,
     first_request,
-    names_from_expand,
     prefer_header,
     sample_ranges,
     wire_request,
@@ -385,7 +384,12 @@ async def _read_frame(
         headers=start.headers,
         top=top,
         select=list(select) if select else None,
-        builder_options={"formatted": formatted, "dtypes": dtypes, "decimal": decimal},
+        builder_options={
+            "formatted": formatted,
+            "dtypes": dtypes,
+            "decimal": decimal,
+            "names": wire.names,
+        },
         expand=user_expand,
         names=wire.names,
     )
@@ -491,9 +495,7 @@ def _take_page(plan: ReadPlan, part: _Part, rows: list[dict[str, Any]]) -> None:
     """Convert one page into `part` (lookup names moved, expanded columns kept aside)."""
     if plan.expand:
         part.expanded.extend({name: row.pop(name, None) for name in plan.expand} for row in rows)
-    if plan.names:
-        names_from_expand(rows, plan.names)
-    part.builder.add_page(rows)
+    part.builder.add_page(rows)  # lookup names by $expand: read by the builder (plan.names)
     part.pages += 1
     part.rows += len(rows)
     if plan.progress is not None:
