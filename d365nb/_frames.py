@@ -240,9 +240,8 @@ class FrameBuilder:
     * **decimal** - Money and Decimal columns as `decimal.Decimal` objects (rounded to the
       column's precision) instead of float64.
     * **etag** - keep each row's `@odata.etag` in an `_etag` column (for concurrency on push).
-    * **names** - `(navigation property, lookup wire property, primary name)` per lookup
-      whose name the read asked for by `$expand` (`_readplan.wire_request`): the name is
-      read from the expanded object (with pyarrow, in the same C pass as the page).
+    * **names** - `(navigation property, lookup property, primary name)` per lookup whose
+      name comes by `$expand` (`_readplan.Wire.names`), read in the page's pyarrow pass.
     """
 
     def __init__(
@@ -257,7 +256,6 @@ class FrameBuilder:
         names: Sequence[tuple[str, str, str]] = (),
     ) -> None:
         self.table = table
-        # lookup wire property -> (navigation property, primary name) of expanded names
         self._names = {key: (nav, primary) for nav, key, primary in names}
         self._navs = {nav for nav, _, _ in names}
         self.formatted = formatted
@@ -406,15 +404,13 @@ class FrameBuilder:
         self._rows += n
 
     def _lookup_names(self, page: PageColumns, key: str) -> Any:
-        """One page of a lookup's related names: the expanded object's primary name, or
-        the `FormattedValue` annotation."""
-        found = self._names.get(key)
-        if found is None:
+        """One page of a lookup's names: expanded objects' primary names, or annotations."""
+        if key not in self._names:
             return _strings(page, key + FORMATTED_VALUE)
-        nav, primary = found
-        array = page.arrow(nav)
+        nav, primary = self._names[key]
+        array = page.arrow(nav)  # flatten(): a null object gives a null name
         if array is not None:
-            return arrow_strings(array.flatten()[0])  # flatten(): a null object, a null name
+            return arrow_strings(array.flatten()[0])
         related = page.values(nav)
         return string_array([r.get(primary) if isinstance(r, dict) else None for r in related])
 
@@ -429,7 +425,7 @@ class FrameBuilder:
                 if string is not None:
                     for suffix in ("", FORMATTED_VALUE, LOOKUP_LOGICAL_NAME):
                         fields[key + suffix] = string
-                    if key in self._names:
+                    if key in self._names:  # the name inside the expanded object
                         nav, primary = self._names[key]
                         del fields[key + FORMATTED_VALUE]
                         fields[nav] = pyarrow_or_none().struct([(primary, string)])

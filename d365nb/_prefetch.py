@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+import httpx
 
 from ._catalog import Catalog
 from ._exceptions import ConfigError
@@ -30,12 +32,20 @@ from ._types import SelectTypes
 __all__ = ["Prefetch", "cold_prefetch", "get_bytes"]
 
 
-async def get_bytes(session: Session, url: str, headers: dict[str, str]) -> bytes:
-    """GET `url` through the connection's limiter; the response body as it came."""
+async def get_bytes(session: Session, url: str, headers: Mapping[str, str]) -> bytes:
+    """GET `url` through the connection's limiter; the response body as it came.
+
+    httpx leaves each response in a reference cycle with its bound stream, so a page's
+    body would stay alive until the next full garbage collection (on a 1M-row read, about
+    200 MB of pages at once).  Replacing the spent stream breaks the cycle: the body goes
+    as soon as the caller drops it.
+    """
     check_same_origin(url, session.api_root)
     async with session.limiter:
         response = await session.arequest("GET", url, headers=headers)
-        return await response.aread()
+        body = await response.aread()
+    response.stream = httpx.ByteStream(b"")
+    return body
 
 
 @dataclass

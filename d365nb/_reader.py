@@ -30,7 +30,7 @@ from ._fetchxml import fetchxml_entity, fetchxml_with_page, paging_cookie_from_a
 from ._frames import FrameBuilder, concat_frames
 from ._metadata import Table
 from ._odata import and_filter, encode_query, extreme_query, range_filters
-from ._prefetch import Prefetch
+from ._prefetch import Prefetch, get_bytes
 from ._progress import progress_bar, progress_var, set_total
 from ._readplan import (
     COUNT_CAP,
@@ -177,12 +177,7 @@ class ReadPlan:
 
 
 async def _get_json(plan: ReadPlan, url: str, *, headers: Mapping[str, str] | None = None) -> Any:
-    session = plan.session
-    check_same_origin(url, session.api_root)
-    async with session.limiter:
-        response = await session.arequest("GET", url, headers=headers or plan.headers)
-        body = await response.aread()
-    return _loads(body)
+    return _loads(await get_bytes(plan.session, url, headers or plan.headers))
 
 
 async def _run_part(plan: ReadPlan, part: _Part) -> None:
