@@ -9,7 +9,8 @@ and primary names) and the names the caller selected, with lookups recognised by
 request again from the real metadata and uses the prefetched response only when both are
 the same request (same URL, same headers); otherwise it is dropped and the page asked for
 again, so a wrong guess costs one request and never a wrong row.  The raw response is
-parsed only once the metadata is there.
+parsed only once the metadata is there.  Details cached before, past their TTL, are a better guess
+than names, and are used first.
 """
 
 from __future__ import annotations
@@ -98,7 +99,9 @@ async def cold_prefetch(
     try:
         tables = await catalog.tables()
         summary = resolve_table(name, tables)
-        guess = guess_table(summary, tables, list(select) if select else None)
+        guess = catalog.stale_table(summary.logical_name) or guess_table(
+            summary, tables, list(select) if select else None
+        )
         wire = wire_request(
             guess,
             select=select,

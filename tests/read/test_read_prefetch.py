@@ -111,3 +111,28 @@ def test_cold_cache_errors_are_the_warm_cache_errors(big: Sandbox, tmp_path: Pat
         with pytest.raises(ConfigError):
             cold.read("acounts", progress=False)
         assert len(cold.read("accounts", select=["name"], top=5, progress=False)) == 5
+
+
+def test_details_past_their_ttl_are_the_guess(
+    big: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the TTL the details are fetched again, and the first page goes out at once,
+    built from the expired details (not from names)."""
+    import d365nb._prefetch as prefetch
+
+    expected = _warm_sequential(big, tmp_path, SELECT)
+
+    def no_names(*args: Any) -> Table:
+        raise AssertionError("the expired details were the guess")
+
+    monkeypatch.setattr(prefetch, "guess_table", no_names)
+    with connect_to(big, metadata_cache=tmp_path) as later:
+        later.catalog.ttl = 0
+        events = _events(later)
+        got = later.read("accounts", select=SELECT, page_size=100, progress=False)
+    assert later.catalog.requests == 2, "the list and the details, fetched again"
+    data_start = next(i for i, (e, u) in enumerate(events) if e == "start" and _is_data(u))
+    details_end = next(i for i, (e, u) in enumerate(events) if e == "end" and "$batch" in u)
+    assert data_start < details_end
+    assert len(_first_pages(events)) == 1
+    pd.testing.assert_frame_equal(_sorted(got), _sorted(expected))
