@@ -9,7 +9,7 @@ minima and maxima compare, a mean is a sum over a count.  No I/O here (see `_agg
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -17,6 +17,7 @@ from xml.sax.saxutils import quoteattr
 import pandas as pd
 
 from ._exceptions import ConfigError
+from ._filters import fetch_filter
 from ._frames import frame_from_pages
 from ._metadata import Attribute, Table
 from ._odata import and_filter, check_name
@@ -80,9 +81,15 @@ class Request:
         return apply_text(groups, self.items, filter)
 
     def fetchxml(
-        self, table: Table, groups: Sequence[tuple[str, Group]], low: str | None, high: str | None
+        self,
+        table: Table,
+        groups: Sequence[tuple[str, Group]],
+        low: str | None,
+        high: str | None,
+        where: str | None = None,
     ) -> str:
-        """The same request as aggregate FetchXML (`low <= createdon < high` when given)."""
+        """The same request as aggregate FetchXML (`low <= createdon < high` when given,
+        and-ed with the OData filter `where`)."""
         attrs: list[str] = []
         for alias, g in groups:
             date = f" dategrouping={quoteattr(g.part)}" if g.part else ""
@@ -102,18 +109,28 @@ class Request:
                 name = table.resolve_column(prop).logical_name
                 func = f"aggregate='{_FETCH[method]}'"
             attrs.append(f"<attribute name={quoteattr(name)} alias={quoteattr(alias)} {func}/>")
+        conditions = [] if where is None else [fetch_filter(where, _logical(table))]
         if low is not None and high is not None:
             upper = "lt" if high.startswith("<") else "le"
-            attrs.append(
-                "<filter><condition attribute='createdon' operator='ge' "
+            conditions.append(
+                "<condition attribute='createdon' operator='ge' "
                 f"value={quoteattr(low)}/><condition attribute='createdon' "
-                f"operator='{upper}' value={quoteattr(high.lstrip('<'))}/></filter>"
+                f"operator='{upper}' value={quoteattr(high.lstrip('<'))}/>"
             )
+        if conditions:  # one <filter> under <entity>: its conditions are and-ed
+            attrs.append("<filter type='and'>" + "".join(conditions) + "</filter>")
         return (
             f"<fetch aggregate='true'><entity name={quoteattr(table.logical_name)}>"
             + "".join(attrs)
             + "</entity></fetch>"
         )
+
+
+def _logical(table: Table) -> Callable[[str], str]:
+    def column(name: str) -> str:
+        return table.resolve_column(name).logical_name
+
+    return column
 
 
 def apply_text(
@@ -291,7 +308,7 @@ def plan_aggregate(
       date column's part: `("createdon", "month")` (one of `DATE_PARTS`; via FetchXML,
       as `$apply` cannot group dates).
     * **named** - `name=(column, func)` with func one of `FUNCTIONS`.
-    * **filter** - the OData filter (not with date parts yet).
+    * **filter** - the OData filter (with date parts: sent as a FetchXML `<filter>`).
     """
     if not named:
         raise ConfigError(
@@ -342,11 +359,7 @@ def plan_aggregate(
         measures.append(Measure(check_name(name), attr, spec[1]))
     plan = AggregatePlan(table, groups, measures)
     if plan.fetch and filter is not None:
-        raise ConfigError(
-            "aggregate() cannot combine an OData filter with date-part grouping yet.",
-            field="filter",
-            hint="Date parts are grouped by FetchXML; drop the filter or group by columns.",
-        )
+        fetch_filter(filter, _logical(table))  # before any I/O: a filter FetchXML cannot say
     return plan.build(split=False)
 
 

@@ -41,6 +41,7 @@ async def _run(
 ) -> _Answers:
     """Every request of the plan over the rows of `flt` (and `span` of `createdon`)."""
     low = high = None
+    where = flt
     if span is not None:
         low = literal(span[0])
         high = literal(span[1]) if span[2] else "<" + literal(span[1])
@@ -50,7 +51,7 @@ async def _run(
     answers: _Answers = []
     for request in plan.requests:
         if plan.fetch:
-            params = {"fetchXml": request.fetchxml(table, groups, low, high)}
+            params = {"fetchXml": request.fetchxml(table, groups, low, high, where)}
         else:
             params = {"$apply": request.text(plan.groups, flt)}
         response = await conn.arequest("GET", table.entity_set_name, params=params)

@@ -35,13 +35,21 @@ from ._changes import (
 from ._config import Settings
 from ._dtypes import ATTRIBUTE_DTYPES
 from ._exceptions import ConfigError, D365Error, ODataError
-from ._fetchxml import fetchxml_entity, fetchxml_with_page
+from ._expand import expand_tables, parse_expand
+from ._fetchxml import fetchxml_entity, fetchxml_links, fetchxml_with_page
 from ._odata import Query, encode_query, entity_path
 from ._options import PushOptions
 from ._prefetch import cold_prefetch
 from ._reader import MAX_PAGE_SIZE, StaleMetadata, read_fetchxml, read_frame
 from ._report import PushPlan, PushReport
-from ._session import Session, odata_error_from_response, session_by_id, ssl_context_for
+from ._session import (
+    MAX_BATCH_GET_URL,
+    MAX_GET_URL,
+    Session,
+    odata_error_from_response,
+    session_by_id,
+    ssl_context_for,
+)
 from ._sync import blocking
 from ._transport import RetryPolicy
 from ._types import OnError, PushMode, SelectTypes, VerifyTypes
@@ -262,7 +270,12 @@ class Connection(Session):
         * **select** - columns (logical names; lookups as `parentaccountid`).
         * **filter** - an OData filter; build it with `d365nb.where(...)` or `d365nb.F(...)`
           so that values are always quoted correctly.
-        * **orderby**, **top**, **expand** - as in OData (`top` is honoured exactly).
+        * **orderby**, **top** - as in OData (`top` is honoured exactly).
+        * **expand** - navigation properties, nested ones too
+          (`"primarycontactid($select=fullname;$expand=parentcustomerid_account($select=name))"`):
+          a single-valued one becomes typed columns `primarycontactid.fullname`,
+          `primarycontactid.parentcustomerid_account.name` (typed as a read of its table);
+          a collection one column of lists.
         * **formatted** - add `<col>_label` columns with the service's formatted values.
         * **page_size** - rows per page (at most 5,000).
         * **parallel** - split a large read into `createdon` ranges fetched concurrently
@@ -360,6 +373,11 @@ class Connection(Session):
                 df, select=select, formatted=formatted, dtypes=dtypes, decimal=decimal
             )
         names = {t.logical_name: t.primary_name for t in (await catalog.tables()).values()}
+        reached = (
+            await expand_tables(table, parse_expand(",".join(_items(expand))), catalog.table)
+            if expand
+            else None
+        )
         logical = table.logical_name
         for attempt in (1, 2):
             try:
@@ -379,6 +397,7 @@ class Connection(Session):
                     count=count,
                     progress=progress,
                     lookup_names={k: v for k, v in names.items() if v},
+                    expand_tables=reached,
                     check_version=(
                         (lambda v: catalog.check_version(logical, v)) if attempt == 1 else None
                     ),
@@ -428,10 +447,16 @@ class Connection(Session):
         formatted: bool = False,
         progress: bool = True,
     ) -> pd.DataFrame:
-        """Run a FetchXML query, every page (paging cookies followed), typed like `read`."""
+        """Run a FetchXML query, every page (paging cookies followed), typed like `read`.
+
+        Columns of a `link-entity` are named `alias.column` and typed from the linked
+        table's metadata, as a `read()` of that table would type them (`dtypes=` names
+        them so too).
+        """
         name, _ = fetchxml_entity(xml)
         table = await self.catalog.table(name)
         _check_fetchxml_length(self.api_root + table.entity_set_name, xml, page_size)
+        links = [(link, await self.catalog.table(link.table)) for link in fetchxml_links(xml)]
         return await read_fetchxml(
             self,
             table,
@@ -440,6 +465,7 @@ class Connection(Session):
             dtypes=dtypes,
             formatted=formatted,
             progress=progress,
+            links=links,
         )
 
     fetchxml = blocking(afetchxml)
@@ -470,8 +496,10 @@ class Connection(Session):
           part, `("createdon", "year")` with part `year`, `quarter`, `month`, `week` or
           `day` (of the month), as an `Int64` level named `createdon_year`.  Groups with no
           value are kept (index NaN).  None: one row over every matching row.
-        * **filter** - an OData filter applied first (`d365nb.where(...)`); not yet with
-          date parts (those are grouped by FetchXML aggregate, `$apply` cannot).
+        * **filter** - an OData filter applied first (`d365nb.where(...)`); with date
+          parts (grouped by FetchXML aggregate, `$apply` cannot) it is sent as FetchXML,
+          so it may use comparisons, and/or/not, contains/startswith/endswith and query
+          functions, not lookup paths or lambdas.
         * **named** - `name=(column, func)`, func one of `sum`, `mean`, `min`, `max`,
           `count` (non-null values) and `nunique`.
 
@@ -596,8 +624,13 @@ class Connection(Session):
         await self.aclose()
 
 
-# A GET's URL on the Web API: at most 32,768 characters (reference/dataverse-protocol.md).
-_MAX_GET_URL = 32_768
+# A GET's URL on the Web API: at most 65,536 characters inside `$batch`, where the session
+# sends one over 32,768 (reference/dataverse-protocol.md).
+_MAX_GET_URL = MAX_BATCH_GET_URL
+
+
+def _items(expand: str | Sequence[str]) -> list[str]:
+    return [expand] if isinstance(expand, str) else list(expand)
 
 
 def _check_top(top: Any) -> None:
@@ -620,7 +653,8 @@ def _check_fetchxml_length(base: str, xml: str, page_size: int) -> None:
     if length > _MAX_GET_URL - 2_000:  # room for the paging cookies of later pages
         raise ConfigError(
             f"This FetchXML is too long for a URL: {length:,} characters once encoded, and "
-            f"the service takes at most {_MAX_GET_URL:,} in a GET (less paging cookies).",
+            f"the service takes at most {MAX_GET_URL:,} in a GET and {_MAX_GET_URL:,} in a GET "
+            "inside $batch (less paging cookies).",
             field="xml",
             hint="Split it into several queries (e.g. a long 'in' list in chunks of a few "
             "hundred values), or read with conn.read(filter=...).",

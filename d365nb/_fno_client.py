@@ -24,7 +24,7 @@ from ._changes import Changes, OnExpired
 from ._client import Connection, WhoAmI
 from ._config import Settings
 from ._dialects.fno import ENUM_TYPE, FNO, fno_error_from_response
-from ._exceptions import ConfigError, ODataError
+from ._exceptions import ConfigError
 from ._fno_metadata import FnoCatalog
 from ._fno_reader import read_fno
 from ._fno_write import apush_fno
@@ -90,9 +90,10 @@ class FnoConnection(Connection):
             else Path(os.fspath(metadata_cache))
         )
         self.catalog = FnoCatalog(self, cache=cache)  # type: ignore[assignment]
-        self._companies: list[str] | None = None
         # The last reads as they came (by read id), so a push sends only changed columns.
         self._reads: OrderedDict[str, pd.DataFrame] = OrderedDict()
+        #: The companies the user can read, default first (set by `whoami()`).
+        self.company_ids: list[str] = []
 
     def _remember(self, frame: pd.DataFrame) -> pd.DataFrame:
         if len(frame) <= _REMEMBER_ROWS:
@@ -133,6 +134,7 @@ class FnoConnection(Connection):
         if len(default):
             first = str(default["dataAreaId"].iloc[0])
             ids = [first] + [c for c in ids if c != first]
+        self.company_ids = ids
         user = ident.get("oid") or ident.get("app_id") or "unknown"
         self._whoami = WhoAmI(
             user_id=str(user),
@@ -148,18 +150,9 @@ class FnoConnection(Connection):
     async def acompanies(self) -> pd.DataFrame:
         """The legal entities (companies) the signed-in user can read, from `LegalEntities`."""
         frame = await self.aread("LegalEntities", progress=False)
-        self._companies = [str(c).lower() for c in frame["LegalEntityId"]]
         return frame
 
     companies = blocking(acompanies)
-
-    async def _company_ids(self) -> list[str]:
-        if self._companies is None:
-            try:
-                await self.acompanies()
-            except (ConfigError, ODataError):  # no LegalEntities for this user: no split
-                self._companies = []
-        return list(self._companies or [])
 
     # -- reading --------------------------------------------------------------------
 
@@ -203,7 +196,8 @@ class FnoConnection(Connection):
         * **cross_company** - every company the user can read (default: only the user's
           default company, as the service does).
         * **page_size** - rows per page (F&O pages at 10,000).
-        * **parallel** - split a large cross-company read into one range per company.
+        * **parallel** - read a large entity in key ranges at once (`True`: as many as
+          the limiter allows; an int: that many; `False`: page after page).
         * **dtypes** - per-column dtype overrides; **decimal** - Decimal fields as
           `decimal.Decimal`; **count** - ask for `@odata.count`; **progress** - a bar.
         * **formatted** - accepted for the Dataverse signature; F&O sends no formatted
@@ -226,10 +220,6 @@ class FnoConnection(Connection):
         if isinstance(select, str):
             select = [s.strip() for s in select.split(",") if s.strip()]
         table = await self.catalog.table(name)
-        companies: list[str] = []
-        split = parallel is not False and (cross_company and company is None)
-        if split and FNO.is_company_entity(table) and table.entity_set_name != "LegalEntities":
-            companies = await self._company_ids()
         frame = await read_fno(
             self,
             table,
@@ -247,7 +237,6 @@ class FnoConnection(Connection):
             decimal=decimal,
             count=count,
             progress=progress,
-            companies=companies,
         )
         return self._remember(frame)
 

@@ -3,23 +3,18 @@
 Like `_reader` for Dataverse, with F&O's rules from `_dialects.fno`: server-driven pages
 of up to 10,000 rows (`@odata.nextLink` followed verbatim, only to the configured host),
 company scope by `cross-company=true` (never a bare `dataAreaId` filter), enum literals
-qualified.  A large cross-company read of a company entity is split by company (one
-`dataAreaId eq '<id>'` range per legal entity, plus one for any other company), fetched
-concurrently under the connection's `AdaptiveLimiter` and put back in key order, so it
-equals the sequential read.  Pages are converted as they arrive
-(`convert_page`); a read that cannot finish raises `PartialReadError` with the rows so far
-and `resume()`.
-
-Types (reference/finance-operations-protocol.md §6): strings `string` (`""` stays `""`),
-Int32/Int64 nullable, Decimal `float64` (`decimal.Decimal` with `decimal=True`), Boolean
-`boolean`, DateTimeOffset `datetime64[us, UTC]` with the empty-date sentinels as `NaT`,
-enums ordered categories of their member names in value order, `dataAreaId` a category.
+qualified.  A read longer than a page (no `top`, no `orderby`) runs in key ranges at once
+(`_fno_ranges`): the first page comes in key order with the row count, tiny `$skip` probes
+find where whole pages of the rest begin, and each range (one company's or several) is
+fetched concurrently under the connection's `AdaptiveLimiter`; the ranges are put back in
+key order, so the frame equals the sequential read.  Pages are converted as they arrive
+(`_fno_pages.convert_page`, one pyarrow pass per page); a read that cannot finish raises
+`PartialReadError` with the rows so far and `resume()`.  `dataAreaId` ends as a category.
 """
 
 from __future__ import annotations
 
 import asyncio
-import decimal as _decimal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,69 +22,31 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from ._dialects.fno import COMPANY, DATE_SENTINELS, ENUM_TYPE, FnoDialect
-from ._dtypes import ETAG_COLUMN, string_array
+from ._dialects.fno import COMPANY, FnoDialect
 from ._exceptions import (
-    AuthError,
     ConfigError,
     D365Error,
     ODataError,
     PartialReadError,
-    TransportError,
 )
-from ._metadata import Attribute, Table
-from ._odata import encode_query, query_options
-from ._progress import progress_bar, progress_var
+from ._fno_pages import convert_page
+from ._fno_ranges import KeyRange, cut_offsets, range_keys
+from ._metadata import Table
+from ._odata import and_filter, encode_query, query_options
+from ._progress import progress_bar, progress_var, set_total
 from ._session import Session
 from ._sync import run_sync
 from ._transport import check_same_origin
 
-__all__ = ["FnoReadPlan", "convert_page", "read_fno"]
+__all__ = ["MAX_PARTITIONS", "FnoReadPlan", "read_fno"]
+
+#: The most key ranges a read runs in at once (`parallel=True`).
+MAX_PARTITIONS = 16
 
 _STOPS = (asyncio.CancelledError, KeyboardInterrupt, D365Error, OSError)
-_EARLY_STOPS = (asyncio.CancelledError, KeyboardInterrupt, TransportError, AuthError, OSError)
-
-
-def _series(values: list[Any], attribute: Attribute | None, *, decimal: bool) -> Any:
-    kind = attribute.attribute_type if attribute is not None else None
-    if kind == ENUM_TYPE and attribute is not None:
-        categories = list(dict.fromkeys(attribute.options.values()))
-        return pd.Categorical(values, categories=categories, ordered=True)
-    if kind == "DateTime":
-        cleaned = [None if v is None or v in DATE_SENTINELS else v for v in values]
-        return pd.to_datetime(pd.Series(cleaned, dtype="object"), utc=True, format="ISO8601")
-    if kind == "Integer":
-        return pd.array(values, dtype="Int32")
-    if kind == "BigInt":
-        return pd.array(values, dtype="Int64")
-    if kind in ("Decimal", "Double"):
-        if decimal and kind == "Decimal":
-            return pd.array(
-                [None if v is None else _decimal.Decimal(str(v)) for v in values], dtype=object
-            )
-        return pd.array([float("nan") if v is None else v for v in values], dtype="float64")
-    if kind == "Boolean":
-        return pd.array(values, dtype="boolean")
-    if kind in ("String", "Uniqueidentifier"):
-        return string_array(values)  # straight into Arrow buffers (`_dtypes`)
-    return pd.array(values, dtype=object)
-
-
-def convert_page(
-    rows: Sequence[Mapping[str, Any]],
-    table: Table,
-    columns: Sequence[str],
-    *,
-    decimal: bool = False,
-) -> pd.DataFrame:
-    """One page of JSON rows as a typed DataFrame with `columns` (+ `_etag`)."""
-    data: dict[str, Any] = {}
-    for name in columns:
-        values = [row.get(name) for row in rows]
-        data[name] = _series(values, table.attributes.get(name), decimal=decimal)
-    data[ETAG_COLUMN] = string_array([row.get("@odata.etag") for row in rows])
-    page: pd.DataFrame = pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
-    return page
+# The service refusing the range machinery itself ($orderby, $count, $skip): read on without.
+_NOT_SUPPORTED = (400, 501)
+_REFUSED = (401, 403, 404)  # with 400: the query is refused, before any row
 
 
 @dataclass
@@ -120,6 +77,7 @@ class FnoReadPlan:
     count: int | None = None
     progress: Any = None
     result: pd.DataFrame | None = None
+    dialect: FnoDialect = field(default_factory=FnoDialect)
 
     def frame(self, *, partial: bool) -> pd.DataFrame:
         """The rows so far, in part order, typed; `dataAreaId` as a category."""
@@ -141,7 +99,7 @@ class FnoReadPlan:
             "table": self.table.logical_name,
             "entity_set": self.table.entity_set_name,
             "key": self.table.primary_id,
-            "keys": list(FnoDialect().key_fields(self.table)),
+            "keys": list(self.dialect.key_fields(self.table)),
             "connection": self.session.id,
             "partial": partial,
             "count": self.count,
@@ -156,31 +114,62 @@ class FnoReadPlan:
         return df
 
 
-async def _get_json(plan: FnoReadPlan, url: str) -> Any:
+async def _get_bytes(plan: FnoReadPlan, url: str) -> bytes:
     session = plan.session
     check_same_origin(url, session.api_root)
     async with session.limiter:
         response = await session.arequest("GET", url, headers=plan.headers)
-        body = await response.aread()
-    return orjson.loads(body)  # 2-3x faster than json on large pages
+        return await response.aread()
+
+
+async def _get_json(plan: FnoReadPlan, url: str) -> Any:
+    return orjson.loads(await _get_bytes(plan, url))  # 2-3x faster than json on large pages
 
 
 async def _run_part(plan: FnoReadPlan, part: _Part) -> None:
-    while part.url is not None:
-        body = await _get_json(plan, part.url)
-        rows = body.get("value", [])
-        part.chunks.append(convert_page(rows, plan.table, plan.columns, decimal=plan.decimal))
-        part.rows += len(rows)
-        if plan.count is None and "@odata.count" in body:
-            plan.count = int(body["@odata.count"])
-        next_link = body.get("@odata.nextLink")
-        if plan.progress is not None:
-            plan.progress.update(len(rows))
-        if plan.top is not None and sum(p.rows for p in plan.parts) >= plan.top:
-            next_link = None
-        if next_link is not None:
-            check_same_origin(next_link, plan.session.api_root)
-        part.url = next_link
+    """Follow one range's next links.  The next page is asked for before this one is
+    converted, so the service builds it meanwhile (at most one request ahead)."""
+    ahead: asyncio.Future[bytes] | None = None
+    try:
+        while part.url is not None:
+            raw = await (ahead if ahead is not None else _get_bytes(plan, part.url))
+            ahead = None
+            body = orjson.loads(raw)
+            del raw
+            rows = body.get("value", [])
+            if plan.count is None and "@odata.count" in body:
+                plan.count = int(body["@odata.count"])
+            next_link = body.get("@odata.nextLink")
+            del body
+            read = sum(p.rows for p in plan.parts) + len(rows)
+            if plan.top is not None and read >= plan.top:
+                next_link = None
+            if next_link is not None:
+                check_same_origin(next_link, plan.session.api_root)
+                ahead = asyncio.ensure_future(_get_bytes(plan, next_link))
+                await asyncio.sleep(0)  # let it send its request before the page is converted
+            _take(plan, part, rows)
+            del rows  # free the page's objects before the next one arrives
+            part.url = next_link
+    finally:
+        if ahead is not None:  # stopped before its page was taken: part.url fetches it again
+            ahead.cancel()
+            await asyncio.gather(ahead, return_exceptions=True)
+
+
+def _take(plan: FnoReadPlan, part: _Part, rows: list[dict[str, Any]]) -> None:
+    """Convert one page into `part`."""
+    part.chunks.append(convert_page(rows, plan.table, plan.columns, decimal=plan.decimal))
+    part.rows += len(rows)
+    if plan.progress is not None:
+        plan.progress.update(len(rows))
+
+
+def _partitions(session: Session) -> int:
+    """How many key ranges a large read runs in when the caller did not say: as many as
+    the limiter lets run at once, at most `MAX_PARTITIONS` (the ranges are whole pages
+    of about one size, so one range per slot finishes together)."""
+    return max(2, min(MAX_PARTITIONS, session.limiter.ceiling))
 
 
 async def _execute(plan: FnoReadPlan) -> pd.DataFrame:
@@ -192,7 +181,7 @@ async def _execute(plan: FnoReadPlan) -> pd.DataFrame:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        refused = isinstance(exc, ODataError) and exc.status in (400, 401, 403, 404)
+        refused = isinstance(exc, ODataError) and exc.status in (400, *_REFUSED)
         nothing = not any(p.rows for p in plan.parts)
         if isinstance(exc, _STOPS) and not (refused and nothing):
             raise _partial_error(plan, exc) from exc
@@ -220,12 +209,12 @@ async def read_fno(
     decimal: bool = False,
     count: bool = False,
     progress: bool = True,
-    companies: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Read an F&O entity into a DataFrame (see `FnoConnection.read`).
 
-    `companies` (legal entity ids) lets a large cross-company read run one range per
-    company in parallel.
+    Without `top` and `orderby`, a read longer than a page runs in key ranges at once
+    (`_fno_ranges`): `parallel=True` as many as the limiter allows (at most 16), an int
+    that many, `False` one after the other through the server's next links.
     """
     if page_size is not None and not 1 <= page_size <= dialect.max_page_size:
         raise ConfigError(
@@ -265,58 +254,106 @@ async def read_fno(
         top=top,
         company=company,
         cross_company="cross-company" in params,
+        dialect=dialect,
     )
     base = session.api_root + table.entity_set_name
     first_url = f"{base}?{encode_query(params)}" if params else base
     plan.parts.append(_Part(url=first_url))
     if progress:
         plan.progress = progress_bar(f"Reading {table.entity_set_name}")
+    keys: tuple[str, ...] = ()
+    if parallel is not False and top is None and not orderby:
+        one_company = company is not None or not plan.cross_company
+        keys = range_keys(table, dialect, one_company=one_company)
+    n = _partitions(session) if parallel is True else max(1, int(parallel))
     try:
-        can_split = (
-            parallel is not False
-            and top is None
-            and not orderby
-            and plan.cross_company
-            and company is None
-            and not dialect.names_company(filter)
-            and dialect.is_company_entity(table)
-            and len(companies) > 1
-        )
-        if not can_split:
-            return await _execute(plan)
-        first = plan.parts[0]
-        token = progress_var.set(plan.progress)
-        try:
-            body = await _get_json(plan, first_url)
-        except _EARLY_STOPS as exc:
-            raise _partial_error(plan, exc) from exc
-        finally:
-            progress_var.reset(token)
-        if "@odata.nextLink" not in body:
-            rows = body.get("value", [])
-            first.chunks.append(convert_page(rows, table, columns, decimal=decimal))
-            first.rows, first.url = len(rows), None
-            if "@odata.count" in body:
-                plan.count = int(body["@odata.count"])
-            if plan.progress is not None:
-                plan.progress.update(len(rows))
-            return plan.frame(partial=False)
-        if "@odata.count" in body:
-            plan.count = int(body["@odata.count"])
-        del body  # its rows come again from the company ranges
-        plan.parts = []
-        ids = sorted({c.lower() for c in companies})
-        conditions = [f"{COMPANY} eq '{c}'" for c in ids]
-        conditions.append(" and ".join(f"{COMPANY} ne '{c}'" for c in ids))  # any other
-        for condition in conditions:
-            query = dict(params)
-            query["$filter"] = f"({wire_filter}) and ({condition})" if wire_filter else condition
-            query.pop("$count", None)
-            plan.parts.append(_Part(url=f"{base}?{encode_query(query)}"))
-        return await _execute(plan)
+        return await _run(plan, base, params, keys=keys, n=n)
     finally:
         if plan.progress is not None:
             plan.progress.close()
+
+
+async def _run(
+    plan: FnoReadPlan, base: str, params: dict[str, str], *, keys: tuple[str, ...], n: int
+) -> pd.DataFrame:
+    """The first page (in key order, counted), then the rest in key ranges at once."""
+    first = plan.parts[0]
+    if not keys or first.url is None:
+        return await _execute(plan)
+    full_keys = ",".join(plan.dialect.key_fields(plan.table))
+    first_params = dict(params, **{"$orderby": full_keys, "$count": "true"})
+    throttled_before = plan.session.limiter.throttled
+    token = progress_var.set(plan.progress)
+    try:
+        body = await _get_json(plan, f"{base}?{encode_query(first_params)}")
+    except ODataError as exc:
+        if exc.status in _NOT_SUPPORTED:
+            return await _execute(plan)  # no $orderby/$count here: page after page as asked
+        if exc.status in _REFUSED:
+            raise  # the service refused the query itself: nothing to resume
+        raise _partial_error(plan, exc) from exc
+    except _STOPS as exc:
+        raise _partial_error(plan, exc) from exc
+    finally:
+        progress_var.reset(token)
+    rows = body.get("value", [])
+    next_link = body.get("@odata.nextLink")
+    total = body.get("@odata.count")
+    if plan.count is None and "$count" in params and total is not None:
+        plan.count = int(total)
+    set_total(plan.progress, None if next_link is None or total is None else int(total))
+    if next_link is not None:
+        check_same_origin(next_link, plan.session.api_root)
+    _take(plan, first, rows)
+    first.url = next_link  # until the ranges are known, the rest is the server's next link
+    offsets = cut_offsets(int(total or 0), len(rows), n) if next_link and rows else []
+    if not offsets or plan.session.limiter.throttled > throttled_before:
+        return await _execute(plan)
+    last = tuple(rows[-1].get(k) for k in keys)
+    del body, rows
+    try:
+        found = await asyncio.gather(*(_cut(plan, base, params, keys, o) for o in offsets))
+    except ODataError as exc:
+        if exc.status not in _NOT_SUPPORTED:
+            raise _partial_error(plan, exc) from exc
+        return await _execute(plan)  # no $skip probes here: the rest by the next link
+    except _STOPS as exc:
+        raise _partial_error(plan, exc) from exc
+    cuts: list[tuple[Any, ...]] = []
+    for cut in found:
+        if cut is not None and cut != last and (not cuts or cut != cuts[-1]):
+            cuts.append(cut)
+    bounds: list[tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]]
+    bounds = list(zip([last, *cuts], [*cuts, None], strict=True))
+
+    def literal(name: str, value: Any) -> str:
+        return plan.dialect.literal(value, plan.table.attributes.get(name))
+
+    first.url = None
+    for i, (low, high) in enumerate(bounds):
+        condition = KeyRange(keys, low, high, inclusive=i > 0).condition(literal)
+        query = dict(params, **{"$orderby": full_keys})
+        query["$filter"] = and_filter(params.get("$filter"), condition)
+        query.pop("$count", None)
+        plan.parts.append(_Part(url=f"{base}?{encode_query(query)}"))
+    return await _execute(plan)
+
+
+async def _cut(
+    plan: FnoReadPlan, base: str, params: Mapping[str, str], keys: Sequence[str], offset: int
+) -> tuple[Any, ...] | None:
+    """The key of the row at `offset` in key order (one tiny request), or None."""
+    query = {k: v for k, v in params.items() if k not in ("$count", "$expand", "$select")}
+    query.update(
+        {
+            "$orderby": ",".join(plan.dialect.key_fields(plan.table)),
+            "$select": ",".join(keys),
+            "$skip": str(offset),
+            "$top": "1",
+        }
+    )
+    rows = (await _get_json(plan, f"{base}?{encode_query(query)}")).get("value", [])
+    return tuple(rows[0].get(k) for k in keys) if rows else None
 
 
 def _partial_error(plan: FnoReadPlan, exc: BaseException) -> PartialReadError:

@@ -38,6 +38,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from ._exceptions import ConfigError
+from ._filters import lambda_filter
 from ._functions import QUERY_FUNCTIONS, query_function
 from ._literals import IDENTIFIER, check_name, json_array, literal
 
@@ -113,13 +114,24 @@ def _condition(key: str, value: Any) -> str:
                 f"{key}= needs True or False.", field="filter", hint=f"Write {key}=True."
             )
         return f"{name} {'eq' if value else 'ne'} null"
+    if op in ("any", "all"):  # lambda on a one-to-many navigation property
+        if value is True and op == "any":
+            return lambda_filter(name, op, None)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(
+                f"{key}= needs a filter on the related rows (or True with __any).",
+                field="filter",
+                hint=f"Write {key}=d365nb.where(statecode=0).",
+            )
+        return lambda_filter(name, op, value)
     if op in QUERY_FUNCTIONS:  # Microsoft.Dynamics.CRM.LastXDays, ThisYear, Under...
         return query_function(op, name, value)
     raise ConfigError(
         f"Unknown filter operator {op!r} in {key!r}.",
         field="filter",
         hint="Use one of __eq __ne __gt __ge __lt __le __contains __startswith __endswith "
-        "__in __isnull, a query function (__lastxdays __thisyear __under ...), or F('...').",
+        "__in __isnull __any __all, a query function (__lastxdays __thisyear __under ...), "
+        "or F('...').",
     )
 
 
@@ -145,7 +157,11 @@ def where(conditions: Mapping[str, Any] | None = None, /, **keywords: Any) -> st
     * **conditions** - optional mapping of `column[__op]` to value, applied first.
     * **keywords** - more `column[__op]=value` conditions.  Operators: `__eq` (default),
       `__ne`, `__gt`, `__ge`, `__lt`, `__le`, `__contains`, `__startswith`, `__endswith`,
-      `__in` (a list), `__isnull` (True/False).
+      `__in` (a list), `__isnull` (True/False), the query functions (`__lastxdays=30`,
+      `__thisyear=True`...), and on a one-to-many navigation property `__any` / `__all`
+      with a filter on the related rows (`opportunity_parent_account__any=where(
+      statecode=0)` gives `opportunity_parent_account/any(o:o/statecode eq 0)`;
+      `__any=True`: at least one related row).
     """
     items = [*(conditions or {}).items(), *keywords.items()]
     if not items:

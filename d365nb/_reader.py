@@ -26,7 +26,15 @@ from typing import Any
 import pandas as pd
 
 from ._exceptions import AuthError, ConfigError, D365Error, PartialReadError, TransportError
-from ._fetchxml import fetchxml_entity, fetchxml_with_page, paging_cookie_from_annotation
+from ._expand import ExpandItem, expanded_columns, parse_expand
+from ._fetchxml import (
+    Link,
+    LinkedColumns,
+    fetchxml_entity,
+    fetchxml_with_page,
+    paging_cookie_from_annotation,
+)
+from ._filters import split_in
 from ._frames import FrameBuilder, concat_frames
 from ._metadata import Table
 from ._odata import and_filter, encode_query, extreme_query, range_filters
@@ -43,7 +51,7 @@ from ._readplan import (
     sample_ranges,
     wire_request,
 )
-from ._session import Session
+from ._session import MAX_BATCH_GET_URL, MAX_GET_URL, Session
 from ._snapshot import snapshot
 from ._sync import run_sync
 from ._transport import check_same_origin
@@ -97,6 +105,8 @@ class ReadPlan:
     partitioned: bool = False
     expand: tuple[str, ...] = ()
     names: tuple[tuple[str, str, str], ...] = ()  # lookup names read by $expand
+    expand_items: tuple[ExpandItem, ...] = ()  # the user's $expand, parsed (_expand)
+    expand_tables: Mapping[str, Table] = field(default_factory=dict)
     result: pd.DataFrame | None = None  # the final frame, once finished
     delta_link: str | None = None  # `@odata.deltaLink` of a change-tracked read
 
@@ -110,13 +120,7 @@ class ReadPlan:
     def _with_expanded(self, frame: pd.DataFrame, expanded: list[dict[str, Any]]) -> pd.DataFrame:
         if not self.expand:
             return frame
-        nested = pd.json_normalize(expanded, sep=".", max_level=1)
-        nested = nested[[c for c in nested.columns if "@" not in str(c)]]
-        for name in self.expand:
-            if name not in nested.columns and not any(
-                str(c).startswith(name + ".") for c in nested.columns
-            ):
-                nested[name] = None
+        nested = expanded_columns(self.table, self.expand_items, expanded, self.expand_tables)
         nested.index = frame.index
         combined: pd.DataFrame = pd.concat([frame, nested], axis=1)
         if "_etag" in combined.columns:  # keep the etag last, as the builder does
@@ -264,6 +268,7 @@ async def read_frame(
     lookup_names: Mapping[str, str] | None = None,
     check_version: Callable[[str | None], bool] | None = None,
     prefer: str | None = None,
+    expand_tables: Mapping[str, Table] | None = None,
     prefetch: Prefetch | None = None,
 ) -> pd.DataFrame:
     """Read a table into a DataFrame (see `Connection.read`).
@@ -283,6 +288,8 @@ async def read_frame(
       by `$expand` instead of formatted-value annotations.
     * **check_version** - called with the first page's metadata version; `False` raises
       `StaleMetadata` (the caller fetches the metadata again and reads again).
+    * **expand_tables** - the metadata of the tables `expand` reaches (`_expand`): their
+      columns are typed.
     * **prefer** - added to the `Prefer` header (`odata.track-changes`: the read is
       sequential, and the final `@odata.deltaLink` lands in
       `df.attrs["d365nb"]["delta_link"]`).
@@ -309,6 +316,7 @@ async def read_frame(
             lookup_names=lookup_names,
             check_version=check_version,
             prefer=prefer,
+            expand_tables=expand_tables,
             prefetch=prefetch,
         )
     finally:
@@ -335,6 +343,7 @@ async def _read_frame(
     lookup_names: Mapping[str, str] | None,
     check_version: Callable[[str | None], bool] | None,
     prefer: str | None,
+    expand_tables: Mapping[str, Table] | None,
     prefetch: Prefetch | None,
 ) -> pd.DataFrame:
     if not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -387,8 +396,25 @@ async def _read_frame(
         },
         expand=user_expand,
         names=wire.names,
+        expand_items=parse_expand(",".join(user_expand_text(expand))) if expand else (),
+        expand_tables=dict(expand_tables or {}),
     )
     base = session.api_root + table.entity_set_name
+    chunks = _chunked_filter(base, params, orderby=orderby, top=top)
+    if chunks is not None:  # a filter too long for any URL: one part per chunk of its In
+        if progress:
+            plan.progress = progress_bar(f"Reading {table.entity_set_name}")
+        for flt in chunks:
+            query = {k: v for k, v in params.items() if k != "$count"}
+            query["$filter"] = flt
+            plan.parts.append(
+                _Part(url=f"{base}?{encode_query(query)}", builder=plan.new_builder())
+            )
+        try:
+            return await _execute(plan)
+        finally:
+            if plan.progress is not None:
+                plan.progress.close()
     first = _Part(url=first_url, builder=plan.new_builder())
     plan.parts.append(first)
     if progress:
@@ -470,6 +496,51 @@ async def _read_frame(
             plan.progress.close()
 
 
+# Room left in a GET inside `$batch` for what a next link adds (`$skiptoken`).
+_NEXT_LINK_ROOM = 2_000
+
+
+def _chunked_filter(
+    base: str, params: Mapping[str, str], *, orderby: Any, top: int | None
+) -> list[str] | None:
+    """The filter cut into parts short enough for a GET in `$batch`, if it is too long.
+
+    None when the query fits (the session sends a GET over 32 KB inside `$batch` itself);
+    `ConfigError` naming the limit when it has no top-level `In` list to cut.
+    """
+    limit = MAX_BATCH_GET_URL - _NEXT_LINK_ROOM
+    flt = params.get("$filter")
+    if not flt or len(f"{base}?{encode_query(params)}") <= limit:
+        return None
+
+    def fits(text: str) -> bool:
+        return len(f"{base}?{encode_query({**params, '$filter': text})}") <= limit
+
+    chunks = split_in(flt, fits)
+    if chunks is None:
+        length = len(f"{base}?{encode_query(params)}")
+        raise ConfigError(
+            f"The request URL is {length:,} characters long: the service takes at most "
+            f"{MAX_GET_URL:,} in a GET and {MAX_BATCH_GET_URL:,} in a GET inside $batch.",
+            field="filter",
+            hint="Shorten the filter; a long list of values is read in parts when it is "
+            "one where(column__in=[...]) and-ed with the rest.",
+        )
+    if orderby or top is not None:
+        raise ConfigError(
+            "This filter is too long for one request and is read in parts, which cannot "
+            "keep an order or a top.",
+            field="filter",
+            hint="Drop orderby/top and sort or head() the DataFrame instead.",
+        )
+    return chunks
+
+
+def user_expand_text(expand: str | Sequence[str]) -> list[str]:
+    """The `expand=` argument as a list of items' text."""
+    return [expand] if isinstance(expand, str) else list(expand)
+
+
 def _known_total(count: int | None) -> int | None:
     """The row count the service gave, when it is exact (below its 5,000 cap)."""
     return count if count is not None and count < COUNT_CAP else None
@@ -513,15 +584,23 @@ async def read_fetchxml(
     dtypes: Mapping[str, Any] | None = None,
     formatted: bool = False,
     progress: bool = True,
+    links: Sequence[tuple[Link, Table]] = (),
 ) -> pd.DataFrame:
-    """Run a FetchXML query, following its paging cookies (see `Connection.fetchxml`)."""
+    """Run a FetchXML query, following its paging cookies (see `Connection.fetchxml`).
+
+    `links` are the query's `link-entity` elements with their tables' metadata: their
+    `alias.column` values are typed as those tables' columns.
+    """
     _, user_top = fetchxml_entity(xml)
     headers = {"Prefer": prefer_header(page_size, annotations=True, fetchxml=True)}  # as before
+    prefixes = tuple(link.alias + "." for link, _ in links)
+    linked = LinkedColumns(list(links), dtypes=dtypes or {}, formatted=formatted)
+    own = {k: v for k, v in (dtypes or {}).items() if not k.startswith(prefixes) or not links}
     plan = ReadPlan(
         session=session,
         table=table,
         headers=headers,
-        builder_options={"formatted": formatted, "dtypes": dtypes},
+        builder_options={"formatted": formatted, "dtypes": own},
     )
     part = _Part(url=None, builder=plan.new_builder())
     plan.parts.append(part)
@@ -544,6 +623,7 @@ async def read_fetchxml(
             except (D365Error, OSError, asyncio.CancelledError) as exc:
                 raise _partial_error(plan, exc, resume=run) from exc
             rows = body.get("value", [])
+            linked.take(rows)
             part.builder.add_page(rows)
             n = len(rows)
             part.rows += n
@@ -558,7 +638,7 @@ async def read_fetchxml(
             else:
                 state["cookie"] = paging_cookie_from_annotation(annotation) if annotation else None
                 state["page"] += 1
-        return plan.frame(partial=False)
+        return linked.join(plan.frame(partial=False))
 
     try:
         return await run()

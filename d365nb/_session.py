@@ -2,9 +2,11 @@
 
 One `httpx.AsyncClient` is kept per event loop (an AsyncClient must not be shared between
 loops), each pinned to the configured service origin with the retry policy of
-`_transport`.  The bearer token is added per request by the client's auth hook, and a 401
-triggers one forced refresh shared by every request that saw it.  Answers with status >= 400
-become `ODataError` (`odata_error_from_response()`).
+`_transport`.  `Session.transport_wrapper` puts a layer between that retry layer and the
+network (the Dask gate, `d365nb.dask`), in every per-loop client alike.  The bearer token
+is added per request by the client's auth hook, and a 401 triggers one forced refresh
+shared by every request that saw it.  Answers with status >= 400 become `ODataError`
+(`odata_error_from_response()`).
 
 `Connection` (`_client.py`) is a `Session` with the verbs (`read`, `push`, ...) on top; the
 engines (`_catalog`, `_reader`, `_write`) take a `Session` and never name `Connection`.
@@ -42,18 +44,38 @@ from ._exceptions import (
     TransportError,
 )
 from ._loopback import LoopbackReceiver
+from ._multipart import BatchRequest, BatchResponse, decode_batch_response, encode_batch_request
 from ._progress import report_wait
 from ._sync import blocking
 from ._tokencache import TokenCacheFile
 from ._tokens import known_transport_error
-from ._transport import DEFAULT_RETRY_POLICY, AdaptiveLimiter, RetryPolicy, RetryTransport
+from ._transport import (
+    DEFAULT_RETRY_POLICY,
+    AdaptiveLimiter,
+    RetryPolicy,
+    RetryTransport,
+    TransportStats,
+)
 from ._types import VerifyTypes
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 
-__all__ = ["Session", "odata_error_from_response", "session_by_id", "ssl_context_for"]
+__all__ = [
+    "MAX_BATCH_GET_URL",
+    "MAX_GET_URL",
+    "Session",
+    "TransportWrapper",
+    "odata_error_from_response",
+    "session_by_id",
+    "ssl_context_for",
+]
+
+# The longest GET URL the Web API takes, and the longest of a GET sent inside `$batch`
+# [MS] WA/query/overview ("URL length limitations").
+MAX_GET_URL = 32_768
+MAX_BATCH_GET_URL = 65_536
 
 # Frames remember the session they came from by id (attrs must stay copyable).
 _SESSIONS: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
@@ -64,11 +86,16 @@ def session_by_id(session_id: str | None) -> Session | None:
     return _SESSIONS.get(session_id) if session_id else None
 
 
+#: Wraps the network transport beneath the retry layer (`Session.transport_wrapper`).
+TransportWrapper = Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]
+
+
 @dataclass
 class _LoopClient:
     loop: weakref.ref[asyncio.AbstractEventLoop]
     client: httpx.AsyncClient
     limiter: AdaptiveLimiter
+    retry: RetryTransport
 
 
 _ODATA_HEADERS = {
@@ -143,7 +170,8 @@ class _BearerAuth(httpx.Auth):
 class Session:
     """The HTTP side of a connection: tokens, one client per event loop, `arequest()`.
 
-    Parameters as `Connection` (which is a `Session` with the verbs on top).
+    Parameters as `Connection` (which is a `Session` with the verbs on top), plus
+    **transport_wrapper** (see the `transport_wrapper` property).
     """
 
     def __init__(
@@ -156,8 +184,10 @@ class Session:
         timeout: float = 120.0,
         max_concurrency: int = 16,
         retry: RetryPolicy | None = None,
+        transport_wrapper: TransportWrapper | None = None,
     ) -> None:
         self._settings = settings
+        self._transport_wrapper = transport_wrapper
         self.retry = retry or DEFAULT_RETRY_POLICY
         self._ssl_context = ssl_context_for(verify)
         self.timeout = timeout
@@ -197,6 +227,27 @@ class Session:
         """The Web API root, e.g. `https://org.crm.dynamics.com/api/data/v9.2/`."""
         return str(self._settings.api_root)
 
+    @property
+    def transport_wrapper(self) -> TransportWrapper | None:
+        """A layer between the retry layer and the network, in every per-loop HTTP client.
+
+        Called as `transport_wrapper(network_transport)` each time a client is built (one
+        per event loop); what it returns is what the retry layer sends through, so every
+        attempt (first tries and retries alike) passes through it and it sees each
+        answer's status and headers.  Set it before the first request: setting it once a
+        client exists raises `RuntimeError` (that client would go round it).
+        """
+        return self._transport_wrapper
+
+    @transport_wrapper.setter
+    def transport_wrapper(self, wrapper: TransportWrapper | None) -> None:
+        with self._clients_lock:
+            if self._clients:
+                raise RuntimeError(
+                    "transport_wrapper must be set before the connection's first request."
+                )
+            self._transport_wrapper = wrapper
+
     # -- tokens and HTTP ----------------------------------------------------------
 
     async def _token(
@@ -227,7 +278,8 @@ class Session:
             # what the service allows; 429s halve it (issue 15: climbing from 2 left a
             # 50-page read at half the allowed concurrency).
             limiter = AdaptiveLimiter(initial=self.max_concurrency, maximum=self.max_concurrency)
-            entry = _LoopClient(weakref.ref(loop), self._build_client(limiter), limiter)
+            retry = self._build_transport(limiter)
+            entry = _LoopClient(weakref.ref(loop), self._build_client(retry), limiter, retry)
             self._clients[key] = entry
             return entry
 
@@ -240,14 +292,13 @@ class Session:
         return self._loop_client().limiter
 
     @property
-    def transport_stats(self) -> Any:
+    def transport_stats(self) -> TransportStats:
         """Counters of this loop's transport: requests, attempts, 429s seen, waits."""
-        transport = self._loop_client().client._transport
-        return getattr(transport, "stats", None)
+        return self._loop_client().retry.stats
 
-    def _build_client(self, limiter: AdaptiveLimiter) -> httpx.AsyncClient:
-
-        inner = httpx.AsyncHTTPTransport(
+    def _build_transport(self, limiter: AdaptiveLimiter) -> RetryTransport:
+        """The retry layer over the network transport (wrapped by `transport_wrapper`)."""
+        inner: httpx.AsyncBaseTransport = httpx.AsyncHTTPTransport(
             verify=self._ssl_context,
             http2=False,
             limits=httpx.Limits(
@@ -256,13 +307,17 @@ class Session:
             ),
             retries=0,
         )
-        transport = RetryTransport(
+        if self._transport_wrapper is not None:
+            inner = self._transport_wrapper(inner)
+        return RetryTransport(
             inner,
             origin=self.api_root,
             policy=self.retry,
             limiter=limiter,
             on_wait=report_wait,
         )
+
+    def _build_client(self, transport: RetryTransport) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             transport=transport,
             auth=_BearerAuth(self),
@@ -286,9 +341,17 @@ class Session:
         """Send one request to the Web API; relative `url`s resolve against `api_root`.
 
         Answers with status >= 400 raise `ODataError` with the service's code and message.
+        A GET whose URL is longer than the service takes (`MAX_GET_URL`) is sent inside a
+        `$batch` instead (the documented workaround), and its inner answer returned.
         """
         full = url if url.startswith("https://") else self.api_root + url.lstrip("/")
         client = self._client()
+        # At most 9 characters per character once percent-encoded (3 UTF-8 bytes, each %XX).
+        longest = len(full) + sum(9 * (len(k) + len(v)) + 2 for k, v in (params or {}).items())
+        if method == "GET" and longest > MAX_GET_URL:
+            built = client.build_request(method, full, params=params)
+            if len(str(built.url)) > MAX_GET_URL:
+                return await self._batch_get(built.url, headers, extensions)
         try:
             response = await client.request(
                 method,
@@ -309,6 +372,45 @@ class Session:
             await response.aread()
             raise self._error_from_response(response)
         return response
+
+    async def _batch_get(
+        self,
+        url: httpx.URL,
+        headers: Mapping[str, str] | None,
+        extensions: dict[str, Any] | None,
+    ) -> httpx.Response:
+        """One GET sent as the only request of a `$batch` POST; its inner answer back."""
+        length = len(str(url))
+        if length > MAX_BATCH_GET_URL:
+            raise ConfigError(
+                f"The request URL is {length:,} characters long: the service takes at most "
+                f"{MAX_GET_URL:,} in a GET and {MAX_BATCH_GET_URL:,} in a GET inside $batch.",
+                field="filter",
+                hint="Shorten the query: e.g. split a long list of values into several reads.",
+            )
+        inner = {"Accept": "application/json", **(headers or {})}
+        content_type, body = encode_batch_request(
+            [BatchRequest("GET", url.raw_path.decode("ascii"), headers=inner)]
+        )
+        response = await self.arequest(
+            "POST",
+            "$batch",
+            content=body,
+            # The inner answer is returned whatever its status (the batch itself: 200).
+            headers={"Content-Type": content_type, "Prefer": "odata.continue-on-error"},
+            extensions={**(extensions or {}), "d365nb.idempotent": True},
+        )
+        (answer,) = decode_batch_response(await response.aread(), response.headers["content-type"])
+        assert isinstance(answer, BatchResponse)  # a lone GET is never a change set
+        result = httpx.Response(
+            answer.status,
+            headers=list(answer.headers),
+            content=answer.body,
+            request=httpx.Request("GET", url),
+        )
+        if result.status_code >= 400:
+            raise self._error_from_response(result)
+        return result
 
     # -- sign-in ------------------------------------------------------------------
 

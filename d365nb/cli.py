@@ -373,6 +373,20 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="rows per recorded range with --resume (100000)",
     )
+    fno = parser.add_argument_group("finance and operations")
+    fno.add_argument(
+        "--package-threshold",
+        type=int,
+        default=None,
+        metavar="N",
+        help="F&O: at N rows or more (by $count) export a whole entity through the Data "
+        "management package API instead of OData (default 100000; 0: never)",
+    )
+    fno.add_argument(
+        "--package-project",
+        metavar="NAME",
+        help="F&O: the export data project the package API runs (default Export-<EntitySet>)",
+    )
     _add_connection_arguments(parser)
 
 
@@ -428,7 +442,10 @@ def _run_export(args: argparse.Namespace) -> int:
     }
     summary: dict[str, Any] = {"table": args.table}
     with _connect(args, default_grant="client_credentials") as conn:
-        if args.resume:
+        packaged = None if args.resume else _export_fno_package(conn, args, query)
+        if packaged is not None:
+            rows, columns = packaged
+        elif args.resume:
             table = run_sync(conn.catalog.table(args.table))
             rows, columns, already = export_resumable(
                 lambda **q: conn.read(args.table, parallel=parallel, progress=args.progress, **q),
@@ -450,10 +467,34 @@ def _run_export(args: argparse.Namespace) -> int:
             rows, columns = frame.shape
     sys.stderr.write(f"Wrote {rows:,} rows x {columns} columns to {args.output} ({fmt}).\n")
     summary.update(rows=rows, columns=columns, format=fmt, path=str(args.output))
+    if packaged is not None:
+        summary["via"] = "package API"
     if args.resume:
         summary["resumed_rows"] = already
     sys.stdout.write(json.dumps(summary) + "\n")
     return 0
+
+
+def _export_fno_package(
+    conn: Any, args: argparse.Namespace, query: dict[str, Any]
+) -> tuple[int, int] | None:
+    """F&O past `--package-threshold` rows: the package API's export; None: use OData."""
+    from ._export import write_atomically, write_frame
+    from ._fno_export import PACKAGE_THRESHOLD, export_fno_package
+
+    fmt = _export_format(args)
+    threshold = PACKAGE_THRESHOLD if args.package_threshold is None else args.package_threshold
+    return export_fno_package(
+        conn,
+        args.table,
+        output=args.output,
+        query={**query, "top": args.top},
+        threshold=threshold,
+        project=args.package_project,
+        progress=args.progress,
+        report=sys.stderr.write,
+        write=lambda frame, path: write_atomically(path, lambda p: write_frame(frame, p, fmt)),
+    )
 
 
 def _add_sync_arguments(parser: argparse.ArgumentParser) -> None:

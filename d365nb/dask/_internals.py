@@ -2,9 +2,9 @@
 
 Everything else in this package uses only the public `Connection` API.  What it cannot
 (the engine's partition column and query encoding, the metadata-only empty frame that
-gives `meta` its dtypes, the connection's current access token and trust store, the HTTP
-transport a connection builds) is reached through the functions below, so that a change
-of the core's layout means changing this file alone.
+gives `meta` its dtypes, the connection's current access token and trust store, the hook
+between a connection's retry layer and the network) is reached through the functions
+below, so that a change of the core's layout means changing this file alone.
 """
 
 from __future__ import annotations
@@ -94,15 +94,13 @@ def wrap_transport(
     """Put `wrap(inner)` between the connection's retry layer and the network.
 
     Every attempt the retry layer makes (first tries and retries alike) then passes
-    through the wrapper, which sees each answer's status and headers.  Applies to the HTTP
-    clients the connection builds from now on (one per event loop).
+    through the wrapper, which sees each answer's status and headers.  Applies to every
+    HTTP client the connection builds (one per event loop), through the session's
+    `transport_wrapper` hook: call it before the connection's first request.  A second
+    call puts its wrapper above the first one's.
     """
-    build = conn._build_client
-
-    def build_wrapped(limiter: Any) -> httpx.AsyncClient:
-        client = build(limiter)
-        retrying = client._transport
-        retrying._transport = wrap(retrying._transport)  # type: ignore[attr-defined]
-        return client
-
-    conn._build_client = build_wrapped  # type: ignore[method-assign]
+    before = conn.transport_wrapper
+    if before is None:
+        conn.transport_wrapper = wrap
+    else:
+        conn.transport_wrapper = lambda inner: wrap(before(inner))

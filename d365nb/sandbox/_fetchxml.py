@@ -9,13 +9,16 @@ FetchXML rows, as the service does.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
 from typing import Any
 
 from ._apply import AGGREGATE_LIMIT
 from ._errors import ApiError
 from ._exchange import Call, Reply
 from ._fetch_aggregate import run_fetch_aggregate
+from ._functions import DATE_FUNCTIONS, HIERARCHY_FUNCTIONS, date_function, hierarchy_function
 from ._limits import ROWS_HEADER
 from ._links import Join, plan_links
 from ._query import cookie_values, keyset_where, make_cookie, sql_value
@@ -48,6 +51,27 @@ _LIKE = {
     "ends-with": ("%", "", False),
     "not-end-with": ("%", "", True),
 }
+
+# Operators whose query function is not their name in kebab case ([MS]
+# PA/fetchxml/reference/operators); the others: `last-x-days` is LastXDays.
+_NAMED = {
+    "last-seven-days": "Last7Days",
+    "next-seven-days": "Next7Days",
+    "eq-or-under": "UnderOrEqual",
+    "eq-or-above": "AboveOrEqual",
+}
+
+
+def _kebab(name: str) -> str:
+    words = re.findall(r"[A-Z][a-z]*|\d+", name)
+    return "-".join(w.lower() for w in words).replace("older-than", "olderthan")
+
+
+_FUNCTIONS = {
+    _kebab(n): n
+    for n in DATE_FUNCTIONS | HIERARCHY_FUNCTIONS
+    if n not in _NAMED.values() and n != "NotOn"  # FetchXML has no not-on
+} | _NAMED
 
 
 def _bad(message: str) -> ApiError:
@@ -202,7 +226,8 @@ class FetchXml:
         out: dict[str, Any] = plan.emit(row)
         if join.links:
             labels = ann.wants("OData.Community.Display.V1.FormattedValue")
-            join.emit(tuple(row[start:]), out, labels=labels)
+            tables = ann.wants("Microsoft.Dynamics.CRM.lookuplogicalname")
+            join.emit(tuple(row[start:]), out, labels=labels, tables=tables)
         return out
 
     @staticmethod
@@ -297,6 +322,15 @@ class FetchXml:
             return f"({col} {_SIMPLE[op]} ?)", [(value or "")[:10]]
         if op in _SIMPLE:
             return f"({col} {_SIMPLE[op]} ?)", [typed(value)]
+        function = _FUNCTIONS.get(op)
+        if function in HIERARCHY_FUNCTIONS:
+            if attr.column != table.primary_id:
+                raise _bad(f"The '{op}' operator needs the table's primary key.")
+            args = {"PropertyName": table.primary_id, "PropertyValue": value}
+            return hierarchy_function(function, table, args, alias)
+        if function is not None:
+            now = datetime.now(timezone.utc)
+            return date_function(function, attr, col, {"PropertyValue": value}, now)
         raise _bad(f"The condition operator '{op}' is not supported by the sandbox.")
 
 

@@ -20,6 +20,7 @@ GET                        /metadata/PublicEntities[('<Name>')], /metadata/Publi
 GET                        /metadata/Labels(Id='…',Language='…')
 GET PUT                    /_blob/dmf/<name>?<SAS>   package blobs (no bearer token)
 GET POST DELETE            /_sandbox/knobs           throttling, page size, package polling
+GET DELETE                 /_sandbox/requests        requests seen (method, path, query, status)
 POST                       /_sandbox/reset           {"rows": N} re-seeds (sandbox only)
 ```
 
@@ -35,6 +36,7 @@ import asyncio
 import re
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -70,6 +72,7 @@ _ACTION = re.compile(r"^DataManagementDefinitionGroups/Microsoft\.Dynamics\.Data
 _METADATA = re.compile(r"^(PublicEntities|PublicEnumerations)(?:\('((?:[^']|'')*)'\))?$")
 _LABEL = re.compile(r"^Labels\(Id='((?:[^']|'')*)',\s*Language='([^']*)'\)$")
 _METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE"]
+_LOG_SIZE = 5000  # requests kept for `/_sandbox/requests`
 _PACKAGE_KNOBS = ("min_executing_polls", "nested_values")
 
 
@@ -118,6 +121,16 @@ def create_fno_app(
         max_execution_seconds_per_window=options.max_execution_seconds_per_window,
         max_concurrent_requests=options.max_concurrent_requests,
     )
+    seen: deque[dict[str, Any]] = deque(maxlen=_LOG_SIZE)
+
+    def logged(request: Request, response: Response, *, query: bool = True) -> Response:
+        """`response`, with its request noted in the log (a blob's SAS is left out)."""
+        path = request.url.path.removeprefix(FNO_PATH)
+        text = str(request.url.query) if query else ""
+        status = response.status_code
+        seen.append({"method": request.method, "path": path, "query": text, "status": status})
+        return response
+
     challenge = f"Bearer authorization_uri={base_url}/{directory.TENANT_ID}/oauth2/authorize"
 
     def dispatch(call: FnoCall) -> Reply:
@@ -182,7 +195,7 @@ def create_fno_app(
                 )
             )
 
-        return await guarded(request, work)
+        return logged(request, await guarded(request, work))
 
     async def metadata(request: Request) -> Response:
         path = request.path_params["path"]
@@ -197,7 +210,7 @@ def create_fno_app(
                 return json_reply(200, label_of(m.group(1).replace("''", "'"), m.group(2)))
             raise FnoError(404, f"Resource not found for the segment '{path.split('(')[0]}'.")
 
-        return await guarded(request, work)
+        return logged(request, await guarded(request, work))
 
     async def blob(request: Request) -> Response:
         reply = packages.blob(
@@ -207,7 +220,12 @@ def create_fno_app(
             {k.lower(): v for k, v in request.headers.items()},
             await request.body(),
         )
-        return _response(reply, str(uuid.uuid4()))
+        return logged(request, _response(reply, str(uuid.uuid4())), query=False)
+
+    async def requests(request: Request) -> Response:
+        if request.method == "DELETE":
+            seen.clear()
+        return Response(orjson.dumps({"requests": list(seen)}), media_type="application/json")
 
     async def knobs(request: Request) -> Response:
         if request.method == "DELETE":
@@ -249,6 +267,7 @@ def create_fno_app(
             Route(f"{FNO_PATH}/_blob/dmf/{{name:path}}", blob, methods=["GET", "PUT"]),
             Route(f"{FNO_PATH}/_sandbox/knobs", knobs, methods=["GET", "POST", "DELETE"]),
             Route(f"{FNO_PATH}/_sandbox/reset", reset, methods=["POST"]),
+            Route(f"{FNO_PATH}/_sandbox/requests", requests, methods=["GET", "DELETE"]),
         ]
     )
     app.state.store = store

@@ -2,7 +2,8 @@
 
 [MS] `PA/fetchxml/join-tables`: `name`, `from` (column of the linked table), `to` (column
 of the parent), `link-type` `inner` (default) or `outer`, `alias`.  Linked columns come
-back as `alias.logicalname` (lookups hold the GUID), nulls left out; a filter inside an
+back as `alias.logicalname` (lookups hold the GUID, with the FormattedValue and
+lookuplogicalname annotations), nulls left out; a filter inside an
 outer link restricts the join, not the rows.  `condition entityname="alias"` in the
 entity's filter tests a linked column (`operator="null"` on an outer link: rows without a
 match).  Without `alias` the sandbox names the link `<name><n>` ([UNVERIFIED] the
@@ -17,11 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import ApiError
+from ._rows import formatted
 from ._schema import Attribute, Table, table_by_logical
 
 __all__ = ["Join", "Link", "plan_links"]
 
 FV = "@OData.Community.Display.V1.FormattedValue"
+LLN = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 Filter = Callable[[Table, ET.Element, str], tuple[str, list[Any]]]
 
 
@@ -57,21 +60,68 @@ class Join:
 
     @property
     def select(self) -> list[str]:
-        """The SQL expressions of the linked columns, in `emit()` order."""
-        return [f'{link.sql_alias}."{a.column}"' for link in self.links for a in link.columns]
+        """The SQL expressions of the linked columns, in `emit()` order: each column's
+        value, and for a lookup its target table and the target row's primary name."""
+        out: list[str] = []
+        for link in self.links:
+            for a in link.columns:
+                out.append(f'{link.sql_alias}."{a.column}"')
+                if a.is_lookup:
+                    out.append(f'{link.sql_alias}."{a.type_column}"' if a.polymorphic else "NULL")
+                    out.append(_name_sql(link.sql_alias, a))
+        return out
 
-    def emit(self, values: tuple[Any, ...], out: dict[str, Any], *, labels: bool) -> None:
-        """Add the linked columns (`alias.name`) of one row to `out`."""
-        pairs = [(link, a) for link in self.links for a in link.columns]
-        for (link, attr), value in zip(pairs, values, strict=True):
-            if value is None:
-                continue
-            key = f"{link.alias}.{attr.name}"
-            out[key] = bool(value) if attr.kind == "Boolean" else value
-            if labels and attr.options and isinstance(value, int):
-                label = attr.label_of(value)
-                if label is not None:
-                    out[key + FV] = label
+    def emit(
+        self, values: tuple[Any, ...], out: dict[str, Any], *, labels: bool, tables: bool
+    ) -> None:
+        """Add the linked columns (`alias.name`) of one row to `out`.
+
+        A lookup holds the GUID, with its primary name (FormattedValue) and its table
+        (lookuplogicalname) as annotations, as the base table's `_x_value` does.
+        """
+        at = 0
+        for link in self.links:
+            for attr in link.columns:
+                value = values[at]
+                at += 1
+                key = f"{link.alias}.{attr.name}"
+                if attr.is_lookup:
+                    target, name = values[at], values[at + 1]
+                    at += 2
+                    if value is None:
+                        continue
+                    if labels and name is not None:
+                        out[key + FV] = name
+                    if tables:
+                        out[key + LLN] = target or attr.targets[0]
+                    out[key] = value
+                    continue
+                if value is None:
+                    continue
+                if labels:
+                    label = formatted(attr, value)
+                    if label is not None:
+                        out[key + FV] = label
+                out[key] = bool(value) if attr.kind == "Boolean" else value
+
+
+def _name_sql(alias: str, attr: Attribute) -> str:
+    """SQL for the primary name of the row a lookup on `alias` points to."""
+    parts = []
+    for name in attr.targets:
+        target = table_by_logical(name)
+        if target is None:
+            continue
+        sub = (
+            f'(SELECT n."{target.primary_name}" FROM "{target.entity_set}" n '
+            f'WHERE n."{target.primary_id}" = {alias}."{attr.column}")'
+        )
+        if not attr.polymorphic:
+            return sub
+        parts.append(f"WHEN '{name}' THEN {sub}")
+    if not parts:
+        return "NULL"
+    return f'(CASE {alias}."{attr.type_column}" {" ".join(parts)} END)'
 
 
 def _column(table: Table, name: str | None) -> Attribute:

@@ -75,6 +75,7 @@ class Expand:
     select_text: str | None = None
     filter_text: str | None = None
     orderby_text: str | None = None
+    expand: list[Expand] = field(default_factory=list)  # nested `$expand` (see _nested)
 
 
 @dataclass
@@ -186,6 +187,8 @@ def parse_expand(table: Table, text: str) -> list[Expand]:
                     exp.orderby_text = value
                 elif key == "$top":
                     exp.top = _int_option("$top", value)
+                elif key == "$expand":
+                    exp.expand = parse_expand(target, value)
                 else:
                     raise syntax_error(f"The query option '{key}' is not supported inside $expand.")
             if not nav.collection and (exp.orderby or exp.top is not None):

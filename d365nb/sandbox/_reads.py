@@ -11,6 +11,7 @@ from urllib.parse import quote
 from ._errors import ApiError, not_found, syntax_error
 from ._exchange import Call, Reply
 from ._limits import ROWS_HEADER
+from ._nested import check_nesting, expand_nested
 from ._query import (
     Expand,
     Query,
@@ -143,6 +144,7 @@ class Reader:
             q.orderby = parse_orderby(table, params["$orderby"])
         if "$expand" in params:
             q.expand = parse_expand(table, params["$expand"])
+            check_nesting(q.expand)
         if "$top" in params:
             try:
                 q.top = int(params["$top"])
@@ -252,6 +254,8 @@ class Reader:
         for exp in q.expand:  # in the asked order, so the properties keep it
             if not joins.emit(exp, rows, values):
                 self.expand(call, table, [exp], rows, values, plan, ann)
+        if q.expand:
+            expand_nested(self.store, call, q.expand, values, ann)
         body: dict[str, Any] = {
             "@odata.context": metadata_context(
                 call.root, (path or table.entity_set) + _select_text(q.select, q.expand)
@@ -358,6 +362,7 @@ class Reader:
         value = plan.emit(rows[0])
         if q.expand:
             self.expand(call, table, q.expand, rows, [value], plan, ann)
+            expand_nested(self.store, call, q.expand, [value], ann)
         etag = value["@odata.etag"]
         inm = call.headers.get("if-none-match")
         if inm and inm != "null" and inm == etag and not q.expand and not ann:

@@ -10,6 +10,10 @@ editing --sign_in()--> starting --> device_code | browser | paste --> testing --
 connected --sign_out()--> editing
 ```
 
+On a finance and operations Service URL the connection is an `FnoConnection` and the
+test step reads the user's companies (default first) and data entities instead of
+Dataverse's WhoAmI and tables.
+
 Secrets (the client secret, pasted tokens, the pasted redirect address) live only in this
 object's private `_secrets` and `_pasted`; the interface hands them over and forgets them,
 and nothing this object shows (statuses, problems, the log) ever contains one.  Long work
@@ -30,6 +34,7 @@ from .._auth import AuthCodeFlow, DeviceCode
 from .._client import Connection, WhoAmI
 from .._config import Settings
 from .._exceptions import AuthError, ConfigError, ODataError
+from .._fno_client import FnoConnection
 from .._loopback import LoopbackReceiver
 from ._explain import Problem, describe_error
 from ._form import DEFAULT_REDIRECT_URI, STEPS, SetupForm
@@ -94,6 +99,7 @@ class SetupController(SetupForm):
         self.whoami: WhoAmI | None = None
         self.tables: list[tuple[str, str]] = []
         self.table_count = 0
+        self.companies: list[str] = []  # F&O: the companies the user can read, default first
         self.driver_string = ""  # shown only after `show_connection_string()`, never a secret
         self.task: asyncio.Task[None] | None = None
         self._redirect: asyncio.Future[str] | None = None
@@ -193,7 +199,8 @@ class SetupController(SetupForm):
         try:
             settings = Settings(**self.settings_values())  # ConfigError names field and fix
             # A connection handed out earlier stays usable: it is not closed here.
-            conn = Connection(
+            kind = FnoConnection if settings.service == "fno" else Connection
+            conn = kind(
                 settings,
                 verify=self._verify_for(settings),
                 token_cache=False if self._using_sandbox else self.token_cache,
@@ -202,6 +209,7 @@ class SetupController(SetupForm):
             self.whoami = None
             self.warning = None
             self.tables = []
+            self.companies = []
             self.driver_string = ""
             self._log(
                 f"Signing in to {settings.org_url} with grant {settings.grant} "
@@ -322,6 +330,9 @@ class SetupController(SetupForm):
 
     async def _test(self, conn: Connection) -> None:
         self._set_state("testing")
+        if isinstance(conn, FnoConnection):
+            await self._test_fno(conn)
+            return
         self.whoami = await conn.awhoami()
         self._log(
             f"WhoAmI: user {self.whoami.user_id}, organization {self.whoami.organization_id}."
@@ -341,6 +352,27 @@ class SetupController(SetupForm):
         await self._try_read(conn, dict(pairs))
         self._set_state("connected")
 
+    async def _test_fno(self, conn: FnoConnection) -> None:
+        """F&O: who, the companies (default first: `whoami()` orders them), the entities."""
+        self.whoami = who = await conn.awhoami()
+        self.companies = list(conn.company_ids)
+        self._log(
+            f"Signed in to finance and operations as {who.name or who.user_id}; companies: "
+            f"{', '.join(self.companies) or 'none'} (default {who.business_unit_id or '?'})."
+        )
+        entities = await conn.atables()
+        pairs = sorted(zip(entities["entity"], entities["entity_set"], strict=True))
+        self.table_count = len(pairs)
+        self.tables = [(str(a), str(b)) for a, b in pairs[:_TABLES_SHOWN]]
+        self._log(f"{self.table_count} data entities visible.")
+        if not self.companies:
+            self.warning = Problem(
+                "Signed in, but no company is visible to this user.",
+                "Give the F&O user a security role in at least one company (System "
+                "administration > Users > Assign roles).",
+            )
+        self._set_state("connected")
+
     async def _try_read(self, conn: Connection, sets: Mapping[str, str]) -> None:
         """Read one row of a common table: a missing security role shows here, as a warning."""
         logical = next((name for name in _PROBE_TABLES if name in sets), None)
@@ -350,7 +382,9 @@ class SetupController(SetupForm):
             await conn.arequest("GET", sets[logical], params={"$top": "1"})
             self._log(f"Read one row of {sets[logical]}.")
         except ODataError as exc:
-            self.warning = describe_error(exc, secrets=self._all_secrets(), grant=self.grant)
+            self.warning = describe_error(
+                exc, secrets=self._all_secrets(), grant=self.grant, service=self.service
+            )
             self._log(f"Reading {sets[logical]} failed: {self.warning.sentence}")
             self._log(self.warning.detail)
 
@@ -378,6 +412,7 @@ class SetupController(SetupForm):
         self.whoami = None
         self.tables = []
         self.table_count = 0
+        self.companies = []
         self.driver_string = ""
         self.problem = None
         self.notice = "Signed out."

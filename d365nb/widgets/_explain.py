@@ -5,6 +5,12 @@ and hint of a `D365Error` (scrubbed of secrets), the field an AADSTS code points
 plain words for the Web API's "not a user of this environment" and missing-role answers.
 `FieldStatus` is one field's live mark (tick, problem or nothing).
 
+Finance and operations apps (F&O) authorise differently: besides the Entra app
+registration, F&O itself must map the app's client id to an F&O user, in
+*System administration > Setup > Microsoft Entra ID applications*
+(reference/finance-operations-protocol.md §2).  `FNO_APP_REGISTRATION` says so for the
+panel, and F&O's 401/403 answers name that form and F&O's own user and role pages.
+
 The settings layer words its messages for Python (`service_url`, `pass client_secret=`);
 `form_words` rewords them for a form: the fields' labels, "enter", sign-in methods by name.
 """
@@ -20,7 +26,14 @@ from typing import Final
 from .._exceptions import AuthError, ConfigError, D365Error, ODataError, TransportError
 from .._fields import redact
 
-__all__ = ["FIELD_LABELS", "FieldStatus", "Problem", "describe_error", "form_words"]
+__all__ = [
+    "FIELD_LABELS",
+    "FNO_APP_REGISTRATION",
+    "FieldStatus",
+    "Problem",
+    "describe_error",
+    "form_words",
+]
 
 #: Each field's name in the panel (and in every message the panel shows).
 FIELD_LABELS: Final[dict[str, str]] = {
@@ -36,6 +49,24 @@ FIELD_LABELS: Final[dict[str, str]] = {
     "refresh_token": "Refresh token",
     "api_version": "API version",
 }
+#: The F&O side of an app registration, as the panel explains it for an F&O Service URL
+#: (title, then one line per item; reference §2).
+FNO_APP_REGISTRATION: Final[tuple[str, tuple[str, ...]]] = (
+    "Finance and operations apps need the app in two places:",
+    (
+        "In Microsoft Entra ID (App registrations > your app > API permissions): add "
+        "Microsoft Dynamics ERP (search for the full name) with Odata.FullAccess "
+        '("Access Dynamics AX data"); F&O has no user_impersonation, its scope is '
+        "<environment>/.default.",
+        "In F&O: System administration > Setup > Microsoft Entra ID applications > New: "
+        "Client ID = the Application (client) ID above, a Name, and the User ID of the F&O "
+        "user the app acts as (a dedicated service user, not Admin). Calls signed in as the "
+        "app run with that user's security roles and default company; an app not in this "
+        "form is refused with HTTP 401.",
+        "Signing in as yourself instead needs an F&O user for your account (System "
+        "administration > Users) with security roles.",
+    ),
+)
 # Grants as the panel's sign-in methods: "for the X grant", "the X grant needs ...".
 _GRANT_WORDS: Final[dict[str, str]] = {
     "device_code": "device code sign-in",
@@ -104,7 +135,11 @@ _AADSTS_FIELDS: Final[dict[str, str]] = {
 
 
 def describe_error(
-    exc: BaseException, *, secrets: Iterable[str | None] = (), grant: str | None = None
+    exc: BaseException,
+    *,
+    secrets: Iterable[str | None] = (),
+    grant: str | None = None,
+    service: str | None = None,
 ) -> Problem:
     """An exception as one sentence with its fix, plus a scrubbed detail for the log.
 
@@ -113,6 +148,7 @@ def describe_error(
     * **exc** - what was raised.
     * **secrets** - values that must not appear in the result (passed to `redact`).
     * **grant** - the grant in use, to tell "no application user" from "no role".
+    * **service** - `"fno"` for finance and operations (its own user and role pages).
     """
     hidden = [s for s in secrets if s]
     detail = redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), hidden)
@@ -127,7 +163,10 @@ def describe_error(
             extra.append(f"correlation id {exc.correlation_id}")
         detail = f"{type(exc).__name__} ({', '.join(x for x in extra if x)})\n{detail}"
     elif isinstance(exc, ODataError):
-        message, hint = _odata_sentence(exc, grant)
+        if service == "fno":
+            message, hint = _fno_sentence(exc, grant)
+        else:
+            message, hint = _odata_sentence(exc, grant)
         detail = (
             f"HTTP {exc.status} {exc.code or ''} {exc.service_message}"
             + (f" (request id {exc.request_id})" if exc.request_id else "")
@@ -181,6 +220,34 @@ def _odata_sentence(exc: ODataError, grant: str | None) -> tuple[str, str]:
             f"{who} lacks a security role for this (HTTP 403).",
             "Ask an admin to assign a security role (e.g. Basic User) in the Power Platform "
             "admin center > Environment > Settings > Users + permissions.",
+        )
+    return exc.message, exc.hint or ""
+
+
+def _fno_sentence(exc: ODataError, grant: str | None) -> tuple[str, str]:
+    """F&O's refusals: an unmapped app or user is 401 (reference §2), a missing role 403."""
+    app = grant == "client_credentials"
+    if exc.status == 401 and app:
+        return (
+            "This app is signed in but finance and operations does not know it (HTTP 401).",
+            "In F&O open System administration > Setup > Microsoft Entra ID applications and "
+            "add a row: Client ID = this app's Client ID, a Name, and the User ID of the F&O "
+            "user it acts as (its security roles and default company apply).",
+        )
+    if exc.status == 401:
+        return (
+            "You are signed in but are not a user of this finance and operations "
+            "environment, or the token is for another one (HTTP 401).",
+            "Ask an admin to add your account in F&O (System administration > Users > Import "
+            "users) with security roles, and check that the Service URL is the environment "
+            "you signed in for.",
+        )
+    if exc.status == 403:
+        who = "The F&O user mapped to this app" if app else "Your F&O user"
+        return (
+            f"{who} lacks a security role for this (HTTP 403).",
+            "Ask an admin to assign roles in F&O: System administration > Users > the user "
+            "> Assign roles.",
         )
     return exc.message, exc.hint or ""
 

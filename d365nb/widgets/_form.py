@@ -117,6 +117,7 @@ class SetupForm:
         self._using_sandbox = False
         self._suggestions: dict[str, str] = {}
         self.resource = ""  # derived from the Service URL ('' until it is valid)
+        self.service = ""  # "dataverse" or "fno", from the Service URL ('' until valid)
         self._listeners: list[Callable[[str], None]] = []
         if sandbox is False:
             self.sandbox: SandboxInfo | None = None
@@ -236,8 +237,10 @@ class SetupForm:
             suggestions["token_uri"] = f"{derived.authority}/{path}/token"
             suggestions["scope"] = "" if self.endpoint_version == "v1" else " ".join(derived.scopes)
             self.resource = derived.resource
+            self.service = derived.service
         else:
             self.resource = ""
+            self.service = ""
         self._suggestions = suggestions
         for name in _SUGGESTED:
             if name not in self._edited:
@@ -587,7 +590,9 @@ class SetupForm:
         self._emit("state")
 
     def _note_problem(self, exc: BaseException) -> None:
-        problem = describe_error(exc, secrets=self._all_secrets(), grant=self.grant)
+        problem = describe_error(
+            exc, secrets=self._all_secrets(), grant=self.grant, service=self.service
+        )
         self.problem = problem
         self._log(f"Error: {problem.sentence}")
         self._log(problem.detail)

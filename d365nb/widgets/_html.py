@@ -14,6 +14,8 @@ import json
 import re
 from typing import TYPE_CHECKING, Final
 
+from ._explain import FNO_APP_REGISTRATION
+
 if TYPE_CHECKING:
     from .._auth import DeviceCode
     from ._controller import SetupController
@@ -24,6 +26,7 @@ __all__ = [
     "STYLE",
     "countdown_html",
     "device_code_html",
+    "fno_app_html",
     "grant_html",
     "mark_html",
     "problem_html",
@@ -182,17 +185,32 @@ def countdown_html(seconds_left: int) -> str:
     )
 
 
+def fno_app_html() -> str:
+    """The F&O side of the app registration (the Microsoft Entra ID applications form)."""
+    title, items = FNO_APP_REGISTRATION
+    lines = "".join(f"<li>{html.escape(item)}</li>" for item in items)
+    return f"<div class='d365nb-help d365nb-fno'><b>{html.escape(title)}</b><ul>{lines}</ul></div>"
+
+
 def result_html(ctl: SetupController) -> str:
     """The test step: who is signed in where, a few tables, a warning to act on."""
     who = ctl.whoami
     conn = ctl.connection
     if ctl.state != "connected" or who is None or conn is None:
         return "<i class='d365nb-note'>Sign in (step 5) to test the connection.</i>"
-    rows = (
+    fno = conn.settings.service == "fno"
+    rows: tuple[tuple[str, str], ...] = (
         ("Signed in as", who.name or who.user_id),
         ("Organization", f"{conn.settings.org_url} (id {who.organization_id})"),
         ("Business unit", who.business_unit or who.business_unit_id),
     )
+    if fno:
+        companies = [f"{c} (default)" if i == 0 else c for i, c in enumerate(ctl.companies)]
+        rows = (
+            ("Signed in as", who.name or who.user_id),
+            ("Environment", f"{conn.settings.org_url} (finance and operations)"),
+            ("Companies", ", ".join(companies) or "none visible"),
+        )
     table = "".join(f"<tr><th>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     tables = ", ".join(f"<code>{html.escape(name)}</code>" for _logical, name in ctl.tables)
     more = (
@@ -200,6 +218,7 @@ def result_html(ctl: SetupController) -> str:
         if ctl.table_count > len(ctl.tables)
         else ""
     )
+    first_read = _first_read(ctl) if fno else 'conn.read("accounts")'
     warning = ""
     if ctl.warning is not None:
         warning = (
@@ -211,8 +230,15 @@ def result_html(ctl: SetupController) -> str:
         "<div class='d365nb-whoami'><span class='d365nb-ok'>&#10003;</span> <b>Connected.</b>"
         f"{warning}"
         f"<table>{table}</table>"
-        f"<div>Tables: {tables or '<i>none visible</i>'}{more}.</div>"
+        f"<div>{'Data entities' if fno else 'Tables'}: "
+        f"{tables or '<i>none visible</i>'}{more}.</div>"
         "<div class='d365nb-note'>Use it in the next cell: "
         "<code>conn = d365nb.connection()</code>, then "
-        '<code>conn.read("accounts")</code>.</div></div>'
+        f"<code>{html.escape(first_read, quote=False)}</code>."
+        "</div></div>"
     )
+
+
+def _first_read(ctl: SetupController) -> str:
+    company = ctl.companies[0] if ctl.companies else "usmf"
+    return f'conn.read("CustomersV3", company="{company}")'

@@ -25,6 +25,7 @@ from ._html import (
     STYLE,
     countdown_html,
     device_code_html,
+    fno_app_html,
     grant_html,
     mark_html,
     problem_html,
@@ -218,6 +219,9 @@ class SetupPanel:
         )
         self.auth_mode.observe(self._on_auth_mode, names="value")
         self.grant_note = w.HTML()  # which grant the fields mean, and why
+        # F&O only: the app's row in F&O's Microsoft Entra ID applications form (steps 2, 5).
+        self.fno_app_note = w.HTML()
+        self.fno_sign_in_note = w.HTML()
         self.sign_in_button = _button("Sign in", style="primary")
         self.cancel_button = _button("Cancel", style="warning")
         # The device-code box: the link and code are drawn once per code (a selection
@@ -276,6 +280,7 @@ class SetupPanel:
                 w.VBox(
                     [
                         help_html("app"),
+                        self.fno_app_note,
                         field("tenant"),
                         field("client_id"),
                     ]
@@ -289,6 +294,7 @@ class SetupPanel:
                         self.method,
                         self.method_help,
                         self.grant_note,
+                        self.fno_sign_in_note,
                         self.auth_mode,
                         field("client_secret", self.forget["client_secret"]),
                         field("redirect_uri"),
@@ -499,6 +505,13 @@ class SetupPanel:
                 "v1 endpoints take no scope: they ask for the <b>resource</b> "
                 f"<code>{html.escape(ctl.resource or 'from the Service URL')}</code>."
             )
+        elif ctl.service == "fno":
+            self.scope_help.value = (
+                "Finance and operations takes one scope, <code>&lt;environment&gt;/.default"
+                "</code> (Dynamics ERP has no <code>user_impersonation</code>), plus "
+                "<code>offline_access</code> for a <b>refresh token</b> when you sign in as "
+                "yourself."
+            )
         elif ctl.grant == "client_credentials":
             self.scope_help.value = (
                 "Signing in as the app (client credentials) takes exactly one scope ending in "
@@ -513,6 +526,16 @@ class SetupPanel:
             )
         self.inputs["scope"].disabled = ctl.endpoint_version == "v1"
         self.method_help.value = f"<div class='d365nb-help'>{_METHOD_HELP[ctl.method]}</div>"
+        fno = ctl.service == "fno"
+        self.fno_app_note.value = fno_app_html() if fno else ""
+        self.fno_sign_in_note.value = (
+            "<div class='d365nb-help'>In finance and operations the app signs in as the F&amp;O "
+            "user its Client ID is mapped to in <i>System administration &gt; Setup &gt; "
+            "Microsoft Entra ID applications</i> (step 2 explains it), not as an "
+            "application user.</div>"
+            if fno and ctl.method == "client_credentials"
+            else ""
+        )
         self.inputs["client_secret"].placeholder = (
             "optional: only for a confidential (web) app; kept in memory only"
             if ctl.method == "auth_code"

@@ -81,3 +81,25 @@ def knobs(fno_sandbox: Sandbox, conn: FnoConnection) -> Iterator[Knobs]:
     http.post(f"{root}/_sandbox/knobs", json=before)
     http.delete(f"{root}/_sandbox/knobs")
     http.close()
+
+
+Seen = Callable[[], list[dict[str, object]]]
+
+
+@pytest.fixture
+def seen(fno_sandbox: Sandbox) -> Iterator[Seen]:
+    """`seen()`: the F&O requests the sandbox answered since the test began (its log)."""
+    yield from requests_seen(fno_sandbox)
+
+
+def requests_seen(sb: Sandbox) -> Iterator[Seen]:
+    """A `seen()` for `sb`'s F&O request log, cleared first (for fixtures of any scope)."""
+    tls = ssl.create_default_context(cafile=sb.ca_cert)
+    url = sb.fno_service_url.removesuffix("/data/") + "/_sandbox/requests"
+    with httpx.Client(verify=tls, trust_env=False) as http:
+        http.delete(url)
+
+        def read() -> list[dict[str, object]]:
+            return list(http.get(url).json()["requests"])
+
+        yield read

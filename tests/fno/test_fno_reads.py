@@ -1,4 +1,4 @@
-"""Reads from F&O: dtypes from the CSDL, companies, paging, parallel by company, 429s."""
+"""Reads from F&O: dtypes from the CSDL, companies, paging, parallel key ranges, 429s."""
 
 from __future__ import annotations
 

@@ -172,3 +172,48 @@ def test_groups_in_pandas_order_with_the_missing_group_last(conn: Connection) ->
     got = conn.aggregate("accounts", by="industrycode", **named)
     want = df.groupby("industrycode", dropna=False, observed=True, sort=True).agg(**named)
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        d365nb.where(statecode=0),
+        d365nb.where(estimatedvalue__gt=1000, name__contains="a"),
+        d365nb.where(statuscode__in=[1, 2]) + " or _parentaccountid_value eq null",
+        "not (closeprobability ge 50) and createdon ne null",
+        "lastxdays",
+    ],
+)
+def test_date_parts_with_a_filter_equal_pandas(conn: Connection, flt: str) -> None:
+    by: list[str | tuple[str, str]] = [("createdon", "month")]
+    if flt == "lastxdays":  # half the days since the oldest row: some rows, not all
+        first = conn.read("opportunities", select=["createdon"], progress=False)["createdon"]
+        days = (pd.Timestamp.now(tz="UTC") - first.min()).days
+        flt = d365nb.where(createdon__lastxdays=max(days // 2, 1))
+    read = conn.read("opportunities", filter=flt, progress=False)
+    assert len(read)  # the filter keeps some rows, not all
+    assert len(read) < len(conn.read("opportunities", select=["name"], progress=False))
+    df, names = _parts(read, by)
+    named = _named("estimatedvalue") | {"n": ("opportunityid", "count")}
+    got = conn.aggregate("opportunities", by=("createdon", "month"), filter=flt, **named)
+    _check(got, _expected(df, names[0], named))
+
+
+def test_date_parts_with_a_filter_past_the_limit(conn: Connection, sandbox: Sandbox) -> None:
+    flt = d365nb.where(statecode=0)
+    by: list[str | tuple[str, str]] = [("createdon", "month"), "statuscode"]
+    df, names = _parts(conn.read("opportunities", filter=flt, progress=False), by)
+    named = {k: v for k, v in _named("estimatedvalue").items() if v[1] != "nunique"}
+    with sandbox.knobs(aggregate_record_limit=4):
+        got = conn.aggregate("opportunities", by=by, filter=flt, **named)
+    _check(got, _expected(df, names, named))
+
+
+def test_a_filter_fetchxml_cannot_say_is_refused_before_any_request(conn: Connection) -> None:
+    with pytest.raises(d365nb.ConfigError, match="FetchXML"):
+        conn.aggregate(
+            "opportunities",
+            by=("createdon", "year"),
+            filter="parentaccountid/name eq 'x'",
+            n=("opportunityid", "count"),
+        )

@@ -152,3 +152,31 @@ def test_lambda_any_and_all_equal_pandas(conn: Connection, accounts: pd.DataFram
         got = conn.read("accounts", select=["accountid"], filter=text, progress=False)
         assert set(got["accountid"].astype(str)) == want, text
     assert anyone and want
+
+
+def test_lambda_builders_in_where_equal_pandas(conn: Connection, accounts: pd.DataFrame) -> None:
+    opps = conn.read(
+        "opportunities", select=["parentaccountid", "estimatedvalue", "name"], progress=False
+    )
+    limit = float(opps["estimatedvalue"].median())
+    big = (opps["estimatedvalue"] > limit) & opps["name"].str.contains("a", case=False)
+    with_opps = set(opps["parentaccountid"].dropna())
+    anyone = set(opps.loc[big, "parentaccountid"].dropna())
+    every = set(accounts["accountid"].astype(str))
+    everyone = every - set(opps.loc[~big.fillna(False), "parentaccountid"].dropna())
+    nav = "opportunity_parent_account"
+    inner = d365nb.where(estimatedvalue__gt=limit, name__contains="a")
+    cases = {
+        d365nb.where(**{f"{nav}__any": inner}): anyone,
+        d365nb.where(**{f"{nav}__all": inner}): everyone,
+        d365nb.where(**{f"{nav}__any": True}): with_opps,
+        d365nb.where(**{f"{nav}__any": True, "statecode": 0}): with_opps
+        & set(accounts.loc[accounts["statecode"] == "Active", "accountid"].astype(str)),
+    }
+    for text, want in cases.items():
+        got = conn.read("accounts", select=["accountid"], filter=text, progress=False)
+        assert set(got["accountid"].astype(str)) == want, text
+    assert anyone and everyone != every
+    assert d365nb.where(**{f"{nav}__any": inner}).startswith(f"{nav}/any(o:(o/estimatedvalue gt")
+    with pytest.raises(d365nb.ConfigError):
+        d365nb.where(**{f"{nav}__all": True})

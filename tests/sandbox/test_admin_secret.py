@@ -26,6 +26,7 @@ CONTROL = (
     ("POST", "/_sandbox/reset", {}),
     ("GET", "/fno/_sandbox/knobs", None),
     ("POST", "/fno/_sandbox/reset", {}),
+    ("GET", "/fno/_sandbox/requests", None),
 )
 
 
