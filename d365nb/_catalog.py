@@ -291,6 +291,15 @@ class Catalog:
         self._details[logical] = table
         return table
 
+    def stale_table(self, logical_name: str) -> Table | None:
+        """The details cached for a table even past the TTL or the version (no I/O): a
+        guess of what a fetch will return (see `_prefetch`), never used as metadata."""
+        cached = self._entry()["details"].get(logical_name)
+        try:
+            return None if cached is None else parse_entity_definition(**cached["bodies"])
+        except Exception:  # a cache file from another version or damaged
+            return None
+
     def fetched(self, logical_name: str) -> bool:
         """True when this catalog fetched the table's details itself (not from a cache)."""
         return logical_name in self._fetched

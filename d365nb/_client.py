@@ -40,6 +40,7 @@ from ._expand import expand_tables, parse_expand
 from ._fetchxml import fetchxml_entity, fetchxml_links, fetchxml_with_page
 from ._odata import Query, encode_query, entity_path
 from ._options import PushOptions
+from ._prefetch import cold_prefetch
 from ._reader import MAX_PAGE_SIZE, StaleMetadata, read_fetchxml, read_frame
 from ._report import PushPlan, PushReport
 from ._session import (
@@ -367,14 +368,39 @@ class Connection(Session):
         else:
             name = entity
         _check_top(top)  # before any I/O: top="5" or top=True is a ConfigError, not a 400
+        if chunksize is not None:
+            chunksize = check_chunksize(chunksize)
         catalog = self.catalog
-        table = await catalog.table(name, refresh=refresh_metadata)
+        # A cold cache: the first page goes out now, beside the metadata requests (not for
+        # a chunked read, whose pages start when the caller iterates).
+        prefetch = (
+            None
+            if track_changes or refresh_metadata or chunksize is not None
+            else await cold_prefetch(
+                self,
+                catalog,
+                name,
+                select=select,
+                filter=filter,
+                orderby=orderby,
+                top=top,
+                expand=expand,
+                count=count,
+                formatted=formatted,
+                page_size=page_size,
+                parallel=parallel,
+            )
+        )
+        try:
+            table = await catalog.table(name, refresh=refresh_metadata)
+        except BaseException:
+            if prefetch is not None:
+                prefetch.discard()
+            raise
         if select and not catalog.fetched(table.logical_name):
             if any(table.find_column(c) is None for c in select):
                 # A column the cached metadata does not know may be new: fetch once more.
                 table = await catalog.table(name, refresh=True)
-        if chunksize is not None:
-            chunksize = check_chunksize(chunksize)
         if track_changes:
             check_tracked_read(filter=filter, orderby=orderby, top=top, expand=expand)
 
@@ -441,6 +467,7 @@ class Connection(Session):
                             (lambda v: catalog.check_version(logical, v)) if attempt == 1 else None
                         ),
                         on_page=on_page,
+                        prefetch=prefetch if attempt == 1 else None,
                     )
                 except StaleMetadata:  # the cached metadata is older than the service's
                     table = await catalog.table(name, refresh=True)

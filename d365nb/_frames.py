@@ -48,6 +48,7 @@ from ._dtypes import (
     infer_series,
     multichoice_lists,
     object_array,
+    pyarrow_or_none,
     string_array,
     typed_chunk,
 )
@@ -239,6 +240,8 @@ class FrameBuilder:
     * **decimal** - Money and Decimal columns as `decimal.Decimal` objects (rounded to the
       column's precision) instead of float64.
     * **etag** - keep each row's `@odata.etag` in an `_etag` column (for concurrency on push).
+    * **names** - `(navigation property, lookup property, primary name)` per lookup whose
+      name comes by `$expand` (`_readplan.Wire.names`), read in the page's pyarrow pass.
     """
 
     def __init__(
@@ -250,8 +253,11 @@ class FrameBuilder:
         dtypes: Mapping[str, Any] | None = None,
         decimal: bool = False,
         etag: bool = True,
+        names: Sequence[tuple[str, str, str]] = (),
     ) -> None:
         self.table = table
+        self._names = {key: (nav, primary) for nav, key, primary in names}
+        self._navs = {nav for nav, _, _ in names}
         self.formatted = formatted
         self.decimal = decimal
         self.etag = etag
@@ -297,7 +303,7 @@ class FrameBuilder:
         """
         unknown: list[str] = []
         for key, value in row.items():
-            if "@" in key or key in self._columns:
+            if "@" in key or key in self._columns or key in self._navs:
                 continue
             attribute = self.table.find_column(key)
             if attribute is not None and attribute.property_name != key:
@@ -366,7 +372,7 @@ class FrameBuilder:
         if n == 0:
             return
         first = rows[0]
-        if any(k not in self._columns for k in first if "@" not in k):
+        if any(k not in self._columns and k not in self._navs for k in first if "@" not in k):
             self._plan_from_row(first)
         columns = list(self._columns.values())
         page = PageColumns(rows, self._arrow_fields(columns))
@@ -374,7 +380,7 @@ class FrameBuilder:
             key = column.key
             if column.kind == "lookup":
                 column.chunks.append(_strings(page, key))
-                column.names.append(_strings(page, key + FORMATTED_VALUE))
+                column.names.append(self._lookup_names(page, key))
                 tables = page.arrow(key + LOOKUP_LOGICAL_NAME)
                 column.tables.append(
                     self._table_codes.encode(page.values(key + LOOKUP_LOGICAL_NAME))
@@ -397,6 +403,17 @@ class FrameBuilder:
             self._etags.append(_strings(page, "@odata.etag"))
         self._rows += n
 
+    def _lookup_names(self, page: PageColumns, key: str) -> Any:
+        """One page of a lookup's names: expanded objects' primary names, or annotations."""
+        if key not in self._names:
+            return _strings(page, key + FORMATTED_VALUE)
+        nav, primary = self._names[key]
+        array = page.arrow(nav)  # flatten(): a null object gives a null name
+        if array is not None:
+            return arrow_strings(array.flatten()[0])
+        related = page.values(nav)
+        return string_array([r.get(primary) if isinstance(r, dict) else None for r in related])
+
     def _arrow_fields(self, columns: Iterable[_Column]) -> dict[str, Any]:
         """Wire key -> Arrow type of what `add_page()` reads with pyarrow (`_columns`)."""
         text = pd.StringDtype().storage == "pyarrow"
@@ -408,6 +425,10 @@ class FrameBuilder:
                 if string is not None:
                     for suffix in ("", FORMATTED_VALUE, LOOKUP_LOGICAL_NAME):
                         fields[key + suffix] = string
+                    if key in self._names:  # the name inside the expanded object
+                        nav, primary = self._names[key]
+                        del fields[key + FORMATTED_VALUE]
+                        fields[nav] = pyarrow_or_none().struct([(primary, string)])
                 continue
             wire = arrow_wire_type(column.kind, text=text)
             if wire is not None:

@@ -38,6 +38,7 @@ from ._filters import split_in
 from ._frames import FrameBuilder, concat_frames
 from ._metadata import Table
 from ._odata import and_filter, encode_query, extreme_query, range_filters
+from ._prefetch import Prefetch, get_bytes
 from ._progress import progress_bar, progress_var, set_total
 from ._readplan import (
     COUNT_CAP,
@@ -45,11 +46,10 @@ from ._readplan import (
     PARTITION_COLUMN,
     VERSION_ANNOTATION,
     expand_names,
-    names_from_expand,
+    first_request,
     prefer_header,
     sample_ranges,
     wire_request,
-    with_annotation,
 )
 from ._session import MAX_BATCH_GET_URL, MAX_GET_URL, Session
 from ._snapshot import snapshot
@@ -183,12 +183,7 @@ class ReadPlan:
 
 
 async def _get_json(plan: ReadPlan, url: str, *, headers: Mapping[str, str] | None = None) -> Any:
-    session = plan.session
-    check_same_origin(url, session.api_root)
-    async with session.limiter:
-        response = await session.arequest("GET", url, headers=headers or plan.headers)
-        body = await response.aread()
-    return _loads(body)
+    return _loads(await get_bytes(plan.session, url, headers or plan.headers))
 
 
 async def _run_part(plan: ReadPlan, part: _Part) -> None:
@@ -279,6 +274,7 @@ async def read_frame(
     prefer: str | None = None,
     expand_tables: Mapping[str, Table] | None = None,
     on_page: Callable[[ReadPlan], Awaitable[None]] | None = None,
+    prefetch: Prefetch | None = None,
 ) -> pd.DataFrame:
     """Read a table into a DataFrame (see `Connection.read`).
 
@@ -304,7 +300,61 @@ async def read_frame(
       `df.attrs["d365nb"]["delta_link"]`).
     * **on_page** - awaited with the plan after each page past the first (`_chunks` takes
       the rows so far from there); the result is then the rows not taken.
+    * **prefetch** - the first page, asked for before the metadata arrived
+      (`_prefetch.cold_prefetch`); used if it is the request this read would send, else
+      dropped.
     """
+    try:
+        return await _read_frame(
+            session,
+            table,
+            select=select,
+            filter=filter,
+            orderby=orderby,
+            top=top,
+            expand=expand,
+            formatted=formatted,
+            page_size=page_size,
+            parallel=parallel,
+            dtypes=dtypes,
+            decimal=decimal,
+            count=count,
+            progress=progress,
+            lookup_names=lookup_names,
+            check_version=check_version,
+            prefer=prefer,
+            expand_tables=expand_tables,
+            prefetch=prefetch,
+            on_page=on_page,
+        )
+    finally:
+        if prefetch is not None:
+            prefetch.discard()  # a no-op once used
+
+
+async def _read_frame(
+    session: Session,
+    table: Table,
+    *,
+    select: SelectTypes,
+    filter: str | None,  # noqa: A002
+    orderby: str | Sequence[str] | None,
+    top: int | None,
+    expand: str | Sequence[str] | None,
+    formatted: bool,
+    page_size: int,
+    parallel: bool | int,
+    dtypes: Mapping[str, Any] | None,
+    decimal: bool,
+    count: bool,
+    progress: bool,
+    lookup_names: Mapping[str, str] | None,
+    check_version: Callable[[str | None], bool] | None,
+    prefer: str | None,
+    expand_tables: Mapping[str, Table] | None,
+    prefetch: Prefetch | None,
+    on_page: Callable[[ReadPlan], Awaitable[None]] | None,
+) -> pd.DataFrame:
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ConfigError(
             f"page_size={page_size} is out of range.",
@@ -329,17 +379,30 @@ async def read_frame(
     user_expand = (
         expand_names(expand if isinstance(expand, str) else ",".join(expand)) if expand else ()
     )
-    headers = {"Prefer": wire.prefer}
-    if prefer:
-        headers["Prefer"] += f",{prefer}"
-        parallel = False
+    start = first_request(
+        session.api_root,
+        table,
+        wire,
+        select=select,
+        orderby=orderby,
+        top=top,
+        parallel=parallel,
+        prefer=prefer,
+        version=check_version is not None,
+    )
+    parallel, can_split, first_url = start.parallel, start.can_split, start.url
     plan = ReadPlan(
         session=session,
         table=table,
-        headers=headers,
+        headers=start.headers,
         top=top,
         select=list(select) if select else None,
-        builder_options={"formatted": formatted, "dtypes": dtypes, "decimal": decimal},
+        builder_options={
+            "formatted": formatted,
+            "dtypes": dtypes,
+            "decimal": decimal,
+            "names": wire.names,
+        },
         expand=user_expand,
         names=wire.names,
         expand_items=parse_expand(",".join(user_expand_text(expand))) if expand else (),
@@ -347,19 +410,6 @@ async def read_frame(
         on_page=on_page,
     )
     base = session.api_root + table.entity_set_name
-    can_split = (
-        parallel is not False
-        and top is None
-        and not orderby
-        and PARTITION_COLUMN in table.attributes
-    )
-    first_params = dict(params)
-    if can_split and select and "$select" in first_params:
-        # The first page doubles as a sample of `createdon` for balancing the ranges.
-        wire_names = first_params["$select"].split(",")
-        if PARTITION_COLUMN not in wire_names:
-            first_params["$select"] += "," + PARTITION_COLUMN
-    first_url = f"{base}?{encode_query(first_params)}" if first_params else base
     chunks = _chunked_filter(base, params, orderby=orderby, top=top)
     if chunks is not None:  # a filter too long for any URL: one part per chunk of its In
         if progress:
@@ -379,14 +429,14 @@ async def read_frame(
     plan.parts.append(first)
     if progress:
         plan.progress = progress_bar(f"Reading {table.entity_set_name}")
-    first_headers = dict(plan.headers)
-    if check_version is not None:
-        first_headers["Prefer"] = with_annotation(plan.headers["Prefer"], VERSION_ANNOTATION)
     throttled_before = session.limiter.throttled
     try:
         token = progress_var.set(plan.progress)
         try:
-            body = await _get_json(plan, first_url, headers=first_headers)
+            if prefetch is not None and prefetch.matches(first_url, start.first_headers):
+                body = _loads(await prefetch.task)  # parsed now that the metadata is here
+            else:
+                body = await _get_json(plan, first_url, headers=start.first_headers)
         except _EARLY_STOPS as exc:
             # Nothing fetched yet (network, throttling, sign-in, Ctrl-C): resume() reads it
             # all, sequentially.
@@ -521,9 +571,7 @@ def _take_page(plan: ReadPlan, part: _Part, rows: list[dict[str, Any]]) -> None:
     """Convert one page into `part` (lookup names moved, expanded columns kept aside)."""
     if plan.expand:
         part.expanded.extend({name: row.pop(name, None) for name in plan.expand} for row in rows)
-    if plan.names:
-        names_from_expand(rows, plan.names)
-    part.builder.add_page(rows)
+    part.builder.add_page(rows)  # lookup names by $expand: read by the builder (plan.names)
     part.pages += 1
     part.rows += len(rows)
     if plan.progress is not None:

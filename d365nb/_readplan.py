@@ -7,6 +7,8 @@ Pure functions, no I/O; `_reader` runs what they plan.
 * `sample_ranges()` - `createdon` conditions that split the rest of a read into ranges of
   equal row counts, from the first page used as a sample.
 * `names_from_expand()` - moves expanded lookup names where the frame builder reads them.
+* `guess_table()` - a stand-in for a table whose details are not cached yet, so that the
+  first page can be asked for while they are fetched (checked against them afterwards).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._dtypes import FORMATTED_VALUE, wire_select
-from ._metadata import Table
-from ._odata import literal, query_options
+from ._metadata import Attribute, Table
+from ._odata import encode_query, literal, query_options
 from ._types import SelectTypes
 
 __all__ = [
@@ -29,7 +31,10 @@ __all__ = [
     "PARTITION_COLUMN",
     "VERSION_ANNOTATION",
     "Wire",
+    "FirstRequest",
     "expand_names",
+    "first_request",
+    "guess_table",
     "names_from_expand",
     "prefer_header",
     "sample_ranges",
@@ -215,3 +220,117 @@ def expand_names(text: str) -> tuple[str, ...]:
             current += char
     names.append(current.strip())
     return tuple(n for n in names if n)
+
+
+# System lookups whose names do not end in the target table's name + "id".
+_KNOWN_LOOKUPS: dict[str, tuple[str, ...]] = {
+    "ownerid": ("systemuser", "team"),
+    "customerid": ("account", "contact"),
+    "parentcustomerid": ("account", "contact"),
+    "createdby": ("systemuser",),
+    "modifiedby": ("systemuser",),
+    "createdonbehalfby": ("systemuser",),
+    "modifiedonbehalfby": ("systemuser",),
+    "owninguser": ("systemuser",),
+    "owningteam": ("team",),
+    "owningbusinessunit": ("businessunit",),
+}
+
+
+def _lookup_targets(name: str, table: Table, tables: Mapping[str, Table]) -> tuple[str, ...]:
+    known = _KNOWN_LOOKUPS.get(name)
+    if known is not None:
+        return known
+    if not name.endswith("id") or name == table.primary_id.lower():
+        return ()
+    stem = name[:-2]
+    found = [t for t in tables if stem.endswith(t)]
+    return (max(found, key=len),) if found else ()
+
+
+def guess_table(summary: Table, tables: Mapping[str, Table], select: Sequence[str] | None) -> Table:
+    """A stand-in for `summary`'s details (its attributes), from names alone.
+
+    The selected names are taken as lookups when they are a known system lookup or end
+    in a table's logical name + `id` (`parentaccountid` -> `account`, navigation property
+    of the same name), otherwise as plain columns; the primary key and `createdon` are
+    assumed.  Without `select` the table is assumed to have lookups (`ownerid`).  The
+    guess only ever builds a request: the reader compares it with the one the real
+    metadata builds and uses the response only if they are the same.
+    """
+    attributes: dict[str, Attribute] = {}
+
+    def add(attribute: Attribute) -> None:
+        attributes.setdefault(attribute.logical_name, attribute)
+
+    add(Attribute(summary.primary_id, "Uniqueidentifier", is_primary_id=True))
+    add(Attribute(PARTITION_COLUMN, "DateTime"))
+    names = ["ownerid"] if select is None else [str(n).lower() for n in select]
+    for name in names:
+        if name.startswith("_") and name.endswith("_value"):
+            name = name[1:-6]
+        targets = _lookup_targets(name, summary, tables)
+        if not targets:
+            add(Attribute(name, "String"))
+            continue
+        kind = "Owner" if name == "ownerid" else "Customer" if len(targets) > 1 else "Lookup"
+        navigation = (
+            {t: name for t in targets}
+            if kind != "Customer"
+            else {t: f"{name}_{t}" for t in targets}
+        )
+        add(Attribute(name, kind, targets=targets, navigation=navigation))
+    return Table(
+        logical_name=summary.logical_name,
+        entity_set_name=summary.entity_set_name,
+        primary_id=summary.primary_id,
+        primary_name=summary.primary_name,
+        attributes=attributes,
+    )
+
+
+@dataclass(frozen=True)
+class FirstRequest:
+    """A read's first page request, and what the rest of the read uses."""
+
+    url: str
+    headers: dict[str, str]  # the read's headers (every page)
+    first_headers: dict[str, str]  # the first page's (with the metadata version, if asked)
+    can_split: bool
+    parallel: bool | int
+
+
+def first_request(
+    api_root: str,
+    table: Table,
+    wire: Wire,
+    *,
+    select: Sequence[str] | None,
+    orderby: str | Sequence[str] | None,
+    top: int | None,
+    parallel: bool | int,
+    prefer: str | None,
+    version: bool,
+) -> FirstRequest:
+    """The first page's URL and headers for `wire` (see `_reader.read_frame`)."""
+    headers = {"Prefer": wire.prefer}
+    if prefer:
+        headers["Prefer"] += f",{prefer}"
+        parallel = False
+    can_split = (
+        parallel is not False
+        and top is None
+        and not orderby
+        and PARTITION_COLUMN in table.attributes
+    )
+    params = dict(wire.params)
+    if can_split and select and "$select" in params:
+        # The first page doubles as a sample of `createdon` for balancing the ranges.
+        if PARTITION_COLUMN not in params["$select"].split(","):
+            params["$select"] += "," + PARTITION_COLUMN
+    base = api_root + table.entity_set_name
+    url = f"{base}?{encode_query(params)}" if params else base
+    first_headers = dict(headers)
+    if version:
+        first_headers["Prefer"] = with_annotation(headers["Prefer"], VERSION_ANNOTATION)
+    return FirstRequest(url, headers, first_headers, can_split, parallel)

@@ -165,6 +165,7 @@ class RowPlan:
             fv = want_fv and attr.kind not in ("String", "Memo", "Uniqueidentifier", "BigInt")
             self._emitters.append(self._value_emitter(attr, idx, fv, cur_idx, omit))
         self._keys = tuple(plain_keys)
+        self._positions = tuple(plain_idx)
         if len(plain_idx) == 1:
             only = plain_idx[0]
             self._getter: Callable[[tuple[Any, ...]], Any] = lambda row: (row[only],)
@@ -261,6 +262,13 @@ class RowPlan:
             out[key] = bool(value) if boolean else value
 
         return emit
+
+    def plain_keys(self) -> tuple[tuple[str, ...], tuple[int, ...]] | None:
+        """(property names, column positions) when `emit()` is the ETag then those columns
+        as they are (no annotations, no yes/no columns to convert); else None."""
+        if not (self._plain and self.etag) or self._booleans:
+            return None
+        return self._keys, self._positions
 
     def emit(self, row: tuple[Any, ...]) -> dict[str, Any]:
         """One row as a Web API JSON object."""

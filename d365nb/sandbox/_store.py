@@ -23,9 +23,11 @@ from ._options import SandboxOptions
 from ._schema import RELATIONSHIPS, TABLES, Table
 from ._seed import generate, incidents
 
-__all__ = ["Store"]
+__all__ = ["METADATA_VERSION_BASE", "Store"]
 
 _SCHEMA_VERSION = "2"  # 2: the _files table
+#: `globalmetadataversion` of a freshly seeded database.
+METADATA_VERSION_BASE = 1000
 
 
 class Store:
@@ -51,6 +53,7 @@ class Store:
         self.catalog = Catalog()
         self.conn = self._connect()
         self._version = 0
+        self._metadata_version = METADATA_VERSION_BASE
         self._savepoints = 0
         self.seed_seconds = 0.0
         if options.reset or self._fingerprint() != self._stored_fingerprint():
@@ -58,6 +61,12 @@ class Store:
         else:
             self._register_optional()
             self._version = self._max_version()
+            stored = self._stored_metadata_version()
+            self._metadata_version = stored or METADATA_VERSION_BASE
+            if stored is not None and stored > METADATA_VERSION_BASE:
+                # Tables and columns created at run time are not restored on start, so a
+                # customised database's metadata moved on again.
+                self._bump_metadata()
 
     # -- lifecycle
     def _connect(self) -> sqlite3.Connection:
@@ -78,10 +87,22 @@ class Store:
             return None
         return None if row is None else str(row[0])
 
+    def _stored_metadata_version(self) -> int | None:
+        try:
+            row = self.conn.execute(
+                "SELECT value FROM _meta WHERE key='metadataversion'"
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return None if row is None else int(row[0])
+
     def reset(self) -> None:
         """Drop everything and re-seed from `options.seed` / `options.rows`."""
         started = time.perf_counter()
         with self.lock:
+            # The metadata version survives a reset and moves on (the schema may differ).
+            stored = self._stored_metadata_version()
+            previous = max(self._metadata_version, stored or 0)
             if self.path != ":memory:":
                 # A fresh file is faster than dropping millions of rows, and compact.
                 self.conn.close()
@@ -139,6 +160,10 @@ class Store:
                     conn.execute(
                         'CREATE INDEX "ix_incident_customerid" ON "incidents" ("_customerid_value")'
                     )
+                self._metadata_version = previous + 1 if stored is not None else previous
+                conn.execute(
+                    "INSERT INTO _meta VALUES ('metadataversion', ?)", (self._metadata_version,)
+                )
                 conn.execute("INSERT INTO _meta VALUES ('fingerprint', ?)", (self._fingerprint(),))
                 conn.execute("COMMIT")
             except BaseException:
@@ -161,9 +186,24 @@ class Store:
             self.catalog.relationships.extend(OPTIONAL_RELATIONSHIPS[INCIDENT.logical])
 
     # -- tables created at run time
+    @property
+    def metadata_version(self) -> int:
+        """`globalmetadataversion`: moves on whenever a table, column, key or relationship
+        is created, changed or deleted (and kept in the database)."""
+        return self._metadata_version
+
+    def _bump_metadata(self) -> None:
+        with self.lock:
+            self._metadata_version += 1
+            self.conn.execute(
+                "INSERT OR REPLACE INTO _meta VALUES ('metadataversion', ?)",
+                (self._metadata_version,),
+            )
+
     def create_table(self, table: Table) -> None:
         """Create `table` (a custom table) and its alternate-key indexes."""
         with self.lock:
+            self._bump_metadata()
             self.conn.execute(f'DROP TABLE IF EXISTS "{table.entity_set}"')
             self.conn.execute(_ddl(table))
             self.catalog.tables[table.logical] = table
@@ -173,6 +213,7 @@ class Store:
     def drop_table(self, table: Table) -> None:
         """Delete a custom table, its rows and its relationships."""
         with self.lock:
+            self._bump_metadata()
             self.conn.execute(f'DROP TABLE IF EXISTS "{table.entity_set}"')
             self.catalog.tables.pop(table.logical, None)
             self.catalog.relationships[:] = [
@@ -187,6 +228,7 @@ class Store:
     def replace_table(self, table: Table, *, added: Attribute | None = None) -> None:
         """Swap in a changed definition of a custom table (a column or key added)."""
         with self.lock:
+            self._bump_metadata()
             if added is not None:
                 self.conn.execute(
                     f'ALTER TABLE "{table.entity_set}" ADD COLUMN "{added.column}" {added.sql_type}'
@@ -196,6 +238,7 @@ class Store:
     def create_intersect(self, rel: ManyToMany) -> None:
         """The intersect table of a many-to-many relationship."""
         with self.lock:
+            self._bump_metadata()
             self.conn.execute(f'DROP TABLE IF EXISTS "{rel.intersect}"')
             self.conn.execute(
                 f'CREATE TABLE "{rel.intersect}" ("{rel.column1}" TEXT, "{rel.column2}" TEXT, '
@@ -206,12 +249,14 @@ class Store:
     def drop_intersect(self, rel: ManyToMany) -> None:
         """Forget a many-to-many relationship and its pairs."""
         with self.lock:
+            self._bump_metadata()
             self.conn.execute(f'DROP TABLE IF EXISTS "{rel.intersect}"')
             self.catalog.many_to_many.remove(rel)
 
     def drop_column(self, table: Table, attr: Attribute) -> None:
         """Remove a column of a custom table (its definition is `table`, without it)."""
         with self.lock:
+            self._bump_metadata()
             self.conn.execute(f'ALTER TABLE "{table.entity_set}" DROP COLUMN "{attr.column}"')
             self.catalog.tables[table.logical] = table
 
@@ -219,6 +264,7 @@ class Store:
         """A unique index for an alternate key (fails on existing duplicates)."""
         cols = ", ".join(f'"{a.column}"' for a in table.attributes if a.name in attrs)
         with self.lock:
+            self._bump_metadata()
             self.conn.execute(
                 f'CREATE UNIQUE INDEX "ix_{key_name}" ON "{table.entity_set}" ({cols})'
             )
