@@ -10,7 +10,6 @@ hold the signatures and docstrings and do the work; the plain ones (`sign_in`, `
 from __future__ import annotations
 
 import html
-import numbers
 import os
 import time
 import warnings
@@ -37,15 +36,17 @@ from ._config import Settings
 from ._dtypes import ATTRIBUTE_DTYPES
 from ._exceptions import ConfigError, D365Error, ODataError
 from ._expand import expand_tables, parse_expand
-from ._fetchxml import fetchxml_entity, fetchxml_links, fetchxml_with_page
-from ._odata import Query, encode_query, entity_path
+from ._fetchxml import (
+    check_fetchxml_length,
+    fetchxml_entity,
+    fetchxml_links,
+)
+from ._odata import Query, check_top, entity_path
 from ._options import PushOptions
 from ._prefetch import cold_prefetch
 from ._reader import MAX_PAGE_SIZE, StaleMetadata, read_fetchxml, read_frame
 from ._report import PushPlan, PushReport
 from ._session import (
-    MAX_BATCH_GET_URL,
-    MAX_GET_URL,
     Session,
     odata_error_from_response,
     session_by_id,
@@ -367,7 +368,7 @@ class Connection(Session):
             count = entity.with_count
         else:
             name = entity
-        _check_top(top)  # before any I/O: top="5" or top=True is a ConfigError, not a 400
+        check_top(top)  # before any I/O: top="5" or top=True is a ConfigError, not a 400
         if chunksize is not None:
             chunksize = check_chunksize(chunksize)
         catalog = self.catalog
@@ -525,7 +526,7 @@ class Connection(Session):
         """
         name, _ = fetchxml_entity(xml)
         table = await self.catalog.table(name)
-        _check_fetchxml_length(self.api_root + table.entity_set_name, xml, page_size)
+        check_fetchxml_length(self.api_root + table.entity_set_name, xml, page_size)
         links = [(link, await self.catalog.table(link.table)) for link in fetchxml_links(xml)]
         return await read_fetchxml(
             self,
@@ -694,38 +695,5 @@ class Connection(Session):
         await self.aclose()
 
 
-# A GET's URL on the Web API: at most 65,536 characters inside `$batch`, where the session
-# sends one over 32,768 (reference/dataverse-protocol.md).
-_MAX_GET_URL = MAX_BATCH_GET_URL
-
-
 def _items(expand: str | Sequence[str]) -> list[str]:
     return [expand] if isinstance(expand, str) else list(expand)
-
-
-def _check_top(top: Any) -> None:
-    """`top` is None or a whole number >= 0 (not a bool, text or float)."""
-    if top is not None and (
-        isinstance(top, bool) or not isinstance(top, numbers.Integral) or int(top) < 0
-    ):
-        raise ConfigError(
-            f"top={top!r} is not a number of rows.",
-            field="top",
-            hint="Pass a whole number, e.g. top=100, or top=None for every row.",
-        )
-
-
-def _check_fetchxml_length(base: str, xml: str, page_size: int) -> None:
-    """A FetchXML goes in the GET's URL: refuse one the service cannot take, naming the
-    limit (rather than an `httpx.InvalidURL` or a 414 after the first pages)."""
-    first = fetchxml_with_page(xml, page=1, count=page_size, paging_cookie=None)
-    length = len(base) + 1 + len(encode_query({"fetchXml": first}))
-    if length > _MAX_GET_URL - 2_000:  # room for the paging cookies of later pages
-        raise ConfigError(
-            f"This FetchXML is too long for a URL: {length:,} characters once encoded, and "
-            f"the service takes at most {MAX_GET_URL:,} in a GET and {_MAX_GET_URL:,} in a GET "
-            "inside $batch (less paging cookies).",
-            field="xml",
-            hint="Split it into several queries (e.g. a long 'in' list in chunks of a few "
-            "hundred values), or read with conn.read(filter=...).",
-        )

@@ -20,10 +20,13 @@ import pandas as pd
 from ._exceptions import ConfigError, TransportError
 from ._frames import FrameBuilder
 from ._metadata import Table
+from ._odata import encode_query
+from ._urls import MAX_BATCH_GET_URL, MAX_GET_URL
 
 __all__ = [
     "Link",
     "LinkedColumns",
+    "check_fetchxml_length",
     "fetchxml_entity",
     "fetchxml_links",
     "fetchxml_with_page",
@@ -254,3 +257,20 @@ def _renamed(row: Mapping[str, Any], wire: Mapping[str, str]) -> dict[str, Any]:
         name, at, annotation = key.partition("@")
         out[wire.get(name, name) + at + annotation] = value
     return out
+
+
+def check_fetchxml_length(base: str, xml: str, page_size: int) -> None:
+    """A FetchXML goes in the GET's URL: refuse one the service cannot take, naming the
+    limit (rather than an `httpx.InvalidURL` or a 414 after the first pages).  The session
+    sends a GET over `MAX_GET_URL` inside `$batch`, where `MAX_BATCH_GET_URL` holds."""
+    first = fetchxml_with_page(xml, page=1, count=page_size, paging_cookie=None)
+    length = len(base) + 1 + len(encode_query({"fetchXml": first}))
+    if length > MAX_BATCH_GET_URL - 2_000:  # room for the paging cookies of later pages
+        raise ConfigError(
+            f"This FetchXML is too long for a URL: {length:,} characters once encoded, and "
+            f"the service takes at most {MAX_GET_URL:,} in a GET and {MAX_BATCH_GET_URL:,} in "
+            "a GET inside $batch (less paging cookies).",
+            field="xml",
+            hint="Split it into several queries (e.g. a long 'in' list in chunks of a few "
+            "hundred values), or read with conn.read(filter=...).",
+        )

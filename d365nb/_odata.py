@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import numbers
 import re
 import string
 import urllib.parse
@@ -48,6 +49,7 @@ __all__ = [
     "action_path",
     "and_filter",
     "check_name",
+    "check_top",
     "encode_query",
     "entity_path",
     "extreme_query",
@@ -591,3 +593,15 @@ def key_lookup_urls(
     if batch:
         urls.append(head + prefix + glue.join(batch) + suffix)
     return urls
+
+
+def check_top(top: Any) -> None:
+    """`top` is None or a whole number >= 0 (not a bool, text or float)."""
+    if top is not None and (
+        isinstance(top, bool) or not isinstance(top, numbers.Integral) or int(top) < 0
+    ):
+        raise ConfigError(
+            f"top={top!r} is not a number of rows.",
+            field="top",
+            hint="Pass a whole number, e.g. top=100, or top=None for every row.",
+        )

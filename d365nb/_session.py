@@ -57,6 +57,7 @@ from ._transport import (
     TransportStats,
 )
 from ._types import VerifyTypes
+from ._urls import MAX_BATCH_GET_URL, MAX_GET_URL
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -72,10 +73,6 @@ __all__ = [
     "ssl_context_for",
 ]
 
-# The longest GET URL the Web API takes, and the longest of a GET sent inside `$batch`
-# [MS] WA/query/overview ("URL length limitations").
-MAX_GET_URL = 32_768
-MAX_BATCH_GET_URL = 65_536
 
 # Frames remember the session they came from by id (attrs must stay copyable).
 _SESSIONS: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()

@@ -18,6 +18,8 @@ __all__ = [
     "DOMAIN",
     "GUID",
     "LOOPBACK",
+    "MAX_BATCH_GET_URL",
+    "MAX_GET_URL",
     "TENANTLESS",
     "Endpoint",
     "Problems",
@@ -31,6 +33,11 @@ __all__ = [
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9-]+)+$", re.I)
 TENANTLESS = frozenset({"common", "organizations"})
+
+# The longest GET URL the Web API takes, and the longest of a GET sent inside `$batch`
+# [MS] WA/query/overview ("URL length limitations").
+MAX_GET_URL = 32_768
+MAX_BATCH_GET_URL = 65_536
 
 # Dynamics 365 online host suffixes -> the sign-in host of that cloud.  `crm9` is GCC, which
 # signs in through the commercial cloud; GCC High and DoD through login.microsoftonline.us.
