@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import decimal
 import json
+import operator
 import re
 from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Literal
 
 import numpy as np
@@ -451,7 +453,7 @@ def _bodies(
     milliseconds), else the cells to omit left out."""
     keys = [k for k, _ in static]
     columns = [v for _, v in static]
-    omits = any(_OMIT in values for values in columns)  # a C scan per column
+    omits = any(any(map(operator.is_, values, repeat(_OMIT))) for values in columns)
     if not columns:
         bodies: list[dict[str, Any]] = [{} for _ in labels]
     elif omits:
