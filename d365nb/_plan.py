@@ -137,8 +137,6 @@ def _literal(value: Any, attribute: Attribute | None) -> str:
     lookup = attribute is not None and attribute.is_lookup
     guid = attribute is not None and attribute.attribute_type == "Uniqueidentifier"
     if type(value) is str and not (lookup or guid) and _URL_SAFE.fullmatch(value):
-        if "'" not in value:
-            return f"'{value}'"
         return "'" + value.replace("'", "''") + "'"  # what key_value() answers, sooner
     return key_value(value, lookup=lookup, guid=guid)
 
@@ -192,12 +190,9 @@ def _key_segments(
         name = attribute.property_name if attribute is not None else key[0]
         for i, value in enumerate(wire[key[0]]):
             if value is None:
-                out.append(None)
-                values.append(None)
                 missing.append(i)
-            else:
-                out.append(f"{name}={_literal(value, attribute)}")
-                values.append({name: value})
+            out.append(None if value is None else f"{name}={_literal(value, attribute)}")
+            values.append(None if value is None else {name: value})
     for i in range(0 if single else len(df)):
         parts: list[tuple[str, str]] = []
         row: dict[str, Any] = {}
@@ -437,15 +432,7 @@ def plan_push(
     looses: list[tuple[Any, ...] | None] = [None] * n
     for i, key_i in enumerate(key_values):
         if key_i is not None and not generated[i]:  # generated ids are unique
-            if len(key_i) == 1:  # one ASCII text: loose_key() without its loop
-                (value,) = key_i.values()
-                if type(value) is str and value.isascii():
-                    loose: tuple[Any, ...] = (value.lower().rstrip(),)
-                else:
-                    loose = loose_key(key_i)
-            else:
-                loose = loose_key(key_i)
-            looses[i] = loose
+            looses[i] = loose = loose_key(key_i)
             groups.setdefault(loose, []).append(i)
     repeated = [rows for rows in groups.values() if len(rows) > 1]
     if repeated:
@@ -687,6 +674,8 @@ def loose_key(values: Mapping[str, Any]) -> tuple[Any, ...]:
     may be the same row (sent one by one, in order) and to match existence checks; it
     errs towards "maybe the same", which only sends rows the exact, slower way.
     """
+    if len(values) == 1 and type(one := next(iter(values.values()))) is str and one.isascii():
+        return (one.lower().rstrip(),)  # one ASCII text (the common key): no loop
     out: list[Any] = []
     for name in sorted(values):
         value = values[name]
