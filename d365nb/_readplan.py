@@ -104,7 +104,8 @@ def wire_request(
     selected lookup has one target whose primary name is known, each lookup is expanded to
     that one column instead (`$expand=parentaccountid($select=name)`: 5.0 MB) and its table
     comes from the metadata.  Multi-table lookups (owner, customer), `select=None` (which
-    has them) and `formatted=True` keep the annotations.
+    has them), `formatted=True` and a user's `expand` (whose rows may hold lookups) keep
+    the annotations.
     """
     attributes = (
         [table.resolve_column(c) for c in select]
@@ -116,8 +117,9 @@ def wire_request(
         expand_names(expand if isinstance(expand, str) else ",".join(expand)) if expand else ()
     )
     names: list[tuple[str, str, str]] = []
-    annotate = formatted
-    if lookups and not formatted:
+    # Lookups inside expanded rows get their names and tables from the annotations too.
+    annotate = formatted or bool(expand)
+    if lookups and not annotate:
         for attribute in lookups:
             target = attribute.targets[0] if len(attribute.targets) == 1 else None
             nav = attribute.navigation.get(target) if target else None

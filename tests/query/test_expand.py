@@ -55,6 +55,26 @@ def test_nested_single_valued_expand_equals_pandas_merges(conn: Connection) -> N
         pd.testing.assert_series_equal(got[name], want[name], check_names=False, obj=name)
 
 
+def test_lookups_inside_expanded_rows_carry_their_names_and_tables(conn: Connection) -> None:
+    got = conn.read(
+        "accounts",
+        select=["name"],
+        expand="primarycontactid($select=fullname,_parentcustomerid_value)",
+        progress=False,
+    )
+    contacts = conn.read("contacts", select=["parentcustomerid"], progress=False)
+    c = "primarycontactid."
+    lookup = c + "parentcustomerid"
+    assert {lookup, lookup + "_name", lookup + "_table"} <= set(got.columns)
+    linked = got.dropna(subset=[lookup])
+    assert len(linked) > 0
+    want = contacts.set_index("contactid")
+    for column in ("parentcustomerid_name", "parentcustomerid_table"):
+        expected = want.loc[linked[c + "contactid"], column].to_numpy()
+        assert linked[c + column].notna().all(), column
+        assert list(linked[c + column]) == list(expected), column
+
+
 def test_a_collection_with_a_nested_lookup_stays_a_column_of_lists(conn: Connection) -> None:
     expand = (
         "contact_customer_accounts($select=fullname;$expand=parentcustomerid_account($select=name))"
