@@ -96,15 +96,14 @@ def test_no_lookup_no_annotation_and_the_users_expand_is_kept() -> None:
         filter="name ne null",
         orderby=None,
         top=None,
-        expand="customerid_account($select=name)",
+        expand=None,
         count=False,
         formatted=False,
         page_size=5000,
         lookup_names=NAMES,
     )
-    assert wire.params["$expand"] == (
-        "customerid_account($select=name),parentaccountid($select=name)"
-    )
+    assert wire.params["$expand"] == "parentaccountid($select=name)"
+    assert "include-annotations" not in wire.prefer
     assert (
         with_annotation(wire.prefer, "X.y")
         == 'odata.maxpagesize=5000,odata.include-annotations="X.y"'
@@ -112,6 +111,25 @@ def test_no_lookup_no_annotation_and_the_users_expand_is_kept() -> None:
     assert with_annotation('p=1,odata.include-annotations="A"', "B") == (
         'p=1,odata.include-annotations="B,A"'
     )
+
+
+def test_a_users_expand_is_kept_and_lookups_take_annotations() -> None:
+    """Expanded rows may hold lookups, whose names only the annotations give."""
+    wire = wire_request(
+        _table(),
+        select=["name", "parentaccountid"],
+        filter="name ne null",
+        orderby=None,
+        top=None,
+        expand="customerid_account($select=name)",
+        count=False,
+        formatted=False,
+        page_size=5000,
+        lookup_names=NAMES,
+    )
+    assert wire.params["$expand"] == "customerid_account($select=name)"
+    assert wire.names == ()
+    assert "FormattedValue" in wire.prefer and "lookuplogicalname" in wire.prefer
 
 
 def test_names_move_from_the_expanded_row_to_the_lookup_label() -> None:
