@@ -45,6 +45,7 @@ from ._readplan import (
     MAX_PAGE_SIZE,
     PARTITION_COLUMN,
     VERSION_ANNOTATION,
+    budget_low,
     expand_names,
     first_request,
     prefer_header,
@@ -457,7 +458,7 @@ async def _read_frame(
             next_link is not None
             and can_split
             and bool(rows)
-            and not _budget_low(session, throttled_before)
+            and not budget_low(session.limiter, throttled_before)
         )
         ranges: list[str] | None = None
         last_key = None
@@ -486,7 +487,8 @@ async def _read_frame(
             rest_params["$filter"] = and_filter(params.get("$filter"), rest)
             try:
                 bounds = await _bounds(plan, base, rest_params)
-            except _EARLY_STOPS as exc:
+            except _STOPS as exc:  # the first page is kept: resume() reads the rest as one
+                _add_part(plan, base, params, rest)
                 raise _partial_error(plan, exc) from exc
             if bounds is None:
                 ranges = [f"{PARTITION_COLUMN} eq null"]
@@ -495,15 +497,18 @@ async def _read_frame(
                 ranges = range_filters(PARTITION_COLUMN, bounds[0], bounds[1], n)
         plan.partitioned = True
         for condition in ranges:
-            query = dict(params)
-            query["$filter"] = and_filter(params.get("$filter"), f"{rest} and ({condition})")
-            query.pop("$count", None)
-            url = f"{base}?{encode_query(query)}"
-            plan.parts.append(_Part(url=url, builder=plan.new_builder()))
+            _add_part(plan, base, params, f"{rest} and ({condition})")
         return await _execute(plan)
     finally:
         if plan.progress is not None:
             plan.progress.close()
+
+
+def _add_part(plan: ReadPlan, base: str, params: Mapping[str, str], condition: str) -> None:
+    """A range of the read: the query and-ed with `condition` (no `$count`)."""
+    query = {k: v for k, v in params.items() if k != "$count"}
+    query["$filter"] = and_filter(params.get("$filter"), condition)
+    plan.parts.append(_Part(url=f"{base}?{encode_query(query)}", builder=plan.new_builder()))
 
 
 # Room left in a GET inside `$batch` for what a next link adds (`$skiptoken`).
@@ -554,17 +559,6 @@ def user_expand_text(expand: str | Sequence[str]) -> list[str]:
 def _known_total(count: int | None) -> int | None:
     """The row count the service gave, when it is exact (below its 5,000 cap)."""
     return count if count is not None and count < COUNT_CAP else None
-
-
-def _budget_low(session: Session, throttled_before: int) -> bool:
-    """True when splitting would cost requests the service is short of: it answered 429
-    since the read began, or its remaining-requests header is below the limiter's
-    threshold."""
-    limiter = session.limiter
-    remaining = limiter.burst_remaining
-    if limiter.throttled > throttled_before:
-        return True
-    return remaining is not None and remaining <= limiter.low_requests
 
 
 def _take_page(plan: ReadPlan, part: _Part, rows: list[dict[str, Any]]) -> None:
