@@ -112,6 +112,7 @@ class ReadPlan:
     delta_link: str | None = None  # `@odata.deltaLink` of a change-tracked read
     # Awaited after each page a range takes (past the first): chunked reads (`_chunks`).
     on_page: Callable[[ReadPlan], Awaitable[None]] | None = None
+    stopping: bool = False  # a range failed: the others stop after their current page
 
     def new_builder(self) -> FrameBuilder:
         return FrameBuilder(self.table, select=self.select, **self.builder_options)
@@ -188,7 +189,7 @@ async def _get_json(plan: ReadPlan, url: str, *, headers: Mapping[str, str] | No
 
 
 async def _run_part(plan: ReadPlan, part: _Part) -> None:
-    while part.url is not None:
+    while part.url is not None and not plan.stopping:
         body = await _get_json(plan, part.url)
         rows = body.get("value", [])
         _take_page(plan, part, rows)
@@ -227,20 +228,28 @@ _STOPS = (asyncio.CancelledError, KeyboardInterrupt, D365Error, OSError)
 # The same before the first row, where the service's own refusal of the query (a bad
 # filter, a missing table: `ODataError`) is raised as it is: there is nothing to resume.
 _EARLY_STOPS = (asyncio.CancelledError, KeyboardInterrupt, TransportError, AuthError, OSError)
+_STOP_GRACE = 10.0  # seconds the other ranges' pages in flight have to finish
 
 
 async def _execute(plan: ReadPlan) -> pd.DataFrame:
     token = progress_var.set(plan.progress)
+    plan.stopping = False
     tasks = [asyncio.ensure_future(_run_part(plan, p)) for p in plan.parts if not p.done]
     try:
         await asyncio.gather(*tasks)
     except BaseException as exc:
-        # gather() leaves the other ranges running when one fails: stop them (between
-        # pages) before the rows so far are taken, or they would keep adding pages behind
-        # the PartialReadError and a resume() would fetch the same pages again.
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # gather() leaves the other ranges running when one fails: stop them between pages,
+        # before the rows so far are taken (or a resume() would read pages twice).  Their
+        # pages in flight may finish (a request cancelled mid-way can leave its connection
+        # unclosed: ResourceWarning); Ctrl-C, a cancel from outside, stops them at once.
+        plan.stopping = True
+        try:
+            if not isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+                await asyncio.wait(tasks, timeout=_STOP_GRACE)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         if isinstance(exc, _STOPS):
             raise _partial_error(plan, exc) from exc
         raise

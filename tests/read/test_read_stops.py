@@ -88,11 +88,12 @@ def test_a_failed_bounds_request_after_the_first_page_is_a_resumable_partial_rea
 def test_a_range_failing_while_others_are_in_flight_leaves_no_socket_open(
     sandbox: Sandbox, proxy: Proxy, expected: pd.DataFrame
 ) -> None:
-    state = {"failing": True, "failed": 0}
+    state = {"failing": True, "failed": 0, "asked": 0}
 
     def rule(n: int, method: str, path: str) -> Action | None:
         if not state["failing"] or not _is_range(_query(proxy, n)):
             return None
+        state["asked"] += 1
         if not state["failed"]:  # the first range asked: refused at once (not retried)
             state["failed"] += 1
             return answer(400, {"error": {"code": "0x80040203", "message": "bad"}})
@@ -112,4 +113,9 @@ def test_a_range_failing_while_others_are_in_flight_leaves_no_socket_open(
     leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert leaks == []
     assert state["failed"] == 1
+    # The ranges in flight finished their page (not cancelled mid-request) and stopped:
+    # their rows are in the partial frame, and none asked for a second page (4 ranges:
+    # three of `createdon` and its nulls).
+    assert len(err.partial) > 10 and state["asked"] <= 4
+    assert err.partial["accountid"].is_unique
     pd.testing.assert_frame_equal(_sorted(got), _sorted(expected))
