@@ -41,13 +41,13 @@ from ._odata import and_filter, encode_query, extreme_query, range_filters
 from ._prefetch import Prefetch, get_bytes
 from ._progress import progress_bar, progress_var, set_total
 from ._readplan import (
-    COUNT_CAP,
     MAX_PAGE_SIZE,
     PARTITION_COLUMN,
     VERSION_ANNOTATION,
     budget_low,
     expand_names,
     first_request,
+    known_total,
     prefer_header,
     sample_ranges,
     wire_request,
@@ -195,7 +195,7 @@ async def _run_part(plan: ReadPlan, part: _Part) -> None:
         _take_page(plan, part, rows)
         if plan.count is None and "@odata.count" in body:
             plan.count = int(body["@odata.count"])
-            set_total(plan.progress, _known_total(plan.count), at_most=plan.top)
+            set_total(plan.progress, known_total(plan.count), at_most=plan.top)
         next_link = body.get("@odata.nextLink")
         plan.delta_link = body.get("@odata.deltaLink", plan.delta_link)
         # Free the page now: held across the next request's await, every range would keep
@@ -246,6 +246,8 @@ async def _execute(plan: ReadPlan) -> pd.DataFrame:
         try:
             if not isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
                 await asyncio.wait(tasks, timeout=_STOP_GRACE)
+        except asyncio.CancelledError as cancel:  # Ctrl-C during the grace: stop now
+            exc = cancel
         finally:
             for task in tasks:
                 task.cancel()
@@ -460,7 +462,7 @@ async def _read_frame(
         plan.delta_link = body.get("@odata.deltaLink", plan.delta_link)
         if "@odata.count" in body:
             plan.count = int(body["@odata.count"])
-        total = len(rows) if next_link is None else _known_total(plan.count)
+        total = len(rows) if next_link is None else known_total(plan.count)
         set_total(plan.progress, total, at_most=plan.top)
         _checked(plan, next_link)  # a next link elsewhere is refused even if not followed
         split = (
@@ -563,11 +565,6 @@ def _chunked_filter(
 def user_expand_text(expand: str | Sequence[str]) -> list[str]:
     """The `expand=` argument as a list of items' text."""
     return [expand] if isinstance(expand, str) else list(expand)
-
-
-def _known_total(count: int | None) -> int | None:
-    """The row count the service gave, when it is exact (below its 5,000 cap)."""
-    return count if count is not None and count < COUNT_CAP else None
 
 
 def _take_page(plan: ReadPlan, part: _Part, rows: list[dict[str, Any]]) -> None:

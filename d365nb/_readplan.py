@@ -38,6 +38,7 @@ __all__ = [
     "expand_names",
     "first_request",
     "guess_table",
+    "known_total",
     "names_from_expand",
     "prefer_header",
     "sample_ranges",
@@ -215,6 +216,11 @@ def budget_low(limiter: AdaptiveLimiter, throttled_before: int) -> bool:
     if limiter.throttled > throttled_before:
         return True
     return remaining is not None and remaining <= limiter.low_requests
+
+
+def known_total(count: int | None) -> int | None:
+    """The row count the service gave, when it is exact (below its 5,000 cap)."""
+    return count if count is not None and count < COUNT_CAP else None
 
 
 def expand_names(text: str) -> tuple[str, ...]:
