@@ -41,12 +41,13 @@ from ._odata import and_filter, encode_query, extreme_query, range_filters
 from ._prefetch import Prefetch, get_bytes
 from ._progress import progress_bar, progress_var, set_total
 from ._readplan import (
-    COUNT_CAP,
     MAX_PAGE_SIZE,
     PARTITION_COLUMN,
     VERSION_ANNOTATION,
+    budget_low,
     expand_names,
     first_request,
+    known_total,
     prefer_header,
     sample_ranges,
     wire_request,
@@ -111,6 +112,7 @@ class ReadPlan:
     delta_link: str | None = None  # `@odata.deltaLink` of a change-tracked read
     # Awaited after each page a range takes (past the first): chunked reads (`_chunks`).
     on_page: Callable[[ReadPlan], Awaitable[None]] | None = None
+    stopping: bool = False  # a range failed: the others stop after their current page
 
     def new_builder(self) -> FrameBuilder:
         return FrameBuilder(self.table, select=self.select, **self.builder_options)
@@ -187,13 +189,13 @@ async def _get_json(plan: ReadPlan, url: str, *, headers: Mapping[str, str] | No
 
 
 async def _run_part(plan: ReadPlan, part: _Part) -> None:
-    while part.url is not None:
+    while part.url is not None and not plan.stopping:
         body = await _get_json(plan, part.url)
         rows = body.get("value", [])
         _take_page(plan, part, rows)
         if plan.count is None and "@odata.count" in body:
             plan.count = int(body["@odata.count"])
-            set_total(plan.progress, _known_total(plan.count), at_most=plan.top)
+            set_total(plan.progress, known_total(plan.count), at_most=plan.top)
         next_link = body.get("@odata.nextLink")
         plan.delta_link = body.get("@odata.deltaLink", plan.delta_link)
         # Free the page now: held across the next request's await, every range would keep
@@ -226,20 +228,30 @@ _STOPS = (asyncio.CancelledError, KeyboardInterrupt, D365Error, OSError)
 # The same before the first row, where the service's own refusal of the query (a bad
 # filter, a missing table: `ODataError`) is raised as it is: there is nothing to resume.
 _EARLY_STOPS = (asyncio.CancelledError, KeyboardInterrupt, TransportError, AuthError, OSError)
+_STOP_GRACE = 10.0  # seconds the other ranges' pages in flight have to finish
 
 
 async def _execute(plan: ReadPlan) -> pd.DataFrame:
     token = progress_var.set(plan.progress)
+    plan.stopping = False
     tasks = [asyncio.ensure_future(_run_part(plan, p)) for p in plan.parts if not p.done]
     try:
         await asyncio.gather(*tasks)
     except BaseException as exc:
-        # gather() leaves the other ranges running when one fails: stop them (between
-        # pages) before the rows so far are taken, or they would keep adding pages behind
-        # the PartialReadError and a resume() would fetch the same pages again.
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # gather() leaves the other ranges running when one fails: stop them between pages,
+        # before the rows so far are taken (or a resume() would read pages twice).  Their
+        # pages in flight may finish (a request cancelled mid-way can leave its connection
+        # unclosed: ResourceWarning); Ctrl-C, a cancel from outside, stops them at once.
+        plan.stopping = True
+        try:
+            if not isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+                await asyncio.wait(tasks, timeout=_STOP_GRACE)
+        except asyncio.CancelledError as cancel:  # Ctrl-C during the grace: stop now
+            exc = cancel
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         if isinstance(exc, _STOPS):
             raise _partial_error(plan, exc) from exc
         raise
@@ -450,14 +462,14 @@ async def _read_frame(
         plan.delta_link = body.get("@odata.deltaLink", plan.delta_link)
         if "@odata.count" in body:
             plan.count = int(body["@odata.count"])
-        total = len(rows) if next_link is None else _known_total(plan.count)
+        total = len(rows) if next_link is None else known_total(plan.count)
         set_total(plan.progress, total, at_most=plan.top)
         _checked(plan, next_link)  # a next link elsewhere is refused even if not followed
         split = (
             next_link is not None
             and can_split
             and bool(rows)
-            and not _budget_low(session, throttled_before)
+            and not budget_low(session.limiter, throttled_before)
         )
         ranges: list[str] | None = None
         last_key = None
@@ -486,7 +498,8 @@ async def _read_frame(
             rest_params["$filter"] = and_filter(params.get("$filter"), rest)
             try:
                 bounds = await _bounds(plan, base, rest_params)
-            except _EARLY_STOPS as exc:
+            except _STOPS as exc:  # the first page is kept: resume() reads the rest as one
+                _add_part(plan, base, params, rest)
                 raise _partial_error(plan, exc) from exc
             if bounds is None:
                 ranges = [f"{PARTITION_COLUMN} eq null"]
@@ -495,15 +508,18 @@ async def _read_frame(
                 ranges = range_filters(PARTITION_COLUMN, bounds[0], bounds[1], n)
         plan.partitioned = True
         for condition in ranges:
-            query = dict(params)
-            query["$filter"] = and_filter(params.get("$filter"), f"{rest} and ({condition})")
-            query.pop("$count", None)
-            url = f"{base}?{encode_query(query)}"
-            plan.parts.append(_Part(url=url, builder=plan.new_builder()))
+            _add_part(plan, base, params, f"{rest} and ({condition})")
         return await _execute(plan)
     finally:
         if plan.progress is not None:
             plan.progress.close()
+
+
+def _add_part(plan: ReadPlan, base: str, params: Mapping[str, str], condition: str) -> None:
+    """A range of the read: the query and-ed with `condition` (no `$count`)."""
+    query = {k: v for k, v in params.items() if k != "$count"}
+    query["$filter"] = and_filter(params.get("$filter"), condition)
+    plan.parts.append(_Part(url=f"{base}?{encode_query(query)}", builder=plan.new_builder()))
 
 
 # Room left in a GET inside `$batch` for what a next link adds (`$skiptoken`).
@@ -549,22 +565,6 @@ def _chunked_filter(
 def user_expand_text(expand: str | Sequence[str]) -> list[str]:
     """The `expand=` argument as a list of items' text."""
     return [expand] if isinstance(expand, str) else list(expand)
-
-
-def _known_total(count: int | None) -> int | None:
-    """The row count the service gave, when it is exact (below its 5,000 cap)."""
-    return count if count is not None and count < COUNT_CAP else None
-
-
-def _budget_low(session: Session, throttled_before: int) -> bool:
-    """True when splitting would cost requests the service is short of: it answered 429
-    since the read began, or its remaining-requests header is below the limiter's
-    threshold."""
-    limiter = session.limiter
-    remaining = limiter.burst_remaining
-    if limiter.throttled > throttled_before:
-        return True
-    return remaining is not None and remaining <= limiter.low_requests
 
 
 def _take_page(plan: ReadPlan, part: _Part, rows: list[dict[str, Any]]) -> None:

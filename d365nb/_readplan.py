@@ -6,6 +6,7 @@ Pure functions, no I/O; `_reader` runs what they plan.
   annotations the frame uses (lookup names by `$expand` where that is cheaper).
 * `sample_ranges()` - `createdon` conditions that split the rest of a read into ranges of
   equal row counts, from the first page used as a sample.
+* `budget_low()` - whether the service is short of requests (a read then stays sequential).
 * `names_from_expand()` - moves expanded lookup names where the frame builder reads them.
 * `guess_table()` - a stand-in for a table whose details are not cached yet, so that the
   first page can be asked for while they are fetched (checked against them afterwards).
@@ -21,6 +22,7 @@ from typing import Any
 from ._dtypes import FORMATTED_VALUE, wire_select
 from ._metadata import Attribute, Table
 from ._odata import encode_query, literal, query_options
+from ._transport import AdaptiveLimiter
 from ._types import SelectTypes
 
 __all__ = [
@@ -32,9 +34,11 @@ __all__ = [
     "VERSION_ANNOTATION",
     "Wire",
     "FirstRequest",
+    "budget_low",
     "expand_names",
     "first_request",
     "guess_table",
+    "known_total",
     "names_from_expand",
     "prefer_header",
     "sample_ranges",
@@ -204,6 +208,21 @@ def sample_ranges(rows: Sequence[Mapping[str, Any]], n: int) -> list[str] | None
     ]
     conditions.append(f"{column} ge {cuts[-1]}")
     return conditions
+
+
+def budget_low(limiter: AdaptiveLimiter, throttled_before: int) -> bool:
+    """True when splitting a read would cost requests the service is short of: it
+    answered 429 since the read began (`throttled_before`: the limiter's count then), or
+    its remaining-requests header is below the limiter's threshold."""
+    remaining = limiter.burst_remaining
+    if limiter.throttled > throttled_before:
+        return True
+    return remaining is not None and remaining <= limiter.low_requests
+
+
+def known_total(count: int | None) -> int | None:
+    """The row count the service gave, when it is exact (below its 5,000 cap)."""
+    return count if count is not None and count < COUNT_CAP else None
 
 
 def expand_names(text: str) -> tuple[str, ...]:

@@ -55,6 +55,7 @@ class Seen:
     method: str
     path: str
     authorization: str | None
+    query: str = ""  # the raw query string (a rule reads it as `proxy.seen[n - 1].query`)
 
 
 Rule = Callable[[int, str, str], Action | None]
@@ -112,7 +113,8 @@ class Proxy:
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP]
         auth = next((v.decode() for k, v in headers if k.lower() == b"authorization"), None)
         method, path = scope["method"], scope["path"]
-        self.seen.append(Seen(method, path, auth))
+        raw_query = scope.get("query_string", b"").decode("latin-1")
+        self.seen.append(Seen(method, path, auth, raw_query))
         action = self.rule(len(self.seen), method, path) if self.rule is not None else None
         if action is not None:
             self.injected += 1
