@@ -396,7 +396,7 @@ class Connection(Session):
             table = await catalog.table(name, refresh=refresh_metadata)
         except BaseException:
             if prefetch is not None:
-                prefetch.discard()
+                await prefetch.drop()
             raise
         if select and not catalog.fetched(table.logical_name):
             if any(table.find_column(c) is None for c in select):

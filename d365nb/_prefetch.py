@@ -66,6 +66,25 @@ class Prefetch:
         if not self.task.done():
             self.task.cancel()
 
+    async def drop(self, *, wait: float = 10.0) -> None:
+        """Drop the page, letting a request still running finish (up to `wait` seconds).
+
+        Cancelling a request mid-flight can leave its socket unclosed (a cancel during
+        httpcore's TLS handshake skips the close), so only a read that is itself being
+        cancelled (Ctrl-C) cancels the page at once.
+        """
+        if self.task.done():
+            return
+        current = asyncio.current_task()
+        cancelling = getattr(current, "cancelling", lambda: 0)  # Python 3.11+
+        if current is None or cancelling():
+            self.task.cancel()
+            return
+        try:
+            await asyncio.wait({self.task}, timeout=wait)
+        finally:
+            self.discard()
+
 
 def _retrieve(task: asyncio.Task[bytes]) -> None:
     # A dropped prefetch's failure is not an error of the read: mark it retrieved.

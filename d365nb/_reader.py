@@ -341,7 +341,7 @@ async def read_frame(
         )
     finally:
         if prefetch is not None:
-            prefetch.discard()  # a no-op once used
+            await prefetch.drop()  # a no-op once used
 
 
 async def _read_frame(

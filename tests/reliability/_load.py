@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import d365nb
@@ -61,6 +62,8 @@ def operations(job: dict[str, Any]) -> list[dict[str, Any]]:
     calls: list[tuple[str, Any]] = [(f"read {i}", (_read, info, i)) for i in range(job["reads"])]
     calls += [(f"push {i}", (_push, info, f"{tag}p{i}", job["rows"])) for i in range(job["pushes"])]
     outcomes: list[dict[str, Any]] = []
+    if "barrier" in job:  # several processes: start together, so the limits are reached
+        _wait_for_all(Path(job["barrier"]), tag, job["parties"])
     began = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         futures = [(name, pool.submit(fn, *args)) for name, (fn, *args) in calls]
@@ -79,3 +82,12 @@ def operations(job: dict[str, Any]) -> list[dict[str, Any]]:
                     {"op": name, "error": "unexpected " + type(exc).__name__, "message": repr(exc)}
                 )
     return outcomes
+
+
+def _wait_for_all(folder: Path, tag: str, parties: int, *, timeout: float = 60.0) -> None:
+    """Mark this process ready in `folder`, then wait until `parties` are (a file barrier:
+    under load, processes started at once reach this point seconds apart)."""
+    (folder / tag).touch()
+    deadline = time.monotonic() + timeout
+    while len(list(folder.iterdir())) < parties and time.monotonic() < deadline:
+        time.sleep(0.01)

@@ -90,7 +90,9 @@ def test_ten_reads_and_pushes_at_once_in_one_process(busy: Sandbox, contacts: li
     _judge("one process", busy, outcomes, contacts, [f"{tag}p{i}" for i in range(5)])
 
 
-def test_reads_and_pushes_from_three_processes_at_once(busy: Sandbox, contacts: list[str]) -> None:
+def test_reads_and_pushes_from_three_processes_at_once(
+    busy: Sandbox, contacts: list[str], tmp_path: Path
+) -> None:
     jobs = [
         {
             "info": busy.info(),
@@ -98,6 +100,8 @@ def test_reads_and_pushes_from_three_processes_at_once(busy: Sandbox, contacts: 
             "reads": 2,
             "pushes": 2,
             "rows": ROWS,
+            "barrier": str(tmp_path),
+            "parties": 3,
         }
         for _ in range(3)
     ]
