@@ -9,7 +9,8 @@ Each way runs in a fresh child process, so its peak resident memory (`ru_maxrss`
 own: signed in and the metadata cached first (the baseline), then either `read()` kept
 whole, or `read(chunksize=)` with each chunk summed and dropped.  The sandbox runs in a
 process of its own.  Prints rows, seconds and peak RSS above the baseline for each way,
-and checks that both saw the same rows and revenue total.  One run each: indicative.
+and checks that both saw the same rows (a sum of row hashes over every column), dtypes
+and revenue total.  One run each: indicative.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = ["main"]
 _CHILD = r"""
 import json, resource, sys, time
 import d365nb.sandbox
+import pandas as pd
 
 info, mode, parallel = json.loads(sys.argv[1]), sys.argv[2], sys.argv[4]
 chunksize = int(sys.argv[3])
@@ -36,17 +38,33 @@ conn.read("accounts", top=1, progress=False)  # sign-in and metadata: the baseli
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 begin = time.perf_counter()
 par = {"on": True, "off": False}[parallel]
+
+
+def digest(frame):
+    # Sum of the rows' hashes (every column, values and types): equal for the same rows
+    # in any order or cut.  Multi-select choices hold lists: hashed as tuples.
+    lists = frame.select_dtypes("object").columns
+    frame = frame.assign(**{c: frame[c].map(lambda v: tuple(v) if isinstance(v, list) else v)
+                            for c in lists})
+    return int(pd.util.hash_pandas_object(frame, index=False).to_numpy().sum(dtype="uint64"))
+
+
 if mode == "read":
     df = conn.read("accounts", parallel=par, progress=False)
     rows, total, chunks = len(df), float(df["revenue"].sum()), 1
 else:
-    rows, total, chunks = 0, 0.0, 0
+    rows, total, chunks, rowhash, dtypes = 0, 0.0, 0, 0, None
     for chunk in conn.read("accounts", parallel=par, progress=False, chunksize=chunksize):
         rows, total, chunks = rows + len(chunk), total + float(chunk["revenue"].sum()), chunks + 1
+        rowhash = (rowhash + digest(chunk)) % 2**64
+        dtypes = [str(t) for t in chunk.dtypes]
         del chunk
 took = time.perf_counter() - begin
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if mode == "read":  # after the peak: the digest's own arrays are not the read's
+    rowhash, dtypes = digest(df), [str(t) for t in df.dtypes]
 print(json.dumps({"rows": rows, "total": round(total, 2), "chunks": chunks,
+                  "digest": str(rowhash), "dtypes": dtypes,
                   "seconds": round(took, 2), "base_mb": round(base / 1024, 1),
                   "peak_mb": round(peak / 1024, 1),
                   "above_base_mb": round((peak - base) / 1024, 1)}))
@@ -85,6 +103,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         whole = results[f"read_parallel_{parallel}"]
         chunked = results[f"chunks_parallel_{parallel}"]
         assert (whole["rows"], whole["total"]) == (chunked["rows"], chunked["total"])
+        # The same rows, values and dtypes (sum of row hashes, so order and cut don't count).
+        assert (whole["digest"], whole["dtypes"]) == (chunked["digest"], chunked["dtypes"])
         results[f"memory_ratio_parallel_{parallel}"] = round(
             chunked["above_base_mb"] / max(whole["above_base_mb"], 0.1), 3
         )
