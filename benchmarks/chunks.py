@@ -31,8 +31,8 @@ import json, resource, sys, time
 import d365nb.sandbox
 import pandas as pd
 
-info, mode, parallel = json.loads(sys.argv[1]), sys.argv[2], sys.argv[4]
-chunksize = int(sys.argv[3])
+info = json.loads(sys.stdin.read())  # not argv: the sandbox's secrets stay out of ps
+mode, chunksize, parallel = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 conn = d365nb.sandbox.connect(info)
 conn.read("accounts", top=1, progress=False)  # sign-in and metadata: the baseline
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -73,11 +73,13 @@ print(json.dumps({"rows": rows, "total": round(total, 2), "chunks": chunks,
 
 def _child(info: dict[str, Any], mode: str, chunksize: int, parallel: str) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps(info), mode, str(chunksize), parallel],
-        check=True,
+        [sys.executable, "-c", _CHILD, mode, str(chunksize), parallel],
+        input=json.dumps(info),
         capture_output=True,
         text=True,
     )
+    if done.returncode != 0:  # the child's own error, not its command line
+        raise SystemExit(f"the {mode} child failed:\n{done.stderr[-2000:]}")
     figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return figures
 
