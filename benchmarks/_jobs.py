@@ -474,6 +474,17 @@ WRITE_FINGERPRINT: tuple[tuple[str, str], ...] = (
 # -- the child process -------------------------------------------------------------------
 
 
+def _load_d365nb() -> None:
+    """Load d365nb's client and HTTP stack before the baseline, as the other contenders'
+    libraries are: the harness's `d365nb.sandbox.connect` and httpcore (which httpx
+    imports only when its first transport is built).  Only imports: no connection, no
+    request, no cache is touched."""
+    import httpcore  # noqa: F401
+
+    import d365nb.sandbox._connect  # noqa: F401
+    import d365nb.sandbox._notebook  # noqa: F401
+
+
 def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one job described by `spec` and return its measurements."""
     info: dict[str, str] = spec["sandbox"]
@@ -486,7 +497,7 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         job: Callable[[], Any] = lambda: READERS[contender](info, params, stats)  # noqa: E731
         # Import what the contender needs before the baseline.
         if contender.startswith("d365nb"):
-            import d365nb.sandbox._connect  # noqa: F401  (loads the client before the baseline)
+            _load_d365nb()
         elif contender == "official-sdk":
             import azure.identity  # noqa: F401
             import PowerPlatform.Dataverse.client  # noqa: F401
@@ -501,8 +512,9 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
         job = lambda: WRITERS[contender](info, frame, stats)  # noqa: E731
         if contender == "d365nb":
             _register_accessor()
-            import d365nb.sandbox._connect  # noqa: F401  (loads the client before the baseline)
+            _load_d365nb()
         elif contender == "official-sdk":
+            import azure.identity  # noqa: F401
             import PowerPlatform.Dataverse.client  # noqa: F401
     else:
         raise ValueError(f"unknown job kind {kind!r}")

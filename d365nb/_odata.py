@@ -512,6 +512,8 @@ def select_path(path: str, columns: Iterable[str]) -> str:
 
 
 _GUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+# Text that JSON and URL encoding both leave as it is: `"v"` is `%22v%22` in a URL.
+_URL_PLAIN = re.compile(r"[A-Za-z0-9\-_.~]*")
 
 
 def key_filter_literal(value: Any, *, bare_guid: bool = True) -> str:
@@ -564,7 +566,13 @@ def key_lookup_urls(
             f"Microsoft.Dynamics.CRM.In(PropertyName='{names[0]}',PropertyValues=[", safe="()'"
         )
         suffix = quote("])", safe="()'")
-        terms = [quote(json.dumps(k[names[0]], ensure_ascii=False), safe="") for k in keys]
+        plain_text = _URL_PLAIN.fullmatch
+        terms = [
+            f"%22{v}%22"
+            if plain_text(v := k[names[0]])
+            else quote(json.dumps(v, ensure_ascii=False), safe="")
+            for k in keys
+        ]
         glue = quote(",")
     else:
         prefix = suffix = ""

@@ -55,6 +55,9 @@ class Payloads:
     columns: tuple[str, ...]
     skipped: Mapping[str, str] = field(default_factory=dict)
     problems: tuple[Problem, ...] = ()
+    # The JSON values of each column that is not a lookup, by logical name, None for NA
+    # (what the bodies hold; `build_payloads(bodies=False)` gives these alone).
+    values: Mapping[str, list[Any]] = field(default_factory=dict)
 
     def raise_for_problems(self, *, limit: int = 20) -> None:
         """Raise `InvalidFrameError` listing up to `limit` problems, if there are any."""
@@ -481,6 +484,7 @@ def build_payloads(
     key_columns: Sequence[str] = (),
     na: Literal["null", "omit"] = "null",
     expanded: Collection[str] = (),
+    bodies: bool = True,
 ) -> Payloads:
     """Check a frame and build one JSON body per row; never raises for bad data.
 
@@ -501,6 +505,8 @@ def build_payloads(
     * **expanded** - names of `$expand`ed navigation properties the read added, besides
       those its `attrs["d365nb"]["expand"]` records (their related rows are skipped).  Any
       other unknown column is a problem, whatever it holds.
+    * **bodies** - False: no per-row bodies (`rows` is empty), only the columns' JSON
+      values in `values` (e.g. a key's, `_plan`).
     """
     if mode not in _MODES:
         raise ConfigError(
@@ -590,6 +596,7 @@ def build_payloads(
     null = _OMIT if na == "omit" else None
     static: list[tuple[str, list[Any]]] = []
     dynamic: list[tuple[list[str], list[Any]]] = []
+    converted: dict[str, list[Any]] = {}
     for name, attribute in plan:
         s = df[name]
         kind = converter_kind(attribute)
@@ -610,6 +617,7 @@ def build_payloads(
             values = _write_multichoice(s, name, attribute, p)
         else:
             values = _write_string(s, name, attribute, p)
+        converted[attribute.logical_name] = values
         if attribute.is_primary_id and mode == "create":
             values = [_OMIT if v is None else v for v in values]  # the service makes an id
         elif null is _OMIT:
@@ -617,13 +625,14 @@ def build_payloads(
         static.append((attribute.logical_name, values))
 
     rows: list[tuple[Hashable, dict[str, Any]]] = []
-    if not p.items:
+    if not p.items and bodies:
         rows = _bodies(df.index.tolist(), static, dynamic, omit_null=null is _OMIT)
     return Payloads(
         rows=rows,
         columns=tuple(name for name, _ in plan),
         skipped=skipped,
         problems=tuple(p.items),
+        values=converted,
     )
 
 

@@ -35,7 +35,16 @@ from ._options import PushOptions, frame_info
 from ._payloads import build_payloads
 from ._snapshot import ReadSnapshot, changed_cells, snapshot_of
 
-__all__ = ["Plan", "PlannedRow", "loose_key", "plan_push", "related_tables", "row_key"]
+__all__ = [
+    "Keyed",
+    "Plan",
+    "PlannedRow",
+    "loose_key",
+    "plan_push",
+    "related_tables",
+    "row_key",
+    "upsert_keys",
+]
 
 # Text that `key_value()` leaves as it is (letters, digits and its safe characters).
 _URL_SAFE = re.compile(r"[A-Za-z0-9'\-_.~]*")
@@ -156,12 +165,13 @@ def _key_segments(
     wire: dict[str, list[Any]] = {}
     if plain:
         payloads = build_payloads(
-            df[plain], table=table, tables=tables, columns=plain, mode="create"
+            df[plain], table=table, tables=tables, columns=plain, mode="create", bodies=False
         )
         problems.extend(payloads.problems)
         for k in plain:
             name = table.resolve_column(k).logical_name
-            wire[k] = [body.get(name) for _, body in payloads.rows] or [None] * len(df)
+            found = None if payloads.problems else payloads.values.get(name)
+            wire[k] = list(found) if found is not None else [None] * len(df)
     for k, attribute in zip(key, attributes, strict=True):
         if attribute is not None and attribute.is_lookup:
             wire[k] = [None if _is_na(v) else str(v) for v in df[k].tolist()]
@@ -310,6 +320,35 @@ def _bind_by_key(
     return f"{attribute.navigation_property(target.logical_name)}@odata.bind", values
 
 
+@dataclass(frozen=True, slots=True)
+class Keyed:
+    """An upsert's keys, found once (`upsert_keys()`): per row, the key segment's inside
+    and the key as JSON values (None where a value is missing), and the problems found."""
+
+    segments: list[str | None]
+    values: list[dict[str, Any] | None]
+    problems: list[Problem]
+
+
+def upsert_keys(
+    df: pd.DataFrame, table: Table, tables: Mapping[str, Table], options: PushOptions
+) -> Keyed | None:
+    """The keys of an upsert by alternate key, before (and for) `plan_push(keyed=...)`:
+    what its key look-ups need (`_lookahead`).  None for any other push, or when the key
+    is unknown or a key column is missing (`plan_push()` says so)."""
+    if options.mode != "upsert":
+        return None
+    try:
+        keys = _resolve_key(table, options.keys)
+    except ConfigError:
+        return None
+    if keys == (table.primary_id,) or any(k not in df.columns for k in keys):
+        return None
+    problems: list[Problem] = []
+    segments, values = _key_segments(df, table, tables, keys, problems)
+    return Keyed(segments, values, problems)
+
+
 def related_tables(df: pd.DataFrame, table: Table, options: PushOptions) -> list[str]:
     """The tables whose metadata `plan_push()` needs besides `table`: those that columns
     named `<lookup>.<column>` bind to by alternate key (fetch them, pass as `related`)."""
@@ -333,6 +372,7 @@ def plan_push(
     connection_id: str,
     attempt: str = "",
     earlier: Mapping[str, str] | None = None,
+    keyed: Keyed | None = None,
 ) -> Plan:
     """Plan one request per row of `df` (see the module docstring); raises before any write.
 
@@ -345,6 +385,7 @@ def plan_push(
     * **connection_id** - recorded in the planned frame's attrs (`report.failed.d365.push()`).
     * **attempt** - this push's attempt id (default: a new one); **earlier** - rows of
       unfinished attempts, `{fingerprint: attempt id}` (`_journal.Journal.open_rows()`).
+    * **keyed** - `upsert_keys()` of this frame and options, when already found.
 
     Generated ids are uuid5 of (table, attempt, row fingerprint): new per push, the same
     when a row of an unfinished attempt is pushed again (see `_journal`).
@@ -414,8 +455,8 @@ def plan_push(
 
     # Key segments for alternate keys.
     segments: list[str | None] = [None] * n
-    key_values: list[dict[str, Any] | None] = [
-        None if ids[i] is None else {pk: ids[i]} for i in range(n)
+    key_values: list[dict[str, Any] | None] = [  # generated ids: creates, need none
+        None if ids[i] is None or generated[i] else {pk: ids[i]} for i in range(n)
     ]
     if not by_pk and mode != "create":
         absent = [k for k in keys if k not in frame.columns]
@@ -425,7 +466,11 @@ def plan_push(
                 field="key",
                 hint="Add the key's columns to the frame.",
             )
-        segments, key_values = _key_segments(frame, table, tables, keys, problems)
+        if keyed is None:
+            segments, key_values = _key_segments(frame, table, tables, keys, problems)
+        else:
+            segments, key_values = list(keyed.segments), list(keyed.values)
+            problems.extend(keyed.problems)
 
     # One row per key: two rows for one record would overwrite each other, silently.
     groups: dict[tuple[Any, ...], list[int]] = {}

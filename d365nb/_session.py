@@ -16,6 +16,7 @@ Frames remember the session they were read through by id (`session_by_id()`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import os
 import ssl
@@ -261,6 +262,17 @@ class Session:
                 await self.asign_in()
                 return await self.auth.token()
             raise
+
+    def warm_up(self) -> asyncio.Task[None]:
+        """Fetch an access token in the background, while the caller works out what to
+        send (e.g. a push's plan): the first request then need not wait for the token.
+        A failure is left for that request to raise."""
+
+        async def fetch() -> None:
+            with contextlib.suppress(Exception):  # never an interactive sign-in from here
+                await self.auth.token()
+
+        return asyncio.ensure_future(fetch())
 
     def _loop_client(self) -> _LoopClient:
         if self._closed:

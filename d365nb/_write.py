@@ -77,6 +77,7 @@ from ._batching import (
 from ._catalog import Catalog
 from ._exceptions import ODataError, PushError, ThrottledError, TransportError
 from ._journal import Journal
+from ._lookahead import Lookahead
 from ._lookup import find_keys
 from ._multipart import (
     BatchFormatError,
@@ -124,26 +125,30 @@ class _Sent:
 
 
 class _Push:
-    """The I/O shell of one push: sends chunks and records each row's outcome."""
+    """The I/O shell of one push: sends chunks and records each row's outcome.
+
+    Built before the plan (`size` rows), so that key look-ups can go out while the frame
+    is planned (`_lookahead`); `plan` is set once planned."""
+
+    plan: Plan
 
     def __init__(
         self,
         session: Session,
-        plan: Plan,
+        size: int,
         *,
         batch_size: int | None,
         parallel: bool | int | None,
-        progress: Any,
+        progress: Any = None,
     ) -> None:
         self.session = session
-        self.plan = plan
         self.batch_size = batch_size
         # True/None: the connection's adaptive limiter alone; False: one at a time.
         cap = 1 if parallel is False else (None if parallel in (None, True) else int(parallel))
         self.slots = asyncio.Semaphore(cap) if cap is not None else None
         self.progress = progress
         self.requests = 0
-        n = len(plan.frame)
+        n = size
         self.status: list[str | None] = [None] * n
         self.code: list[str | None] = [None] * n
         self.message: list[str | None] = [None] * n
@@ -153,7 +158,8 @@ class _Push:
         self.existed: dict[int, bool] = {}
         self.base = httpx.URL(session.api_root).path
         # Continuing an unfinished attempt: a conflict or a 404 may be our own earlier write.
-        self.resumed = plan.resumed
+        self.resumed = False
+        self.lookahead: Lookahead | None = None
         # Rows whose write request has gone out (its answer may never come: Ctrl-C).
         self.inflight = [False] * n
         # Set once the journal holds the rows: writes wait for it, look-ups need not.
@@ -172,7 +178,7 @@ class _Push:
         method: str,
         url: str,
         *,
-        content: bytes,
+        content: bytes | Callable[[], bytes],
         headers: Mapping[str, str],
         rows: Sequence[PlannedRow] = (),
         reads: bool = False,
@@ -180,7 +186,9 @@ class _Push:
         """Send one request within the limits; send it again when its connection drops.
 
         `rows` are the rows the request writes: marked in flight once it goes out.  Unless
-        it only `reads`, it waits until the journal holds the push's rows."""
+        it only `reads`, it waits until the journal holds the push's rows.  A callable
+        `content` is called once, when the request may go: the first chunk is on the wire
+        while the next ones are encoded."""
         if not reads:
             await self.journaled.wait()
         retried = False
@@ -188,6 +196,8 @@ class _Push:
             try:
                 self.requests += 1
                 async with self.slots or contextlib.nullcontext(), self.session.limiter:
+                    if callable(content):
+                        content = content()
                     self.mark(rows)
                     response = await self.session.arequest(
                         method, url, content=content, headers=headers
@@ -239,16 +249,20 @@ class _Push:
         """`CreateMultiple`/`UpdateMultiple` for a chunk; on failure, its rows one by one."""
         table = self.plan.table
         odata_type = f"Microsoft.Dynamics.CRM.{table.logical_name}"
-        targets = []
-        for row in rows:
-            target = dict(row.body or {})
-            target[table.primary_id] = row.row_id
-            target["@odata.type"] = odata_type
-            targets.append(target)
+
+        def body() -> bytes:
+            targets = []
+            for row in rows:
+                target = dict(row.body or {})
+                target[table.primary_id] = row.row_id
+                target["@odata.type"] = odata_type
+                targets.append(target)
+            return encode_json({"Targets": targets})
+
         sent = await self.send(
             "POST",
             action_path(table.entity_set_name, action),
-            content=encode_json({"Targets": targets}),
+            content=body,
             headers={"Content-Type": _JSON},
             rows=rows,
         )
@@ -296,7 +310,9 @@ class _Push:
         look-up was made before either attempt, so rows our first attempt created are
         still reported `created`.
         """
-        found = await find_keys(self.fetch, self.base, self.plan.table, rows)
+        covered, found = await self.lookahead.found(rows) if self.lookahead else (False, None)
+        if not covered:
+            found = await find_keys(self.fetch, self.base, self.plan.table, rows)
         if found is None:  # the look-up failed: the exact, per-row way
             await asyncio.gather(
                 *(
@@ -347,15 +363,19 @@ class _Push:
         someone else since: 200, `updated`)."""
         table = self.plan.table
         odata_type = f"Microsoft.Dynamics.CRM.{table.logical_name}"
-        targets = []
-        for row in rows:
-            target: dict[str, Any] = {"@odata.type": odata_type, **(row.key_values or {})}
-            target.update(row.body or {})
-            targets.append(target)
+
+        def body() -> bytes:
+            targets = []
+            for row in rows:
+                target: dict[str, Any] = {"@odata.type": odata_type, **(row.key_values or {})}
+                target.update(row.body or {})
+                targets.append(target)
+            return encode_json({"Targets": targets})
+
         sent = await self.send(
             "POST",
             action_path(table.entity_set_name, "CreateMultiple"),
-            content=encode_json({"Targets": targets}),
+            content=body,
             headers={"Content-Type": _JSON},
             rows=rows,
         )
@@ -382,18 +402,22 @@ class _Push:
         (`updated`, with the id the look-up found); per-row `$batch` when it fails."""
         table = self.plan.table
         odata_type = f"Microsoft.Dynamics.CRM.{table.logical_name}"
-        targets = []
-        for row in rows:
-            target: dict[str, Any] = {"@odata.type": odata_type, "@odata.id": row.path}
-            for name, value in (row.key_values or {}).items():
-                if not name.startswith("_"):  # lookups are in @odata.id alone
-                    target[name] = value
-            target.update(row.body or {})
-            targets.append(target)
+
+        def body() -> bytes:
+            targets = []
+            for row in rows:
+                target: dict[str, Any] = {"@odata.type": odata_type, "@odata.id": row.path}
+                for name, value in (row.key_values or {}).items():
+                    if not name.startswith("_"):  # lookups are in @odata.id alone
+                        target[name] = value
+                target.update(row.body or {})
+                targets.append(target)
+            return encode_json({"Targets": targets})
+
         sent = await self.send(
             "POST",
             action_path(table.entity_set_name, "UpsertMultiple"),
-            content=encode_json({"Targets": targets}),
+            content=body,
             headers={"Content-Type": _JSON},
             rows=rows,
         )
@@ -583,12 +607,34 @@ async def apush(
     if dialect_push is not None:
         return await dialect_push(df, table, options)  # type: ignore[no-any-return]
     started = time.perf_counter()
+    warming = session.warm_up()  # the token comes while the frame is planned
+    try:
+        return await _apush(session, catalog, df, table, options, started)
+    finally:
+        if not warming.done():
+            warming.cancel()
+        await asyncio.gather(warming, return_exceptions=True)
+
+
+async def _apush(
+    session: Session,
+    catalog: Catalog,
+    df: pd.DataFrame,
+    table: str | None,
+    options: PushOptions,
+    started: float,
+) -> PushReport | PushPlan:
+    await asyncio.sleep(0)  # `warm_up()` hands the token request to its thread
     name = table or str(frame_info(df)["table"])
     meta = await catalog.table(name)
     tables = await catalog.tables()
     related = {n: await catalog.table(n) for n in related_tables(df, meta, options)}
     journal = Journal(session.api_root, meta.logical_name)
-    plan = plan_push(
+    batch_size = options.batch_size
+    no_bulk = _NO_BULK.setdefault(session, set())
+    engine = _Push(session, len(df), batch_size=batch_size, parallel=options.parallel)
+    planning = partial(
+        plan_push,
         df,
         meta,
         tables,
@@ -600,8 +646,26 @@ async def apush(
         # retried on another worker) names the attempt, so a retry re-uses its ids.
         attempt=str(frame_info(df).get("attempt") or ""),
     )
-    batch_size = options.batch_size
-    no_bulk = _NO_BULK.setdefault(session, set())
+    engine.lookahead, keyed = Lookahead.start(
+        engine.fetch,
+        engine.base,
+        df,
+        meta,
+        tables,
+        options,
+        no_bulk=no_bulk,
+        slice_rows=LOOKUP_ROWS,
+    )
+    if engine.lookahead is None:
+        plan = planning(keyed=keyed)
+    else:  # the look-ups are out: plan in a thread while the service answers them
+        try:
+            plan = await asyncio.to_thread(planning, keyed=keyed)
+        except BaseException as exc:
+            cancelled = isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt))
+            await engine.lookahead.close(drain=not cancelled)
+            raise
+    engine.plan, engine.resumed = plan, plan.resumed
     groups = group_rows(plan, no_bulk)
     if options.dry_run:
         return plan_report(
@@ -612,7 +676,7 @@ async def apush(
         if options.progress and plan.rows
         else None
     )
-    engine = _Push(session, plan, batch_size=batch_size, parallel=options.parallel, progress=bar)
+    engine.progress = bar
     for row in plan.rows:
         if row.op == "none":
             note = row.note or "no writable column to send"
@@ -654,6 +718,8 @@ async def apush(
         progress_var.reset(token)
         if bar is not None:
             bar.close()
+        if engine.lookahead is not None:
+            await engine.lookahead.close(drain=False)  # all answered, unless Ctrl-C
     for row, outcome in stopped_outcomes(plan.rows, engine.status, engine.inflight):
         engine.settle(row, outcome)  # nothing is silently dropped
     # The attempt stays open, every row of it, while any row's outcome is unknown: the

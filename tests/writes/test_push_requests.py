@@ -7,7 +7,9 @@ wire through the transport's own count of attempts (retries included).
 from __future__ import annotations
 
 import math
+import time
 import uuid
+from typing import Any
 from urllib.parse import unquote
 
 import pandas as pd
@@ -16,6 +18,7 @@ import pytest
 from d365nb import _write
 from d365nb._batching import MIN_BULK_CHUNK, chunk_size
 from d365nb._client import Connection
+from d365nb._exceptions import InvalidFrameError
 from d365nb._report import PushPlan, PushReport
 from d365nb._sync import run_sync
 
@@ -243,3 +246,62 @@ def test_parallel_option_sets_the_chunk_size(conn: Connection, sent: list[tuple[
 
     assert sent == [("POST", _CREATE)] * 2  # two slots: two chunks of 300, side by side
     assert one.counts["created"] == two.counts["created"] == 600
+
+
+def test_key_lookups_are_answered_while_the_frame_is_planned(
+    conn: Connection, sent: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upsert's look-ups go out before its plan is done (`_lookahead`): the plan here
+    waits for the first look-up to be sent, which a plan that holds the event loop (or
+    comes before the look-ups) would wait for in vain."""
+    tag = _tag()
+    _seed(conn, tag, 10)
+    _warm(conn)
+    df = _half_new(tag, 10, 20)
+    sent.clear()
+    seen_by_plan: list[bool] = []
+    plan_push = _write.plan_push
+
+    def planning(*args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + 20
+        while not any(m == "GET" for m, _ in sent) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen_by_plan.append(any(m == "GET" for m, _ in sent))
+        return plan_push(*args, **kwargs)
+
+    monkeypatch.setattr(_write, "plan_push", planning)
+    report = _report(
+        df.d365.push("accounts", key="accountnumber", conn=conn, batch_size=5, progress=False)
+    )
+
+    assert seen_by_plan == [True]
+    assert list(report.rows["status"]) == [
+        "updated" if i % 2 == 0 else "created" for i in range(20)
+    ]
+    # Answered ahead, not asked again by the slice: one look-up, 2 + 2 bulk calls.
+    assert [m for m, _ in sent].count("GET") == 1
+    assert report.requests == 5 == len(sent)
+    assert _read(conn, tag)["name"].str.contains(" v2 ").sum() == 20
+
+
+def test_an_upsert_the_plan_refuses_sends_its_lookups_and_no_write(
+    conn: Connection, sent: list[tuple[str, str]]
+) -> None:
+    tag = _tag()
+    _seed(conn, tag, 4)
+    _warm(conn)
+    df = _half_new(tag, 4, 8).assign(numberofemployees=["many"] + [1] * 7)
+    sent.clear()
+
+    with pytest.raises(InvalidFrameError, match="numberofemployees"):
+        df.d365.push("accounts", key="accountnumber", conn=conn, progress=False)
+
+    assert sent and all(m == "GET" for m, _ in sent)  # the look-up went ahead; no write
+    assert not _read(conn, tag)["name"].str.contains(" v2 ").any()
+    # The connection is whole: the same push, fixed, lands.
+    report = _report(
+        df.assign(numberofemployees=1).d365.push(
+            "accounts", key="accountnumber", conn=conn, progress=False
+        )
+    )
+    assert report.counts["updated"] == 4 and report.counts["created"] == 4
