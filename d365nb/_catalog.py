@@ -175,6 +175,22 @@ class Catalog:
 
     # -- public -------------------------------------------------------------------
 
+    @property
+    def dop_hint(self) -> int | None:
+        """The service's `x-ms-dop-hint` as last seen in this environment (kept with the
+        metadata, so a new process's first requests start at it), or None."""
+        hint = self._entry().get("dop_hint")
+        return hint if isinstance(hint, int) and not isinstance(hint, bool) and hint >= 1 else None
+
+    def remember_dop_hint(self, hint: int) -> None:
+        """Keep a new `x-ms-dop-hint` (written to disk only when it changed)."""
+        entry = self._entry()
+        if entry.get("dop_hint") == hint:
+            return
+        with _MEMORY_LOCK:
+            entry["dop_hint"] = hint
+        self._save()
+
     def refresh(self, logical_name: str | None = None) -> None:
         """Forget the cached metadata (one table's, or everything); the next use fetches."""
         entry = self._entry()

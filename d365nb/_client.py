@@ -106,8 +106,8 @@ class Connection(Session):
     * **token_cache** - `True` (per-user cache folder), a folder path, or `False` (memory).
     * **timeout** - seconds for each HTTP request.
     * **max_concurrency** - the most requests in flight at once (the adaptive limit
-      starts here, drops to the service's `x-ms-dop-hint` with its first answer and
-      halves on 429s).
+      starts here, or at the service's `x-ms-dop-hint` as last seen in this environment,
+      follows the hint of each answer and halves on 429s).
     * **retry** - a `RetryPolicy` for 429/503/network errors.
     * **metadata_cache** - `True` (per-user folder beside the token cache), a folder path,
       or `False` (memory only): where table metadata is kept between processes.
@@ -136,6 +136,12 @@ class Connection(Session):
         )
         self._whoami: WhoAmI | None = None
         self.catalog = Catalog(self, directory=metadata_cache)
+
+    def _known_dop_hint(self) -> int | None:
+        return self.catalog.dop_hint
+
+    def _dop_hint_seen(self, hint: int) -> None:
+        self.catalog.remember_dop_hint(hint)
 
     # -- presentation -------------------------------------------------------------
 

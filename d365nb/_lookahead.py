@@ -4,11 +4,13 @@ frame is checked.
 `UpsertMultiple` answers 204 and nothing per row, so an upsert by alternate key looks its
 keys up first (`_lookup.find_keys()`, one request per `_batching.LOOKUP_ROWS` rows).  The
 keys are known long before the rest of the plan (`_plan.upsert_keys()`: the key columns
-only), so `Lookahead.start()` sends those look-ups (reads, never writes) right away, and
-`_write.apush()` checks the frame and builds the bodies (`_plan.plan_push()`, in a thread)
-while the service answers.  Then each upsert slice takes its answers from `found()`
-instead of asking again.  20,000 rows: the look-ups' round trips and the service's work
-overlap the plan instead of following it.
+only), so `Lookahead.start()` sends those look-ups (reads, never writes) right away, waits
+until they are on the wire (httpcore's `trace` events), and `_write.apush()` then checks
+the frame and builds the bodies (`_plan.plan_push()`) while the service answers; the
+answers wait in the sockets.  (Planning in a thread instead was slower: the plan holds
+the interpreter, and the look-ups' own work waited for it.)  Then each upsert slice
+takes its answers from `found()` instead of asking again.  20,000 rows: the look-ups'
+round trips and the service's work overlap the plan instead of following it.
 
 Nothing changes in what is written or reported: a look-up still comes before every write
 of its rows (so the race rules of `_write._Push.run_upsert()` hold), a row whose key the
@@ -21,20 +23,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Any
 
+import httpx
 import pandas as pd
 
 from . import _batching
 from ._batching import chunks
 from ._dtypes import ETAG_COLUMN
-from ._lookup import Fetch, find_keys
+from ._lookup import find_keys
 from ._metadata import Table
 from ._options import PushOptions, frame_info
 from ._plan import Keyed, PlannedRow, upsert_keys
 from ._snapshot import snapshot_of
 
-__all__ = ["Lookahead"]
+__all__ = ["Lookahead", "Trace", "TracedFetch"]
+
+#: httpcore's `trace` request extension: awaited with each progress event's name.
+Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
+#: Sends one look-up (`_lookup.Fetch`'s arguments) and tells `trace` how it goes.
+TracedFetch = Callable[[str, str, bytes, dict[str, str], Trace], Awaitable[httpx.Response | None]]
+#: The event after which a request is on the wire (its body handed to the socket).
+_WRITTEN = "http11.send_request_body.complete"
+#: How long the plan waits for the look-ups to be on the wire before it starts anyway
+#: (a new connection's handshake, a 429 wait).
+_SEND_WAIT = 2.0
 
 #: How long a refused push waits for look-ups already sent (a cancel mid-handshake would
 #: leave a socket open); Ctrl-C does not wait.
@@ -46,7 +60,7 @@ class Lookahead:
 
     def __init__(
         self,
-        fetch: Fetch,
+        fetch: TracedFetch,
         base: str,
         table: Table,
         keyed: Keyed,
@@ -61,15 +75,19 @@ class Lookahead:
             for pos, values in enumerate(keyed.values)
             if values is not None
         ]
+        self._written: list[asyncio.Event] = []
         for n, part in enumerate(chunks(rows, max(1, slice_rows))):
-            self._tasks.append(asyncio.ensure_future(find_keys(fetch, base, table, part)))
+            written = asyncio.Event()
+            self._written.append(written)
+            task = find_keys(_traced(fetch, written), base, table, part)
+            self._tasks.append(asyncio.ensure_future(task))
             for row in part:
                 self._slice[row.pos] = n
 
     @classmethod
     def start(
         cls,
-        fetch: Fetch,
+        fetch: TracedFetch,
         base: str,
         df: pd.DataFrame,
         table: Table,
@@ -102,6 +120,25 @@ class Lookahead:
         if keyed is None or keyed.problems or all(v is None for v in keyed.values):
             return None, keyed
         return cls(fetch, base, table, keyed, slice_rows=slice_rows), keyed
+
+    async def sent(self, *, timeout: float = _SEND_WAIT) -> None:
+        """Wait until every look-up is on the wire, or one has been answered (more of
+        them than the limiter allows at once), or `timeout`: the caller may then hold
+        the event loop (the plan) while the service works."""
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(e.wait()) for e in self._written]
+        written: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*waits))
+        answered: asyncio.Future[Any] = asyncio.ensure_future(
+            asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        )
+        watched = [*waits, written, answered]
+        try:
+            await asyncio.wait(
+                {written, answered}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiting in watched:
+                waiting.cancel()
+            await asyncio.gather(*watched, return_exceptions=True)
 
     @property
     def requests(self) -> int:
@@ -144,3 +181,16 @@ class Lookahead:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _traced(fetch: TracedFetch, written: asyncio.Event) -> Any:
+    """`fetch` as `_lookup.Fetch`, setting `written` once its request is on the wire."""
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event == _WRITTEN:
+            written.set()
+
+    async def send(method: str, url: str, body: bytes, headers: dict[str, str]) -> Any:
+        return await fetch(method, url, body, headers, trace)
+
+    return send

@@ -274,6 +274,14 @@ class Session:
 
         return asyncio.ensure_future(fetch())
 
+    def _known_dop_hint(self) -> int | None:
+        """The service's `x-ms-dop-hint` as last seen, before any answer (a `Connection`
+        keeps it with the environment's metadata, so a new process starts there)."""
+        return None
+
+    def _dop_hint_seen(self, hint: int) -> None:
+        """A new `x-ms-dop-hint` came (see `_known_dop_hint()`)."""
+
     def _loop_client(self) -> _LoopClient:
         if self._closed:
             raise TransportError("This connection is closed.", hint="Create a new one.")
@@ -283,10 +291,15 @@ class Session:
             entry = self._clients.get(key)
             if entry is not None and entry.loop() is loop and not entry.client.is_closed:
                 return entry
-            # Start at the user's cap: the first answer's x-ms-dop-hint brings it down to
-            # what the service allows; 429s halve it (issue 15: climbing from 2 left a
-            # 50-page read at half the allowed concurrency).
-            limiter = AdaptiveLimiter(initial=self.max_concurrency, maximum=self.max_concurrency)
+            # Start at the user's cap, or the service's x-ms-dop-hint as last seen: the
+            # first answer's hint brings it to what the service allows now; 429s halve it
+            # (issue 15: climbing from 2 left a 50-page read at half the concurrency).
+            limiter = AdaptiveLimiter(
+                initial=self.max_concurrency,
+                maximum=self.max_concurrency,
+                dop_hint=self._known_dop_hint(),
+                on_hint=self._dop_hint_seen,
+            )
             retry = self._build_transport(limiter)
             entry = _LoopClient(weakref.ref(loop), self._build_client(retry), limiter, retry)
             self._clients[key] = entry

@@ -466,6 +466,9 @@ class AdaptiveLimiter:
       falls to this many remaining requests.
     * **low_seconds** - slow down when `x-ms-ratelimit-time-remaining-xrm-requests` falls
       to this much remaining execution time.
+    * **dop_hint** - the service's `x-ms-dop-hint` as last seen (e.g. by an earlier
+      process): the limit starts no higher, before any answer says it again.
+    * **on_hint** - called with each new `x-ms-dop-hint` value (to remember it).
     """
 
     def __init__(
@@ -476,6 +479,8 @@ class AdaptiveLimiter:
         minimum: int = 1,
         low_requests: int = 100,
         low_seconds: float = 60.0,
+        dop_hint: int | None = None,
+        on_hint: Callable[[int], None] | None = None,
     ) -> None:
         if not 1 <= minimum <= maximum:
             raise ValueError("AdaptiveLimiter needs 1 <= minimum <= maximum.")
@@ -483,12 +488,13 @@ class AdaptiveLimiter:
         self.minimum = minimum
         self.low_requests = low_requests
         self.low_seconds = low_seconds
-        self.dop_hint: int | None = None
+        self.dop_hint: int | None = dop_hint if dop_hint is not None and dop_hint >= 1 else None
+        self._on_hint = on_hint
         #: The service's last `x-ms-ratelimit-burst-remaining-xrm-requests`, if it sent one.
         self.burst_remaining: int | None = None
         #: How many 429s this limiter has seen.
         self.throttled = 0
-        self._limit = max(minimum, min(initial, maximum))
+        self._limit = max(minimum, min(initial, self.ceiling))
         self._active = 0
         self._healthy = 0
         self._ignore = 0  # responses still due from before the last decrease
@@ -521,8 +527,11 @@ class AdaptiveLimiter:
         """Update the limit from one response's status and headers."""
         headers = headers or {}
         hint = _number(_header(headers, "x-ms-dop-hint"))
-        if hint is not None and hint >= 1:
+        if hint is not None and hint >= 1 and int(hint) != self.dop_hint:
             self.dop_hint = int(hint)
+            if self._on_hint is not None:
+                with contextlib.suppress(Exception):  # remembering is a nicety
+                    self._on_hint(self.dop_hint)
         burst = _number(_header(headers, "x-ms-ratelimit-burst-remaining-xrm-requests"))
         if burst is not None:
             self.burst_remaining = int(burst)

@@ -77,7 +77,7 @@ from ._batching import (
 from ._catalog import Catalog
 from ._exceptions import ODataError, PushError, ThrottledError, TransportError
 from ._journal import Journal
-from ._lookahead import Lookahead
+from ._lookahead import Lookahead, Trace
 from ._lookup import find_keys
 from ._multipart import (
     BatchFormatError,
@@ -107,6 +107,7 @@ from ._session import Session
 __all__ = ["apush"]
 
 _ATTEMPTS = 8  # sends of one request when its connection drops
+_TOKEN_WAIT = 30.0  # seconds a push waits for its token before planning anyway
 _JSON = "application/json"
 _JSON_ENTRY = "application/json; type=entry"
 
@@ -162,9 +163,6 @@ class _Push:
         self.lookahead: Lookahead | None = None
         # Rows whose write request has gone out (its answer may never come: Ctrl-C).
         self.inflight = [False] * n
-        # Set once the journal holds the rows: writes wait for it, look-ups need not.
-        self.journaled = asyncio.Event()
-        self.journaled.set()
 
     def settle(self, row: PlannedRow, outcome: _Outcome) -> None:
         """Record `row`'s outcome (the last one recorded wins)."""
@@ -181,26 +179,24 @@ class _Push:
         content: bytes | Callable[[], bytes],
         headers: Mapping[str, str],
         rows: Sequence[PlannedRow] = (),
-        reads: bool = False,
+        extensions: dict[str, Any] | None = None,
     ) -> _Sent:
         """Send one request within the limits; send it again when its connection drops.
 
-        `rows` are the rows the request writes: marked in flight once it goes out.  Unless
-        it only `reads`, it waits until the journal holds the push's rows.  A callable
-        `content` is called once, when the request may go: the first chunk is on the wire
-        while the next ones are encoded."""
-        if not reads:
-            await self.journaled.wait()
+        `rows` are the rows the request writes: marked in flight once it goes out (none
+        for a read).  A callable `content` is called once, when the request's
+        task runs: the first chunk is on the wire while the next ones are encoded (not
+        all of them first)."""
+        if callable(content):
+            content = content()
         retried = False
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 self.requests += 1
                 async with self.slots or contextlib.nullcontext(), self.session.limiter:
-                    if callable(content):
-                        content = content()
                     self.mark(rows)
                     response = await self.session.arequest(
-                        method, url, content=content, headers=headers
+                        method, url, content=content, headers=headers, extensions=extensions
                     )
                 return _Sent(response, None, retried)
             except ThrottledError as exc:
@@ -432,9 +428,18 @@ class _Push:
             return
         self.fail_all(rows, sent.error)
 
-    async def fetch(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> Any:
-        """A key look-up's request (a GET, or a `$batch` of GETs): reads only."""
-        sent = await self.send(method, url, content=body, headers=headers, reads=True)
+    async def fetch(
+        self,
+        method: str,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        trace: Trace | None = None,
+    ) -> Any:
+        """A key look-up's request (a GET, or a `$batch` of GETs): reads only.  `trace`
+        hears httpcore's progress events (`_lookahead`: "the request is on the wire")."""
+        extensions = {"trace": trace} if trace is not None else None
+        sent = await self.send(method, url, content=body, headers=headers, extensions=extensions)
         return sent.response
 
     def fail_all(self, rows: list[PlannedRow], error: Exception | None) -> None:
@@ -607,9 +612,9 @@ async def apush(
     if dialect_push is not None:
         return await dialect_push(df, table, options)  # type: ignore[no-any-return]
     started = time.perf_counter()
-    warming = session.warm_up()  # the token comes while the frame is planned
+    warming = session.warm_up()  # the token comes with the metadata
     try:
-        return await _apush(session, catalog, df, table, options, started)
+        return await _apush(session, catalog, df, table, options, started, warming)
     finally:
         if not warming.done():
             warming.cancel()
@@ -623,12 +628,15 @@ async def _apush(
     table: str | None,
     options: PushOptions,
     started: float,
+    warming: asyncio.Task[None],
 ) -> PushReport | PushPlan:
-    await asyncio.sleep(0)  # `warm_up()` hands the token request to its thread
     name = table or str(frame_info(df)["table"])
     meta = await catalog.table(name)
     tables = await catalog.tables()
     related = {n: await catalog.table(n) for n in related_tables(df, meta, options)}
+    # The token first (it came with the metadata, or is a short fetch): a token fetched
+    # in its thread while the plan holds the interpreter would wait for the plan.
+    await asyncio.wait({warming}, timeout=_TOKEN_WAIT)
     journal = Journal(session.api_root, meta.logical_name)
     batch_size = options.batch_size
     no_bulk = _NO_BULK.setdefault(session, set())
@@ -658,9 +666,10 @@ async def _apush(
     )
     if engine.lookahead is None:
         plan = planning(keyed=keyed)
-    else:  # the look-ups are out: plan in a thread while the service answers them
+    else:  # the look-ups are on the wire: plan while the service answers them
         try:
-            plan = await asyncio.to_thread(planning, keyed=keyed)
+            await engine.lookahead.sent()
+            plan = planning(keyed=keyed)
         except BaseException as exc:
             cancelled = isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt))
             await engine.lookahead.close(drain=not cancelled)
@@ -682,10 +691,9 @@ async def _apush(
             note = row.note or "no writable column to send"
             engine.settle(row, _Outcome("unchanged", message=note))
     opened = {fp: a for fp, a in zip(plan.fingerprints, plan.attempts, strict=True) if fp and a}
-    # Journaled before any write (a killed kernel's rows are found again), in a thread
-    # while the first key look-ups (reads) go out.
-    engine.journaled.clear()
-    recording = asyncio.ensure_future(asyncio.to_thread(journal.record, opened))
+    # Journaled before any write (a killed kernel's rows are found again).  Here, not in
+    # a thread: a few milliseconds, and a thread waited for the event loop's work.
+    journal.record(opened)
     token = progress_var.set(bar)  # the transport shows 429 waits on this bar
     interrupted = False
     tasks: list[asyncio.Future[None]] = []
@@ -702,15 +710,11 @@ async def _apush(
             tasks += [
                 asyncio.ensure_future(engine.run(strategy, chunk)) for chunk in chunks(rows, size)
             ]
-        await recording
-        engine.journaled.set()
         await asyncio.gather(*tasks)
     except BaseException as exc:  # no write goes out unjournaled, no task is left behind
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(BaseException):
-            await asyncio.shield(recording)  # the journal is whole before the report
         if not isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
             raise
         interrupted = True  # Ctrl-C, the Stop button: report what is known, then raise

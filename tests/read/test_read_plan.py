@@ -233,3 +233,37 @@ def test_a_table_or_column_newer_than_the_cache_is_fetched(
     df = later.read("accounts", select=["name", "revenue"], top=3, progress=False)
     assert list(df.columns[:3]) == ["accountid", "name", "revenue"] and len(df) == 3
     assert later.catalog.requests >= 2
+
+
+def test_a_new_process_starts_at_the_dop_hint_seen_before(tmp_path: Path) -> None:
+    """The service's `x-ms-dop-hint` is kept with the metadata: a new process's first
+    requests go at that concurrency, not at the cap (which the first answer would cut)."""
+    script = (
+        "import json, sys\n"
+        "import d365nb.sandbox\n"
+        "from d365nb._sync import run_sync\n"
+        "info, folder = json.loads(sys.argv[1]), sys.argv[2]\n"
+        "conn = d365nb.sandbox.connect(info, metadata_cache=folder, max_concurrency=16)\n"
+        "async def limit():\n"
+        "    return conn.limiter.limit\n"
+        "before = run_sync(limit())\n"
+        "conn.read('accounts', select=['name'], top=1, progress=False)\n"
+        "print(json.dumps([before, run_sync(limit())]))\n"
+        "conn.close()\n"
+    )
+    with start(data_dir=tmp_path / "data", database=":memory:", rows=10, dop_hint=3) as sb:
+
+        def child(folder: Path) -> list[int]:
+            done = subprocess.run(
+                [sys.executable, "-c", script, json.dumps(sb.info()), str(folder)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            )
+            result: list[int] = json.loads(done.stdout.strip().splitlines()[-1])
+            return result
+
+        assert child(tmp_path / "cache") == [16, 3]  # nothing known: the cap, then the hint
+        assert child(tmp_path / "cache") == [3, 3]  # known: from the first request on
+        assert child(tmp_path / "other") == [16, 3]  # another cache knows nothing

@@ -27,8 +27,9 @@ EXISTING = {
 
 
 def _fetch(calls: list[str], *, fail: bool = False) -> Any:
-    async def fetch(method: str, url: str, body: bytes, headers: dict[str, str]) -> Any:
+    async def fetch(method: str, url: str, body: bytes, headers: dict[str, str], trace: Any) -> Any:
         calls.append(url)
+        await trace("http11.send_request_body.complete", {})
         await asyncio.sleep(0)
         if fail:
             return None
@@ -166,3 +167,50 @@ def test_upsert_keys_are_the_keys_the_plan_uses() -> None:
     assert [(r.path, r.key_values) for r in plain.rows] == [
         (r.path, r.key_values) for r in reused.rows
     ]
+
+
+def _stalled(events: list[str], *, trace_it: bool) -> Any:
+    """A look-up that is written (when `trace_it`) and then never answered."""
+
+    async def fetch(method: str, url: str, body: bytes, headers: dict[str, str], trace: Any) -> Any:
+        if trace_it:
+            await trace("http11.send_request_headers.complete", {})
+            events.append("headers")
+            await trace("http11.send_request_body.complete", {})
+            events.append("written")
+        await asyncio.Event().wait()
+
+    return fetch
+
+
+@pytest.mark.parametrize("trace_it", [True, False])
+def test_sent_waits_for_the_lookups_to_be_on_the_wire_and_no_longer(trace_it: bool) -> None:
+    events: list[str] = []
+
+    async def run() -> tuple[bool, float]:
+        options = PushOptions(mode="upsert", key="accountnumber")
+        ahead, _ = Lookahead.start(
+            _stalled(events, trace_it=trace_it),
+            "/",
+            _frame(),
+            ACCOUNT,
+            TABLES,
+            options,
+            slice_rows=2,
+        )
+        assert ahead is not None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await ahead.sent(timeout=30.0 if trace_it else 0.2)
+        waited = loop.time() - started
+        pending = any(not t.done() for t in ahead._tasks)
+        await ahead.close(drain=False)
+        return pending, waited
+
+    pending, waited = asyncio.run(run())
+    assert pending  # never answered: sent() did not wait for answers
+    if trace_it:
+        assert events == ["headers", "written"] * 2
+        assert waited < 30.0  # returned once both were written, not at the timeout
+    else:
+        assert events == [] and waited >= 0.2  # nothing written: only the timeout ends it

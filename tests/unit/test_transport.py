@@ -483,6 +483,18 @@ def test_limiter_honours_the_dop_hint_and_the_user_cap() -> None:
     assert limiter.dop_hint == 50
 
 
+def test_limiter_starts_at_a_known_dop_hint_and_reports_new_ones() -> None:
+    seen: list[int] = []
+    limiter = AdaptiveLimiter(initial=16, maximum=16, dop_hint=3, on_hint=seen.append)
+    assert (limiter.limit, limiter.ceiling) == (3, 3)
+    limiter.observe(200, {"x-ms-dop-hint": "3"})
+    limiter.observe(200, {"x-ms-dop-hint": "6"})
+    limiter.observe(200, {"x-ms-dop-hint": "6"})
+    assert seen == [6] and limiter.ceiling == 6
+    assert AdaptiveLimiter(initial=16, maximum=8, dop_hint=12).limit == 8  # the cap wins
+    assert AdaptiveLimiter(initial=16, maximum=16, dop_hint=0).limit == 16  # not a hint
+
+
 @pytest.mark.parametrize(
     "headers",
     [
