@@ -95,6 +95,14 @@ class FnoConnection(Connection):
         #: The companies the user can read, default first (set by `whoami()`).
         self.company_ids: list[str] = []
 
+    def _known_dop_hint(self) -> int | None:
+        # Nothing kept: the F&O reference documents no x-ms-dop-hint on /data/, and the
+        # metadata cache here is F&O's own (FnoCatalog).
+        return None
+
+    def _dop_hint_seen(self, hint: int) -> None:
+        return None
+
     def _remember(self, frame: pd.DataFrame) -> pd.DataFrame:
         if len(frame) <= _REMEMBER_ROWS:
             read_id = uuid.uuid4().hex

@@ -41,6 +41,19 @@ def _recording(conn: Connection) -> list[tuple[str, dict[str, str]]]:
     return seen
 
 
+def _child(script: str, sandbox: Sandbox, folder: Path) -> list[int]:
+    """Run `script` in a new process with the sandbox's info and `folder`; its last line."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(sandbox.info()), str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result: list[int] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def _is_data(url: str) -> bool:
     return "/accounts" in url or url.startswith("accounts")
 
@@ -97,15 +110,7 @@ def test_metadata_cache_is_shared_across_connections_and_processes(
     )
 
     def child(folder: Path) -> list[int]:
-        done = subprocess.run(
-            [sys.executable, "-c", script, json.dumps(sandbox.info()), str(folder)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        result: list[int] = json.loads(done.stdout.strip().splitlines()[-1])
-        return result
+        return _child(script, sandbox, folder)
 
     warm_requests, rows = child(tmp_path)
     assert warm_requests == 0 and rows > 0
@@ -254,15 +259,7 @@ def test_a_new_process_starts_at_the_dop_hint_seen_before(tmp_path: Path) -> Non
     with start(data_dir=tmp_path / "data", database=":memory:", rows=10, dop_hint=3) as sb:
 
         def child(folder: Path) -> list[int]:
-            done = subprocess.run(
-                [sys.executable, "-c", script, json.dumps(sb.info()), str(folder)],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=True,
-            )
-            result: list[int] = json.loads(done.stdout.strip().splitlines()[-1])
-            return result
+            return _child(script, sb, folder)
 
         assert child(tmp_path / "cache") == [16, 3]  # nothing known: the cap, then the hint
         assert child(tmp_path / "cache") == [3, 3]  # known: from the first request on

@@ -55,10 +55,12 @@ def _row(pos: int, key: str | None) -> PlannedRow:
     )
 
 
-def _start(calls: list[str], *, fail: bool = False, slice_rows: int = 2) -> Lookahead | None:
+def _start(
+    calls: list[str], *, fail: bool = False, slice_rows: int = 2, fetch: Any = None
+) -> Lookahead | None:
     options = PushOptions(mode="upsert", key="accountnumber")
     ahead, keyed = Lookahead.start(
-        _fetch(calls, fail=fail),
+        fetch or _fetch(calls, fail=fail),
         "/api/data/v9.2/",
         _frame(),
         ACCOUNT,
@@ -188,16 +190,7 @@ def test_sent_waits_for_the_lookups_to_be_on_the_wire_and_no_longer(trace_it: bo
     events: list[str] = []
 
     async def run() -> tuple[bool, float]:
-        options = PushOptions(mode="upsert", key="accountnumber")
-        ahead, _ = Lookahead.start(
-            _stalled(events, trace_it=trace_it),
-            "/",
-            _frame(),
-            ACCOUNT,
-            TABLES,
-            options,
-            slice_rows=2,
-        )
+        ahead = _start([], fetch=_stalled(events, trace_it=trace_it))
         assert ahead is not None
         loop = asyncio.get_running_loop()
         started = loop.time()
