@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import random
+import string
 import urllib.parse
 
 from d365nb._odata import (
@@ -54,6 +57,22 @@ def test_lookup_urls_use_in_for_one_text_key_and_split_under_the_limit() -> None
         quoted_guids={"a"},
     )
     assert urllib.parse.unquote(composite[0]).endswith(f"$filter=(a eq '{GUID}' and b eq 1)")
+
+
+def test_plain_keys_skip_quoting_yet_give_the_same_url() -> None:
+    """Keys that JSON and URL encoding leave alone go in as `%22v%22` without the two
+    encoders; every other key goes through them: the URLs equal the all-encoded ones."""
+    rng = random.Random(15)
+    alphabet = string.ascii_letters + string.digits + "-_.~ '&%/é€中+=?#@!$()[]{},;:<>|^`*"
+    keys = [{"n": f"ACC-{i:07d}"} for i in range(3000)]
+    keys += [{"n": "".join(rng.choices(alphabet, k=rng.randint(0, 12)))} for _ in range(3000)]
+    urls = key_lookup_urls("accounts", ["accountid", "n"], ["n"], keys, limit=30000)
+    quote = urllib.parse.quote
+    terms = [quote(json.dumps(k["n"], ensure_ascii=False), safe="") for k in keys]
+    assert "".join(urls).count("%22") == 2 * len(keys)  # every key, once, in quotes
+    glue = quote(",")
+    inner = [u.split("PropertyValues%3D%5B", 1)[1].rsplit("%5D)", 1)[0] for u in urls]
+    assert glue.join(inner) == glue.join(terms)
 
 
 def test_read_ranges_are_half_open_and_cover_nulls() -> None:
