@@ -305,3 +305,46 @@ def test_an_upsert_the_plan_refuses_sends_its_lookups_and_no_write(
         )
     )
     assert report.counts["updated"] == 4 and report.counts["created"] == 4
+
+
+def test_ctrl_c_while_the_lookups_are_out_writes_nothing_and_loses_nothing(
+    conn: Connection, sent: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C lands while the look-ups are on the wire and the frame is being planned: no
+    write goes out, every row comes back `unsent`, and the same push then lands whole."""
+    import _thread
+
+    from d365nb import PushError
+
+    tag = _tag()
+    _seed(conn, tag, 6)
+    _warm(conn)
+    df = _half_new(tag, 6, 12)
+    plan_push = _write.plan_push
+
+    def planning(*args: Any, **kwargs: Any) -> Any:
+        _thread.interrupt_main()  # Ctrl-C, as the kernel's Stop button sends it
+        time.sleep(1.0)  # the main thread takes it while the push is running
+        return plan_push(*args, **kwargs)
+
+    monkeypatch.setattr(_write, "plan_push", planning)
+    sent.clear()
+    result: Any = None
+    try:
+        try:
+            df.d365.push("accounts", key="accountnumber", conn=conn, progress=False)
+        except PushError as exc:
+            result = exc
+        time.sleep(1.0)  # a late interrupt would arrive here, inside this try
+    except KeyboardInterrupt as exc:  # pragma: no cover - only if the push ignored it
+        result = exc
+
+    assert isinstance(result, PushError), repr(result)
+    report = result.report
+    assert len(report.rows) == 12 and set(report.rows["code"]) == {"unsent"}
+    assert sent and all(m == "GET" for m, _ in sent)  # the look-up, and no write
+    assert not _read(conn, tag)["name"].str.contains(" v2 ").any()
+    monkeypatch.setattr(_write, "plan_push", plan_push)
+    again = _report(df.d365.push("accounts", key="accountnumber", conn=conn, progress=False))
+    assert again.counts["updated"] == 6 and again.counts["created"] == 6
+    assert _read(conn, tag)["name"].str.contains(" v2 ").sum() == 12
