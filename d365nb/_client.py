@@ -136,12 +136,7 @@ class Connection(Session):
         )
         self._whoami: WhoAmI | None = None
         self.catalog = Catalog(self, directory=metadata_cache)
-
-    def _known_dop_hint(self) -> int | None:
-        return self.catalog.dop_hint
-
-    def _dop_hint_seen(self, hint: int) -> None:
-        self.catalog.remember_dop_hint(hint)
+        self.hints = self.catalog  # x-ms-dop-hint kept with the metadata
 
     # -- presentation -------------------------------------------------------------
 

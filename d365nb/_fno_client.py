@@ -90,18 +90,12 @@ class FnoConnection(Connection):
             else Path(os.fspath(metadata_cache))
         )
         self.catalog = FnoCatalog(self, cache=cache)  # type: ignore[assignment]
+        # Nothing kept: the F&O reference documents no x-ms-dop-hint on /data/.
+        self.hints = None
         # The last reads as they came (by read id), so a push sends only changed columns.
         self._reads: OrderedDict[str, pd.DataFrame] = OrderedDict()
         #: The companies the user can read, default first (set by `whoami()`).
         self.company_ids: list[str] = []
-
-    def _known_dop_hint(self) -> int | None:
-        # Nothing kept: the F&O reference documents no x-ms-dop-hint on /data/, and the
-        # metadata cache here is F&O's own (FnoCatalog).
-        return None
-
-    def _dop_hint_seen(self, hint: int) -> None:
-        return None
 
     def _remember(self, frame: pd.DataFrame) -> pd.DataFrame:
         if len(frame) <= _REMEMBER_ROWS:

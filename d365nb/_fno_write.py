@@ -30,7 +30,7 @@ import pandas as pd
 
 from ._dialects.fno import COMPANY, ENUM_TYPE, FNO, business_rule_sentence
 from ._dtypes import ETAG_COLUMN
-from ._exceptions import ConfigError, PushError
+from ._exceptions import ConfigError
 from ._metadata import Table
 from ._multipart import (
     BatchRequest,
@@ -43,7 +43,7 @@ from ._multipart import (
 from ._odata import encode_query
 from ._options import PushOptions, check_push, frame_info
 from ._progress import progress_bar, progress_var
-from ._report import PushPlan, PushReport, rows_frame
+from ._report import PushPlan, PushReport, raise_for_push, rows_frame
 
 if TYPE_CHECKING:
     from ._fno_client import FnoConnection
@@ -364,14 +364,7 @@ async def apush_fno(
         elapsed=time.perf_counter() - started,
         requests=counter[0],
     )
-    if options.on_error == "raise" and not report.ok:
-        counts = report.counts
-        raise PushError(
-            f"{counts['failed']:,} rows failed and {counts['conflict']:,} conflicted of "
-            f"{len(report.rows):,} pushed to {report.table}.",
-            report=report,
-            hint="The other rows were written; err.report.failed holds the failed rows.",
-        )
+    raise_for_push(report, on_error=options.on_error)
     return report
 
 

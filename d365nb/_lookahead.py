@@ -32,10 +32,11 @@ import pandas as pd
 from . import _batching
 from ._batching import chunks
 from ._dtypes import ETAG_COLUMN
+from ._keys import Keyed, upsert_keys
 from ._lookup import find_keys
 from ._metadata import Table
 from ._options import PushOptions, frame_info
-from ._plan import Keyed, PlannedRow, upsert_keys
+from ._plan import PlannedRow
 from ._snapshot import snapshot_of
 
 __all__ = ["Lookahead", "Trace", "TracedFetch"]

@@ -29,25 +29,15 @@ import pandas as pd
 from ._dtypes import ETAG_COLUMN
 from ._exceptions import ConfigError, InvalidFrameError, Problem
 from ._journal import attempts_of, generated_ids
-from ._metadata import Attribute, Table, suggest
-from ._odata import entity_path, key_segment, key_value
+from ._keys import Keyed, is_na, key_segments, keys_hint, resolve_key
+from ._metadata import Table
+from ._odata import entity_path
 from ._options import PushOptions, frame_info
 from ._payloads import build_payloads
 from ._snapshot import ReadSnapshot, changed_cells, snapshot_of
 
-__all__ = [
-    "Keyed",
-    "Plan",
-    "PlannedRow",
-    "loose_key",
-    "plan_push",
-    "related_tables",
-    "row_key",
-    "upsert_keys",
-]
+__all__ = ["Plan", "PlannedRow", "loose_key", "plan_push", "related_tables", "row_key"]
 
-# Text that `key_value()` leaves as it is (letters, digits and its safe characters).
-_URL_SAFE = re.compile(r"[A-Za-z0-9'\-_.~]*")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -95,142 +85,6 @@ class Plan:
     # True when the push continues an unfinished attempt (report.remaining, or rows of an
     # interrupted push pushed again): a conflict may be our own earlier write.
     resumed: bool = False
-
-
-def _resolve_key(table: Table, key: list[str] | None) -> tuple[str, ...]:
-    if key is None:
-        return (table.primary_id,)
-    if len(key) == 1:
-        for alt in table.keys:
-            if alt.name.lower() == key[0].lower():
-                return tuple(alt.key_attributes)
-    resolved: list[str] = []
-    for name in key:
-        attribute = table.find_column(name)
-        if attribute is None:
-            raise ConfigError(
-                f"key={name!r} is not a column of table {table.logical_name!r}.",
-                field="key",
-                hint=suggest(name, list(table.attributes)) or _keys_hint(table),
-            )
-        resolved.append(attribute.logical_name)
-    if resolved == [table.primary_id]:
-        return (table.primary_id,)
-    for alt in table.keys:
-        if {a.lower() for a in alt.key_attributes} == set(resolved):
-            return tuple(resolved)
-    raise ConfigError(
-        f"key={key!r} is neither the primary id nor an alternate key of {table.logical_name!r}.",
-        field="key",
-        hint=_keys_hint(table),
-    )
-
-
-def _keys_hint(table: Table) -> str:
-    keys = [repr(table.primary_id)] + [
-        repr(a.key_attributes[0]) if len(a.key_attributes) == 1 else repr(list(a.key_attributes))
-        for a in table.keys
-    ]
-    return f"Use key= {' or '.join(keys)}."
-
-
-def _is_na(value: Any) -> bool:
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _literal(value: Any, attribute: Attribute | None) -> str:
-    """A key value as it goes in a key segment (`_odata.key_value()` for this column)."""
-    lookup = attribute is not None and attribute.is_lookup
-    guid = attribute is not None and attribute.attribute_type == "Uniqueidentifier"
-    if type(value) is str and not (lookup or guid) and _URL_SAFE.fullmatch(value):
-        return "'" + value.replace("'", "''") + "'"  # what key_value() answers, sooner
-    return key_value(value, lookup=lookup, guid=guid)
-
-
-def _key_segments(
-    df: pd.DataFrame,
-    table: Table,
-    tables: Mapping[str, Table],
-    key: tuple[str, ...],
-    problems: list[Problem],
-) -> tuple[list[str | None], list[dict[str, Any] | None]]:
-    """`k1='a',k2=3` (the key segment's inside) per row, and the key as JSON values
-    (`{"k1": "a", "k2": 3}`); None where a value is missing."""
-    before = len(problems)
-    attributes = [table.find_column(k) for k in key]
-    plain = [k for k, a in zip(key, attributes, strict=True) if a is not None and not a.is_lookup]
-    wire: dict[str, list[Any]] = {}
-    if plain:
-        payloads = build_payloads(
-            df[plain], table=table, tables=tables, columns=plain, mode="create", bodies=False
-        )
-        problems.extend(payloads.problems)
-        for k in plain:
-            name = table.resolve_column(k).logical_name
-            found = None if payloads.problems else payloads.values.get(name)
-            wire[k] = list(found) if found is not None else [None] * len(df)
-    for k, attribute in zip(key, attributes, strict=True):
-        if attribute is not None and attribute.is_lookup:
-            wire[k] = [None if _is_na(v) else str(v) for v in df[k].tolist()]
-    out: list[str | None] = []
-    values: list[dict[str, Any] | None] = []
-    missing = []
-    clean = len(problems) == before
-    for k in key:
-        empty = [i for i, v in enumerate(wire[k]) if isinstance(v, str) and not v.strip()]
-        if empty:
-            problems.append(
-                Problem(
-                    k,
-                    "is empty text, which cannot identify a row (the service would match or "
-                    "create a row keyed '').",
-                    "Fill in the key, or push these rows with mode='create'.",
-                    tuple(df.index[empty[:5]]),
-                    len(empty),
-                )
-            )
-            for i in empty:
-                wire[k][i] = None
-    single = len(key) == 1 and len(wire[key[0]]) == len(df)
-    if single:  # one column (the common case): no inner loop per row
-        attribute = attributes[0]
-        name = attribute.property_name if attribute is not None else key[0]
-        for i, value in enumerate(wire[key[0]]):
-            if value is None:
-                missing.append(i)
-            out.append(None if value is None else f"{name}={_literal(value, attribute)}")
-            values.append(None if value is None else {name: value})
-    for i in range(0 if single else len(df)):
-        parts: list[tuple[str, str]] = []
-        row: dict[str, Any] = {}
-        for k, attribute in zip(key, attributes, strict=True):
-            value = wire[k][i] if i < len(wire[k]) else None
-            if value is None:
-                break
-            name = attribute.property_name if attribute is not None else k
-            parts.append((name, _literal(value, attribute)))
-            row[name] = value
-        else:
-            out.append(key_segment(parts))
-            values.append(row)
-            continue
-        out.append(None)
-        values.append(None)
-        missing.append(i)
-    if missing and clean:
-        problems.append(
-            Problem(
-                ", ".join(key),
-                "has no value, so the row cannot be found by its key.",
-                "Fill in the key, or push these rows with mode='create'.",
-                tuple(df.index[missing[:5]]),
-                len(missing),
-            )
-        )
-    return out, values
 
 
 def _lookup_key_columns(
@@ -299,7 +153,7 @@ def _bind_by_key(
     frame = df[[c for c, _ in columns]].copy()
     frame.columns = pd.Index(names)
     inner: list[Problem] = []
-    segments, _ = _key_segments(frame, target, {}, tuple(names), inner)
+    segments, _ = key_segments(frame, target, {}, tuple(names), inner)
     # All values missing: clear the lookup; some missing: a problem.
     nulls = frame.isna()
     partial = (nulls.any(axis=1) & ~nulls.all(axis=1)).to_numpy()
@@ -318,35 +172,6 @@ def _bind_by_key(
         None if seg is None else "/" + entity_path(target.entity_set_name, seg) for seg in segments
     ]
     return f"{attribute.navigation_property(target.logical_name)}@odata.bind", values
-
-
-@dataclass(frozen=True, slots=True)
-class Keyed:
-    """An upsert's keys, found once (`upsert_keys()`): per row, the key segment's inside
-    and the key as JSON values (None where a value is missing), and the problems found."""
-
-    segments: list[str | None]
-    values: list[dict[str, Any] | None]
-    problems: list[Problem]
-
-
-def upsert_keys(
-    df: pd.DataFrame, table: Table, tables: Mapping[str, Table], options: PushOptions
-) -> Keyed | None:
-    """The keys of an upsert by alternate key, before (and for) `plan_push(keyed=...)`:
-    what its key look-ups need (`_lookahead`).  None for any other push, or when the key
-    is unknown or a key column is missing (`plan_push()` says so)."""
-    if options.mode != "upsert":
-        return None
-    try:
-        keys = _resolve_key(table, options.keys)
-    except ConfigError:
-        return None
-    if keys == (table.primary_id,) or any(k not in df.columns for k in keys):
-        return None
-    problems: list[Problem] = []
-    segments, values = _key_segments(df, table, tables, keys, problems)
-    return Keyed(segments, values, problems)
 
 
 def related_tables(df: pd.DataFrame, table: Table, options: PushOptions) -> list[str]:
@@ -393,7 +218,7 @@ def plan_push(
     key, mode, columns, force = options.keys, options.mode, options.columns, options.force
     info = frame_info(df)
     same = info.get("table") == table.logical_name
-    keys = _resolve_key(table, key)
+    keys = resolve_key(table, key)
     pk = table.primary_id
     by_pk = keys == (pk,)
     problems: list[Problem] = []
@@ -405,7 +230,7 @@ def plan_push(
     generated = [False] * n
     if pk in frame.columns:
         for i, value in enumerate(frame[pk].tolist()):
-            if not _is_na(value):
+            if not is_na(value):
                 ids[i] = str(value).strip("{}").lower()
     bad_ids = [i for i, v in enumerate(ids) if v is not None and not _GUID.match(v)]
     if bad_ids:
@@ -439,7 +264,7 @@ def plan_push(
         raise ConfigError(
             f"The frame has no {pk!r} column, so its rows cannot be found.",
             field="key",
-            hint=f"Add the ids in df[{pk!r}], or pass an alternate key: {_keys_hint(table)}",
+            hint=f"Add the ids in df[{pk!r}], or pass an alternate key: {keys_hint(table)}",
         )
     missing_pk = [i for i in range(n) if ids[i] is None and mode in ("update", "delete") and by_pk]
     if missing_pk:
@@ -467,7 +292,7 @@ def plan_push(
                 hint="Add the key's columns to the frame.",
             )
         if keyed is None:
-            segments, key_values = _key_segments(frame, table, tables, keys, problems)
+            segments, key_values = key_segments(frame, table, tables, keys, problems)
         else:
             segments, key_values = list(keyed.segments), list(keyed.values)
             problems.extend(keyed.problems)
@@ -505,7 +330,7 @@ def plan_push(
         and ETAG_COLUMN in frame.columns
         and mode != "create"
     ):
-        etags = [None if _is_na(e) else str(e) for e in frame[ETAG_COLUMN].tolist()]
+        etags = [None if is_na(e) else str(e) for e in frame[ETAG_COLUMN].tolist()]
         _check_etags(etags, frame.index, problems)
 
     # Bodies.

@@ -30,12 +30,15 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from ._exceptions import PushError
+
 __all__ = [
     "STATUSES",
     "UNKNOWN_CODES",
     "PushPlan",
     "PushReport",
     "RowStatus",
+    "raise_for_push",
     "rows_frame",
     "unknown_code",
 ]
@@ -319,3 +322,28 @@ def rows_frame(index: pd.Index, columns: Mapping[str, Sequence[Any]]) -> pd.Data
     )
     out.index = index
     return out
+
+
+def raise_for_push(report: PushReport, *, interrupted: bool = False, on_error: str) -> None:
+    """Raise `PushError` (holding `report`) for a push that was interrupted (Ctrl-C, the
+    Stop button) or, with `on_error="raise"`, that has failed or conflicting rows."""
+    if interrupted:
+        codes = report.rows["code"]
+        done = int((~report.rows["status"].isin(("failed", "conflict"))).sum())
+        raise PushError(
+            f"The push to {report.table} was interrupted: {done:,} rows done, "
+            f"{int((codes == 'interrupted').sum()):,} in flight (may have landed), "
+            f"{int((codes == 'unsent').sum()):,} not sent.",
+            report=report,
+            hint="err.report says which rows landed; err.report.remaining.d365.push() pushes "
+            "the rest (rows that had landed are found, not written twice).",
+        )
+    if on_error == "raise" and not report.ok:
+        counts = report.counts
+        raise PushError(
+            f"{counts['failed']:,} rows failed and {counts['conflict']:,} conflicted of "
+            f"{len(report.rows):,} pushed to {report.table}.",
+            report=report,
+            hint="The other rows were written; err.report.failed holds the failed rows "
+            "to fix and push again.",
+        )

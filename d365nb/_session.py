@@ -29,7 +29,7 @@ import webbrowser
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import certifi
 import httpx
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "DopHints",
     "MAX_BATCH_GET_URL",
     "MAX_GET_URL",
     "Session",
@@ -138,6 +139,15 @@ def ssl_context_for(verify: VerifyTypes) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(path))
 
 
+class DopHints(Protocol):
+    """Keeps the service's `x-ms-dop-hint` as last seen (`_catalog.Catalog` does)."""
+
+    @property
+    def dop_hint(self) -> int | None: ...
+
+    def remember_dop_hint(self, hint: int) -> None: ...
+
+
 class _BearerAuth(httpx.Auth):
     """Adds the bearer token; on 401 refreshes once and retries the request."""
 
@@ -186,6 +196,9 @@ class Session:
     ) -> None:
         self._settings = settings
         self._transport_wrapper = transport_wrapper
+        #: Where the service's `x-ms-dop-hint` is kept between processes (a `Connection`:
+        #: its catalog), so that a new process's first requests start at it; None: nowhere.
+        self.hints: DopHints | None = None
         self.retry = retry or DEFAULT_RETRY_POLICY
         self._ssl_context = ssl_context_for(verify)
         self.timeout = timeout
@@ -274,14 +287,6 @@ class Session:
 
         return asyncio.ensure_future(fetch())
 
-    def _known_dop_hint(self) -> int | None:
-        """The service's `x-ms-dop-hint` as last seen, before any answer (a `Connection`
-        keeps it with the environment's metadata, so a new process starts there)."""
-        return None
-
-    def _dop_hint_seen(self, hint: int) -> None:
-        """A new `x-ms-dop-hint` came (see `_known_dop_hint()`)."""
-
     def _loop_client(self) -> _LoopClient:
         if self._closed:
             raise TransportError("This connection is closed.", hint="Create a new one.")
@@ -297,8 +302,8 @@ class Session:
             limiter = AdaptiveLimiter(
                 initial=self.max_concurrency,
                 maximum=self.max_concurrency,
-                dop_hint=self._known_dop_hint(),
-                on_hint=self._dop_hint_seen,
+                dop_hint=self.hints.dop_hint if self.hints else None,
+                on_hint=self.hints.remember_dop_hint if self.hints else None,
             )
             retry = self._build_transport(limiter)
             entry = _LoopClient(weakref.ref(loop), self._build_client(retry), limiter, retry)

@@ -75,13 +75,12 @@ from ._batching import (
     plan_report,
 )
 from ._catalog import Catalog
-from ._exceptions import ODataError, PushError, ThrottledError, TransportError
+from ._exceptions import ODataError, ThrottledError, TransportError
 from ._journal import Journal
 from ._lookahead import Lookahead, Trace
 from ._lookup import find_keys
 from ._multipart import (
     BatchFormatError,
-    BatchRequest,
     BatchResponse,
     ChangeSetResponse,
     decode_batch_response,
@@ -97,11 +96,12 @@ from ._outcomes import (
     part_outcome,
     stopped_outcomes,
     unsupported,
+    write_request,
 )
 from ._payloads import encode_json
 from ._plan import Plan, PlannedRow, plan_push, related_tables
 from ._progress import progress_bar, progress_var
-from ._report import PushPlan, PushReport, rows_frame, unknown_code
+from ._report import PushPlan, PushReport, raise_for_push, rows_frame, unknown_code
 from ._session import Session
 
 __all__ = ["apush"]
@@ -109,10 +109,19 @@ __all__ = ["apush"]
 _ATTEMPTS = 8  # sends of one request when its connection drops
 _TOKEN_WAIT = 30.0  # seconds a push waits for its token before planning anyway
 _JSON = "application/json"
-_JSON_ENTRY = "application/json; type=entry"
 
 # Tables on which a bulk action answered "not supported", per session (connection).
 _NO_BULK: weakref.WeakKeyDictionary[Session, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+
+
+def _answered_ids(response: httpx.Response, rows: list[PlannedRow]) -> list[str | None]:
+    """Each row's id from a `CreateMultiple` answer's `Ids` (the row's own id where the
+    answer has none, or cannot be read)."""
+    try:
+        returned = list(response.json().get("Ids") or []) if response.content else []
+    except (ValueError, AttributeError):
+        returned = []
+    return [str(returned[i]) if i < len(returned) else row.row_id for i, row in enumerate(rows)]
 
 
 # -- sending ------------------------------------------------------------------------------
@@ -243,16 +252,36 @@ class _Push:
 
     async def run_bulk(self, action: str, rows: list[PlannedRow]) -> None:
         """`CreateMultiple`/`UpdateMultiple` for a chunk; on failure, its rows one by one."""
+        pk = self.plan.table.primary_id
+        await self.bulk(
+            action,
+            rows,
+            lambda row: {**(row.body or {}), pk: row.row_id},
+            "created" if action == "CreateMultiple" else "updated",
+            lambda response: (
+                _answered_ids(response, rows)
+                if action == "CreateMultiple"
+                else [row.row_id for row in rows]
+            ),
+        )
+
+    async def bulk(
+        self,
+        action: str,
+        rows: list[PlannedRow],
+        target: Callable[[PlannedRow], dict[str, Any]],
+        status: str,
+        ids: Callable[[httpx.Response], Sequence[str | None]],
+    ) -> None:
+        """One bulk action (`action`) for a chunk: `target(row)` is each row's entry of
+        `Targets` (encoded when the request may go), answered rows are `status` with
+        `ids(response)`.  All or nothing: an OData error sends the rows one by one (per-row
+        `$batch`), so the good ones land; an action the table refuses is not tried again."""
         table = self.plan.table
         odata_type = f"Microsoft.Dynamics.CRM.{table.logical_name}"
 
         def body() -> bytes:
-            targets = []
-            for row in rows:
-                target = dict(row.body or {})
-                target[table.primary_id] = row.row_id
-                target["@odata.type"] = odata_type
-                targets.append(target)
+            targets = [{"@odata.type": odata_type, **target(row)} for row in rows]
             return encode_json({"Targets": targets})
 
         sent = await self.send(
@@ -263,21 +292,12 @@ class _Push:
             rows=rows,
         )
         if sent.response is not None:
-            status = "created" if action == "CreateMultiple" else "updated"
-            returned: list[Any] = []
-            if action == "CreateMultiple" and sent.response.content:
-                try:
-                    returned = list(sent.response.json().get("Ids") or [])
-                except ValueError:
-                    returned = []
-            for i, row in enumerate(rows):
-                rid = str(returned[i]) if i < len(returned) else row.row_id
-                self.settle(row, _Outcome(status, row_id=rid))
+            for row, row_id in zip(rows, ids(sent.response), strict=True):
+                self.settle(row, _Outcome(status, row_id=row_id))
             return
-        if isinstance(sent.error, ODataError) and unsupported(sent.error):
-            self.no_bulk.add((table.logical_name, action))
         if isinstance(sent.error, ODataError):
-            # All or nothing: send the rows one by one, so the good ones land.
+            if unsupported(sent.error):
+                self.no_bulk.add((table.logical_name, action))
             await self.run_batch(rows, retried=sent.retried)
             return
         self.fail_all(rows, sent.error)
@@ -357,76 +377,29 @@ class _Push:
         """`CreateMultiple` for upserts whose key the look-up did not find (`created`, with
         the ids it answers); per-row `$batch` upserts when it fails (a key created by
         someone else since: 200, `updated`)."""
-        table = self.plan.table
-        odata_type = f"Microsoft.Dynamics.CRM.{table.logical_name}"
-
-        def body() -> bytes:
-            targets = []
-            for row in rows:
-                target: dict[str, Any] = {"@odata.type": odata_type, **(row.key_values or {})}
-                target.update(row.body or {})
-                targets.append(target)
-            return encode_json({"Targets": targets})
-
-        sent = await self.send(
-            "POST",
-            action_path(table.entity_set_name, "CreateMultiple"),
-            content=body,
-            headers={"Content-Type": _JSON},
-            rows=rows,
+        await self.bulk(
+            "CreateMultiple",
+            rows,
+            lambda row: {**(row.key_values or {}), **(row.body or {})},
+            "created",
+            lambda response: _answered_ids(response, rows),
         )
-        if sent.response is not None:
-            try:
-                returned = list(sent.response.json().get("Ids") or [])
-            except (ValueError, AttributeError):
-                returned = []
-            for i, row in enumerate(rows):
-                rid = str(returned[i]) if i < len(returned) else row.row_id
-                self.settle(row, _Outcome("created", row_id=rid))
-            return
-        if isinstance(sent.error, ODataError):
-            if unsupported(sent.error):
-                self.no_bulk.add((table.logical_name, "CreateMultiple"))
-            await self.run_batch(rows, retried=sent.retried)
-            return
-        self.fail_all(rows, sent.error)
 
     async def upsert_multiple(
         self, rows: list[PlannedRow], found: Mapping[int, str | None]
     ) -> None:
         """The `UpsertMultiple` call of `run_upsert()` for rows whose key was found
         (`updated`, with the id the look-up found); per-row `$batch` when it fails."""
-        table = self.plan.table
-        odata_type = f"Microsoft.Dynamics.CRM.{table.logical_name}"
 
-        def body() -> bytes:
-            targets = []
-            for row in rows:
-                target: dict[str, Any] = {"@odata.type": odata_type, "@odata.id": row.path}
-                for name, value in (row.key_values or {}).items():
-                    if not name.startswith("_"):  # lookups are in @odata.id alone
-                        target[name] = value
-                target.update(row.body or {})
-                targets.append(target)
-            return encode_json({"Targets": targets})
+        def target(row: PlannedRow) -> dict[str, Any]:
+            keys = row.key_values or {}
+            # Lookups are in @odata.id alone.
+            plain = {name: value for name, value in keys.items() if not name.startswith("_")}
+            return {"@odata.id": row.path, **plain, **(row.body or {})}
 
-        sent = await self.send(
-            "POST",
-            action_path(table.entity_set_name, "UpsertMultiple"),
-            content=body,
-            headers={"Content-Type": _JSON},
-            rows=rows,
+        await self.bulk(
+            "UpsertMultiple", rows, target, "updated", lambda _: [found[r.pos] for r in rows]
         )
-        if sent.response is not None:
-            for row in rows:
-                self.settle(row, _Outcome("updated", row_id=found[row.pos]))
-            return
-        if isinstance(sent.error, ODataError):
-            if unsupported(sent.error):
-                self.no_bulk.add((table.logical_name, "UpsertMultiple"))
-            await self.run_batch(rows, retried=sent.retried)
-            return
-        self.fail_all(rows, sent.error)
 
     async def fetch(
         self,
@@ -454,28 +427,6 @@ class _Push:
         for row in rows:
             self.settle(row, _Outcome("failed", code, text))
 
-    def part(self, row: PlannedRow) -> BatchRequest:
-        """The `$batch` part (an independent request) that writes `row`."""
-        url = f"{self.base}{row.path}"
-        headers: list[tuple[str, str]] = []
-        if row.op == "create":
-            return BatchRequest(
-                "POST",
-                url,
-                headers=[("Content-Type", _JSON_ENTRY)],
-                body=encode_json(row.body or {}),
-            )
-        headers += list(row.headers.items())
-        if row.op == "delete":
-            return BatchRequest("DELETE", url, headers=headers)
-        if row.op == "upsert" and not (row.guarded and row.row_id):
-            # 201 (created) or 200 (updated), and the id.  Not needed with an ETag: such
-            # a PATCH never creates, and the id is known; it costs ~10% (20,000 rows).
-            url += f"?$select={self.plan.table.primary_id}"
-            headers.append(("Prefer", "return=representation"))
-        headers.insert(0, ("Content-Type", _JSON_ENTRY))
-        return BatchRequest("PATCH", url, headers=headers, body=encode_json(row.body or {}))
-
     async def run_batch(self, rows: list[PlannedRow], *, retried: bool, depth: int = 0) -> None:
         """Rows as independent requests in one `$batch` (continue-on-error), halved on error."""
         size = self.batch_size or BATCH_CHUNK
@@ -484,7 +435,9 @@ class _Push:
                 *(self.run_batch(c, retried=retried, depth=depth) for c in chunks(rows, size))
             )
             return
-        content_type, body = encode_batch_request([self.part(r) for r in rows])
+        content_type, body = encode_batch_request(
+            [write_request(self.plan.table, self.base, r) for r in rows]
+        )
         sent = await self.send(
             "POST",
             "$batch",
@@ -517,7 +470,14 @@ class _Push:
             return
         verify: list[tuple[PlannedRow, str]] = []
         for row, part in zip(rows, parts, strict=False):
-            outcome = self.outcome(row, part, retried=retried)
+            outcome = part_outcome(
+                row,
+                part,
+                pk=self.plan.table.primary_id,
+                retried=retried,
+                resumed=self.resumed,
+                existed=self.existed.get(row.pos),
+            )
             self.settle(row, outcome)
             if outcome.verify:
                 verify.append((row, outcome.verify))
@@ -534,21 +494,6 @@ class _Push:
         if verify:
             await self.verify(verify)
 
-    def outcome(self, row: PlannedRow, part: BatchResponse, *, retried: bool) -> _Outcome:
-        """A row's outcome from its `$batch` part (`_outcomes.part_outcome()`)."""
-        return part_outcome(
-            row,
-            part,
-            pk=self.plan.table.primary_id,
-            retried=retried,
-            resumed=self.resumed,
-            existed=self.existed.get(row.pos),
-        )
-
-    def lookup(self, row: PlannedRow, kind: str) -> BatchRequest:
-        """A GET that reads back what `row` would have written (after a lost response)."""
-        return lookup_request(self.plan.table, self.base, row, kind)
-
     async def verify(self, rows: list[tuple[PlannedRow, str]]) -> None:
         """Settle rows whose outcome depends on whether an earlier, lost attempt landed.
 
@@ -558,7 +503,9 @@ class _Push:
         `report.failed` after a lost response), else it stays failed; an ETag conflict
         after a retry is our own first attempt if the row now holds what we sent.
         """
-        content_type, body = encode_batch_request([self.lookup(r, k) for r, k in rows])
+        content_type, body = encode_batch_request(
+            [lookup_request(self.plan.table, self.base, r, k) for r, k in rows]
+        )
         sent = await self.send(
             "POST",
             "$batch",
@@ -747,24 +694,5 @@ async def _apush(
         requests=engine.requests,
         attempt=plan.attempt,
     )
-    if interrupted:
-        codes = report.rows["code"]
-        done = int((~report.rows["status"].isin(("failed", "conflict"))).sum())
-        raise PushError(
-            f"The push to {report.table} was interrupted: {done:,} rows done, "
-            f"{int((codes == 'interrupted').sum()):,} in flight (may have landed), "
-            f"{int((codes == 'unsent').sum()):,} not sent.",
-            report=report,
-            hint="err.report says which rows landed; err.report.remaining.d365.push() pushes "
-            "the rest (rows that had landed are found, not written twice).",
-        )
-    if options.on_error == "raise" and not report.ok:
-        counts = report.counts
-        raise PushError(
-            f"{counts['failed']:,} rows failed and {counts['conflict']:,} conflicted of "
-            f"{len(report.rows):,} pushed to {report.table}.",
-            report=report,
-            hint="The other rows were written; err.report.failed holds the failed rows "
-            "to fix and push again.",
-        )
+    raise_for_push(report, interrupted=interrupted, on_error=options.on_error)
     return report

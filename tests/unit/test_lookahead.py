@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 
 from d365nb import PushOptions
+from d365nb._keys import upsert_keys
 from d365nb._lookahead import Lookahead
-from d365nb._plan import PlannedRow, upsert_keys
+from d365nb._plan import PlannedRow
 
 from .._support.tables import ACCOUNT, TABLES
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from d365nb._exceptions import ODataError
+from d365nb._keys import _literal
 from d365nb._metadata import Attribute, Table
 from d365nb._outcomes import (
     holds as _holds,
@@ -12,7 +13,6 @@ from d365nb._outcomes import (
     same as _same,
     unsupported as _unsupported,
 )
-from d365nb._plan import _literal
 
 _TEXT = Attribute("accountnumber", "String")
 _NUMBER = Attribute("numberofemployees", "Integer")
