@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from .._exceptions import ConfigError, PushError
-from .._report import PushPlan, PushReport
+from .._exceptions import ConfigError
+from .._report import PushPlan, PushReport, raise_for_push
 from ._budget import Budget
 from ._login import Credentials, Login, login_for, worker_connection
 from ._read import cluster_budget, cluster_client
@@ -304,13 +304,5 @@ def push(
         time.perf_counter() - started,
         {**(origin or {}), "table": table_name, "connection": conn.id},
     )
-    if on_error == "raise" and not report.ok:
-        counts = report.counts
-        raise PushError(
-            f"{counts['failed']:,} rows failed and {counts['conflict']:,} conflicted of "
-            f"{len(report.rows):,} pushed to {report.table}.",
-            report=report,
-            hint="The other rows were written; err.report.failed holds the failed rows "
-            "to fix and push again.",
-        )
+    raise_for_push(report, on_error=on_error)
     return report
