@@ -264,3 +264,35 @@ def test_a_new_process_starts_at_the_dop_hint_seen_before(tmp_path: Path) -> Non
         assert child(tmp_path / "cache") == [16, 3]  # nothing known: the cap, then the hint
         assert child(tmp_path / "cache") == [3, 3]  # known: from the first request on
         assert child(tmp_path / "other") == [16, 3]  # another cache knows nothing
+
+
+@pytest.mark.parametrize("stored", ["3", 0, -2, True, 2.5, None, "not json"])
+def test_an_odd_or_corrupt_dop_hint_in_the_cache_is_ignored(
+    sandbox: Sandbox, tmp_path: Path, stored: Any
+) -> None:
+    """The cached hint is only used when it is a whole number >= 1; anything else (a hand
+    edit, another version's file, a torn write) starts at the cap, as with no cache."""
+    from d365nb._sync import run_sync
+
+    first = connect_to(sandbox, metadata_cache=tmp_path / "first")
+    first.read("accounts", select=["name"], top=1, progress=False)
+    path = first.catalog.path
+    assert path is not None and isinstance(json.loads(path.read_text())["dop_hint"], int)
+    first.close()
+    folder = tmp_path / "second"
+    folder.mkdir()
+    if stored == "not json":
+        (folder / path.name).write_text(path.read_text()[:-40])
+    else:
+        data = json.loads(path.read_text())
+        data["dop_hint"] = stored
+        (folder / path.name).write_text(json.dumps(data))
+    again = connect_to(sandbox, metadata_cache=folder, max_concurrency=16)
+
+    async def limit() -> int:
+        return again.limiter.limit
+
+    assert again.catalog.dop_hint is None
+    assert run_sync(limit()) == 16
+    assert len(again.read("accounts", select=["name"], top=3, progress=False)) == 3
+    again.close()
