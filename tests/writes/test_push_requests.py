@@ -348,3 +348,30 @@ def test_ctrl_c_while_the_lookups_are_out_writes_nothing_and_loses_nothing(
     again = _report(df.d365.push("accounts", key="accountnumber", conn=conn, progress=False))
     assert again.counts["updated"] == 6 and again.counts["created"] == 6
     assert _read(conn, tag)["name"].str.contains(" v2 ").sum() == 12
+
+
+def test_a_round_trip_looks_up_only_the_rows_it_sends(
+    conn: Connection, sent: list[tuple[str, str]]
+) -> None:
+    """A frame read from the table and pushed back sends only its changed rows: no key
+    look-up goes ahead for the whole frame, only the changed row's key is looked up."""
+    tag = _tag()
+    _seed(conn, tag, 20)
+    _warm(conn)
+    df = conn.read(
+        "accounts",
+        select=["accountnumber", "name"],
+        filter=f"startswith(name,'{tag}')",
+        progress=False,
+    ).drop(columns=["_etag"], errors="ignore")
+    changed = df.index[3]
+    df.loc[changed, "name"] = f"{tag} v2 changed"
+    sent.clear()
+
+    report = _report(df.d365.push(key="accountnumber", conn=conn, progress=False))
+
+    assert report.counts["updated"] == 1 and report.counts["unchanged"] == 19
+    lookups = [unquote(u) for m, u in sent if m == "GET"]
+    assert len(lookups) == 1 and df.loc[changed, "accountnumber"] in lookups[0]
+    others = [n for n in df["accountnumber"] if n != df.loc[changed, "accountnumber"]]
+    assert not any(f'"{n}"' in lookups[0] for n in others)
