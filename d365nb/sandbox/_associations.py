@@ -23,9 +23,10 @@ from ._errors import ApiError, not_found
 from ._exchange import Call, Reply
 from ._model import CURRENT_CATALOG, ManyToMany, Table
 from ._reads import Reader
+from ._references import parse_entity_ref
 from ._schema import nav_properties, table_by_logical
 from ._store import Store
-from ._writes import Writer, parse_entity_ref
+from ._writes import Writer
 
 __all__ = ["Associations", "many_to_many_navs"]
 

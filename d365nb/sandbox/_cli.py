@@ -9,6 +9,7 @@ command (`d365nb/cli.py`) registers these two as its ``sandbox`` subcommand;
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -182,6 +183,10 @@ def run_sandbox(args: argparse.Namespace) -> int:
     logger.setLevel(logging.INFO)
     try:
         sandbox = start(**_sandbox_knobs(args))
+        # This process only serves now: what start-up made (imports, the schema, the
+        # seed) lives as long as it does, so the collector stops walking it (a bulk
+        # write's allocations triggered full collections over all of it).
+        gc.freeze()
         try:
             info = sandbox.info()
             sys.stdout.write(sandbox.describe().to_json() + "\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import cached_property
 
 __all__ = [
     "ACTIVE_STATE",
@@ -156,7 +157,7 @@ class Table:
     def metadata_id(self) -> str:
         return metadata_id(self.logical)
 
-    @property
+    @cached_property
     def money(self) -> bool:
         return any(a.kind == "Money" for a in self.attributes)
 

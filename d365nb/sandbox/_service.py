@@ -23,10 +23,11 @@ from ._limits import ROWS_HEADER
 from ._metadata import Metadata, csdl
 from ._metadata_writes import MetadataWriter
 from ._reads import Reader, metadata_context
+from ._references import parse_key
 from ._rows import Annotations
 from ._schema import Table, all_tables, nav_properties, table_by_logical, table_by_set
 from ._store import Store
-from ._writes import Writer, parse_key
+from ._writes import Writer
 
 __all__ = ["ENTITY_HEADER", "Service", "split_segment"]
 

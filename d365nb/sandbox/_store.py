@@ -306,6 +306,11 @@ class Store:
         with self.lock:
             return self.conn.execute(sql, params).rowcount
 
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run one statement for each of `rows`; return the number of rows changed."""
+        with self.lock:
+            return self.conn.executemany(sql, rows).rowcount
+
     @contextmanager
     def atomic(self) -> Iterator[None]:
         """All statements inside commit together or roll back together (a SAVEPOINT).

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 import sqlite3
-import urllib.parse
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -13,18 +11,19 @@ from ._errors import ApiError, not_found
 from ._exchange import Caller
 from ._model import CURRENT_CATALOG
 from ._query import sql_value
-from ._schema import Attribute, Table, nav_properties, table_by_logical, table_by_set
+from ._references import GUID, new_ids, parse_entity_ref
+from ._schema import (
+    Attribute,
+    NavProperty,
+    Table,
+    nav_properties,
+    table_by_logical,
+)
 from ._seed import CURRENCIES
 from ._store import Store
 
-__all__ = ["Writer", "parse_entity_ref", "parse_key"]
+__all__ = ["Writer"]
 
-_GUID = re.compile(
-    r"^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-    r"[0-9a-fA-F]{12}\}?$"
-)
-_KEY_PART = re.compile(r"\s*([A-Za-z0-9_]+)\s*=\s*('(?:[^']|'')*'|[^,]+)\s*(?:,|$)")
-_REF = re.compile(r"^(?:.*/api/data/v9\.[0-2]/|/)?([A-Za-z0-9_]+)\((.*)\)$")
 _RATES = {c[0]: c[4] for c in CURRENCIES}
 _USD = CURRENCIES[0][0]
 _DUPLICATE_RULES = {
@@ -36,64 +35,6 @@ _DUPLICATE_RULES = {
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_key(table: Table, text: str) -> dict[str, Any]:
-    """`<guid>` or `name='v',other=2` → {column: stored value}, validated against the keys."""
-    text = text.strip()
-    if _GUID.match(text):
-        return {table.primary_id: text.strip("{}").lower()}
-    pos, values = 0, {}
-    while pos < len(text):
-        m = _KEY_PART.match(text, pos)
-        if not m:
-            raise ApiError(400, "0x80060888", f"Bad Request - Error in query syntax: '{text}'.")
-        name, raw = m.group(1), m.group(2).strip()
-        attr = table.by_column(name)
-        if attr is None:
-            raise ApiError(
-                400, "0x80060888", f"Invalid key: '{name}' is not a property of '{table.logical}'."
-            )
-        value: Any
-        if raw.startswith("'"):
-            value = raw[1:-1].replace("''", "'")
-        elif attr.sql_type == "INTEGER":
-            value = int(raw)
-        elif attr.sql_type == "REAL":
-            value = float(raw)
-        else:
-            value = raw
-        values[attr.column] = sql_value(attr, value)
-        pos = m.end()
-    names = set(values)
-    if names != {table.primary_id} and not any(
-        names == {(table.attribute(a) or table.attributes[0]).column for a in attrs}
-        for _, attrs in table.keys
-    ):
-        raise ApiError(
-            400,
-            "0x80060888",
-            f"The key ({', '.join(values)}) is not defined as an "
-            f"alternate key of '{table.logical}'.",
-        )
-    return values
-
-
-def parse_entity_ref(text: str) -> tuple[Table, dict[str, Any]]:
-    """`/accounts(<id>)`, `accounts(accountnumber='A-1')` or an absolute URL → (table, key)."""
-    # A reference is a URL: its key segment may be percent-encoded (a space as %20), and
-    # the service decodes it like any other URL (as it does for the request URL itself).
-    m = _REF.match(urllib.parse.unquote(text.strip()))
-    table = table_by_set(m.group(1)) if m else None
-    if m is None or table is None:
-        raise ApiError(
-            400,
-            "0x80048d19",
-            f"Error identified in Payload provided by the user for "
-            f"Entity :''  ---->  InnerException : The entity reference '{text}' is "
-            "not valid.",
-        )
-    return table, parse_key(table, m.group(2))
 
 
 # Levels of related rows a deep insert may nest.
@@ -127,10 +68,19 @@ class Writer:
         return (str(rows[0][0]), int(rows[0][1])) if rows else None
 
     # -- body conversion
-    def values(self, table: Table, body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
-        """A JSON body → {column: stored value}, validated as the service does."""
+    def values(
+        self,
+        table: Table,
+        body: dict[str, Any],
+        *,
+        creating: bool,
+        navs: dict[str, NavProperty] | None = None,
+    ) -> dict[str, Any]:
+        """A JSON body → {column: stored value}, validated as the service does (`navs`:
+        `nav_properties(table)`, when the caller converts many bodies)."""
         out: dict[str, Any] = {}
-        navs = nav_properties(table)
+        if navs is None:
+            navs = nav_properties(table)
         for name, value in body.items():
             if name.startswith("@"):
                 continue
@@ -267,7 +217,7 @@ class Writer:
                 moment = moment.replace(tzinfo=timezone.utc)
             return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         if kind == "Uniqueidentifier":
-            if not isinstance(value, str) or not _GUID.match(value):
+            if not isinstance(value, str) or not GUID.match(value):
                 raise bad()
             return value.strip("{}").lower()
         return value
@@ -288,10 +238,30 @@ class Writer:
     # -- writes
     def create(self, table: Table, values: dict[str, Any], caller: Caller) -> str:
         """Insert a row; returns its primary key."""
-        row = dict(values)
-        row_id = row.get(table.primary_id) or str(uuid.uuid4())
-        row[table.primary_id] = row_id
+        row_id = values.get(table.primary_id) or new_ids(1)[0]
+        row = self._new_row(table, values, caller, _now(), row_id)
+        self._insert(table, [row])
+        return str(row[table.primary_id])
+
+    def create_many(self, table: Table, rows: list[dict[str, Any]], caller: Caller) -> list[str]:
+        """Insert rows (`values()` output) as one statement per run of rows with the same
+        columns; their primary keys, in order.  Same rows, stamps and errors as `create`
+        one by one: the rows of one request share its `createdon` second."""
         now = _now()
+        ids = iter(new_ids(sum(1 for v in rows if not v.get(table.primary_id))))
+        made = [
+            self._new_row(table, values, caller, now, values.get(table.primary_id) or next(ids))
+            for values in rows
+        ]
+        self._insert(table, made)
+        return [str(row[table.primary_id]) for row in made]
+
+    def _new_row(
+        self, table: Table, values: dict[str, Any], caller: Caller, now: str, row_id: str
+    ) -> dict[str, Any]:
+        """The stored row for a create: its id, stamps, defaults."""
+        row = dict(values)
+        row[table.primary_id] = row_id
         row.update(
             createdon=now,
             modifiedon=now,
@@ -315,15 +285,26 @@ class Writer:
             )
         # [UNVERIFIED] required columns (RequiredLevel ApplicationRequired) are not enforced:
         # the service enforces them in forms, not in Web API creates.
-        cols = ", ".join(f'"{c}"' for c in row)
-        try:
-            self.store.execute(
-                f'INSERT INTO "{table.entity_set}" ({cols}) VALUES ({",".join("?" * len(row))})',
-                list(row.values()),
-            )
-        except sqlite3.IntegrityError as exc:
-            raise self._integrity(table, exc) from None
-        return str(row_id)
+        return row
+
+    def _insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """INSERT `rows`: one `executemany` per run of rows with the same columns."""
+        start = 0
+        while start < len(rows):
+            cols = list(rows[start])
+            end = start + 1
+            while end < len(rows) and list(rows[end]) == cols:
+                end += 1
+            names = ", ".join(f'"{c}"' for c in cols)
+            try:
+                self.store.execute_many(
+                    f'INSERT INTO "{table.entity_set}" ({names}) '
+                    f"VALUES ({','.join('?' * len(cols))})",
+                    [list(row.values()) for row in rows[start:end]],
+                )
+            except sqlite3.IntegrityError as exc:
+                raise self._integrity(table, exc) from None
+            start = end
 
     def deep_create(
         self, table: Table, body: dict[str, Any], caller: Caller, *, depth: int = 0
@@ -614,25 +595,16 @@ class Writer:
         if not isinstance(targets, list):
             raise ApiError(400, "0x80048d19", "The parameter 'Targets' is required.")
         ids: list[str] = []
+        navs = nav_properties(table)
         with self.store.atomic():
+            if action == "CreateMultiple":
+                rows = []
+                for target in targets:
+                    self._check_target(table, target)
+                    rows.append(self.values(table, target, creating=True, navs=navs))
+                return self.create_many(table, rows, caller)
             for target in targets:
-                if not isinstance(target, dict):
-                    raise ApiError(400, "0x80048d19", "Each target must be an entity object.")
-                odata_type = str(target.get("@odata.type", ""))
-                if odata_type.lstrip("#") != f"Microsoft.Dynamics.CRM.{table.logical}":
-                    raise ApiError(
-                        400,
-                        "0x80048d19",
-                        (
-                            f"The '@odata.type' of every target must be 'Microsoft.Dynamics.CRM."
-                            f"{table.logical}' (got '{odata_type}')."
-                        ),
-                    )
-                if action == "CreateMultiple":
-                    ids.append(
-                        self.create(table, self.values(table, target, creating=True), caller)
-                    )
-                    continue
+                self._check_target(table, target)
                 key = self._target_key(table, target)
                 if action == "UpdateMultiple":
                     if key is None:
@@ -642,17 +614,31 @@ class Writer:
                     found = self.find(table, key)
                     if found is None:
                         raise not_found(table.logical, ",".join(str(v) for v in key.values()))
-                    values = self.values(table, target, creating=False)
+                    values = self.values(table, target, creating=False, navs=navs)
                     self.update(table, found[0], values, caller)
                     ids.append(found[0])
-                else:  # UpsertMultiple
-                    if key is None:
-                        ids.append(
-                            self.create(table, self.values(table, target, creating=True), caller)
-                        )
-                    else:
-                        ids.append(self.upsert(table, key, target, caller)[0])
+                elif key is None:  # UpsertMultiple without a key: a create
+                    values = self.values(table, target, creating=True, navs=navs)
+                    ids.append(self.create(table, values, caller))
+                else:
+                    ids.append(self.upsert(table, key, target, caller)[0])
         return ids
+
+    @staticmethod
+    def _check_target(table: Table, target: Any) -> None:
+        """A bulk action's target: an object of this table's `@odata.type`."""
+        if not isinstance(target, dict):
+            raise ApiError(400, "0x80048d19", "Each target must be an entity object.")
+        odata_type = str(target.get("@odata.type", ""))
+        if odata_type.lstrip("#") != f"Microsoft.Dynamics.CRM.{table.logical}":
+            raise ApiError(
+                400,
+                "0x80048d19",
+                (
+                    f"The '@odata.type' of every target must be 'Microsoft.Dynamics.CRM."
+                    f"{table.logical}' (got '{odata_type}')."
+                ),
+            )
 
     def _target_key(self, table: Table, target: dict[str, Any]) -> dict[str, Any] | None:
         ref = target.get("@odata.id")
@@ -662,7 +648,7 @@ class Writer:
                 raise ApiError(400, "0x80048d19", f"'{ref}' does not identify a {table.logical}.")
             return key
         pk = target.get(table.primary_id)
-        if isinstance(pk, str) and _GUID.match(pk):
+        if isinstance(pk, str) and GUID.match(pk):
             return {table.primary_id: pk.strip("{}").lower()}
         for _, attrs in table.keys:
             if all(target.get(a) is not None for a in attrs):

@@ -293,6 +293,45 @@ def test_create_multiple_is_all_or_nothing(api: httpx.Client) -> None:
     assert r.status_code == 400
 
 
+def test_create_multiple_with_targets_of_different_columns(api: httpx.Client) -> None:
+    """Targets are stored as runs of rows with the same columns: each row keeps its own
+    values, ids (given or made) come back in the targets' order, and an alternate key
+    that clashes in a later run rolls back the rows of the earlier runs too."""
+    tag = uuid.uuid4().hex[:8]
+    given = str(uuid.uuid4())
+    account = "Microsoft.Dynamics.CRM.account"
+    targets: list[dict[str, Any]] = [
+        {"@odata.type": account, "name": f"Mix {tag} 0", "revenue": 1.5},
+        {"@odata.type": account, "name": f"Mix {tag} 1", "revenue": 2.5},
+        {"@odata.type": account, "name": f"Mix {tag} 2", "accountnumber": f"{tag}-2"},
+        {"@odata.type": account, "accountid": given, "name": f"Mix {tag} 3"},
+        {"@odata.type": account, "name": f"Mix {tag} 4", "revenue": 4.5},
+    ]
+    r = api.post("accounts/Microsoft.Dynamics.CRM.CreateMultiple", json={"Targets": targets})
+    assert r.status_code == 200, r.text
+    ids = r.json()["Ids"]
+    assert len(set(ids)) == 5 and ids[3] == given
+    rows = [
+        api.get(f"accounts({i})?$select=name,revenue,accountnumber,createdon").json()
+        for i in ids
+    ]
+    assert [row["name"] for row in rows] == [t["name"] for t in targets]
+    assert [row["revenue"] for row in rows] == [1.5, 2.5, None, None, 4.5]
+    assert [row["accountnumber"] for row in rows] == [None, None, f"{tag}-2", None, None]
+    assert all(uuid.UUID(i).version == 4 for i in ids[:3] + ids[4:])
+
+    clash = [
+        {"@odata.type": account, "name": f"Clash {tag} 0", "revenue": 1.0},
+        {"@odata.type": account, "name": f"Clash {tag} 1", "revenue": 2.0},
+        {"@odata.type": account, "name": f"Clash {tag} 2", "accountnumber": f"{tag}-2"},
+    ]
+    r = api.post("accounts/Microsoft.Dynamics.CRM.CreateMultiple", json={"Targets": clash})
+    assert r.status_code == 412, r.text
+    assert "accountnumber" in r.json()["error"]["message"]
+    found = api.get("accounts", params={"$filter": f"startswith(name,'Clash {tag}')"}).json()
+    assert found["value"] == []
+
+
 def test_update_and_upsert_multiple(api: httpx.Client) -> None:
     ids = api.post(
         "accounts/Microsoft.Dynamics.CRM.CreateMultiple",
