@@ -54,6 +54,7 @@ __all__ = [
     "choice_to_ints",
     "choice_values",
     "converter_kind",
+    "gc_paused",
     "infer_series",
     "multichoice_lists",
     "object_array",
@@ -479,18 +480,21 @@ def multichoice_lists(values: np.ndarray, attribute: Attribute | None) -> np.nda
     codes, uniques = pd.factorize(values)
     table = [convert(u) for u in uniques] + [[]]  # code -1 (missing) picks the last
     result = np.empty(len(values), dtype=object)
-    with _gc_paused():
+    with gc_paused():
         result[:] = list(map(list, map(table.__getitem__, codes.tolist())))
     result[codes < 0] = None
     return result
 
 
 @contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No garbage collection while many new containers are made (one list per row).
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while many new containers are made (a list or a
+    dict per row).
 
-    They hold only strings, so they form no cycles; without this, the collections the
-    allocations trigger traverse every tracked object, several times over: ~5x the time.
+    They form no cycles; without this, the collections their allocations trigger
+    traverse every tracked object of the process, several times over (a list per row:
+    ~5x the time; planning a 20,000-row push: 0.15 s instead of 0.10 s).  The block
+    restores the collector as it found it (a caller that disabled it keeps it off).
     """
     enabled = gc.isenabled()
     gc.disable()

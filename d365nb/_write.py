@@ -75,6 +75,7 @@ from ._batching import (
     plan_report,
 )
 from ._catalog import Catalog
+from ._dtypes import gc_paused
 from ._exceptions import ODataError, ThrottledError, TransportError
 from ._journal import Journal
 from ._lookahead import Lookahead, Trace
@@ -581,8 +582,7 @@ async def _apush(
     meta = await catalog.table(name)
     tables = await catalog.tables()
     related = {n: await catalog.table(n) for n in related_tables(df, meta, options)}
-    # The token first (it came with the metadata, or is a short fetch): a token fetched
-    # in its thread while the plan holds the interpreter would wait for the plan.
+    # The token first (a token fetched in its thread would wait for the plan)
     await asyncio.wait({warming}, timeout=_TOKEN_WAIT)
     journal = Journal(session.api_root, meta.logical_name)
     batch_size = options.batch_size
@@ -612,11 +612,13 @@ async def _apush(
         slice_rows=LOOKUP_ROWS,
     )
     if engine.lookahead is None:
-        plan = planning(keyed=keyed)
+        with gc_paused():  # a dict per row, no cycles: a third of the plan was collections
+            plan = planning(keyed=keyed)
     else:  # the look-ups are on the wire: plan while the service answers them
         try:
             await engine.lookahead.sent()
-            plan = planning(keyed=keyed)
+            with gc_paused():
+                plan = planning(keyed=keyed)
         except BaseException as exc:
             cancelled = isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt))
             await engine.lookahead.close(drain=not cancelled)
@@ -638,9 +640,9 @@ async def _apush(
             note = row.note or "no writable column to send"
             engine.settle(row, _Outcome("unchanged", message=note))
     opened = {fp: a for fp, a in zip(plan.fingerprints, plan.attempts, strict=True) if fp and a}
-    # Journaled before any write (a killed kernel's rows are found again).  Here, not in
-    # a thread: a few milliseconds, and a thread waited for the event loop's work.
-    journal.record(opened)
+    # Journaled before any write (a killed kernel's rows are found again), not in a thread
+    with gc_paused():  # (a thread waited for the event loop's work)
+        journal.record(opened)
     token = progress_var.set(bar)  # the transport shows 429 waits on this bar
     interrupted = False
     tasks: list[asyncio.Future[None]] = []
