@@ -101,8 +101,9 @@ class D365Accessor:
           alternate key in columns named `<lookup>.<key column>`
           (`parentaccountid.accountnumber`; `<lookup>.<table>.<column>` for lookups that
           can point to several tables).
-        * **batch_size** - rows per request (default: 1,000 per bulk action, 250 per
-          `$batch`; at most 1,000).
+        * **batch_size** - rows per request, up to 10,000 (default: a bulk action takes up
+          to 5,000 rows, cut finer to fill the service's allowed concurrency; a `$batch`
+          250 operations, at most 1,000).
         * **parallel** - `True`/`None` adaptive (grows while the service answers well,
           shrinks on 429), `False` one request at a time, or a maximum.
         * **on_error** - `"collect"` reports failed rows; `"raise"` raises `PushError`

@@ -20,6 +20,7 @@ from ._multipart import MAX_BATCH_OPERATIONS
 from ._types import OnError, PushMode
 
 __all__ = [
+    "MAX_BULK_ROWS",
     "MODES",
     "ON_ERROR",
     "PushOptions",
@@ -28,6 +29,10 @@ __all__ = [
     "key_list",
     "validate_push",
 ]
+
+#: The most rows a caller may ask per request (`batch_size=`): a bulk action takes them
+#: all, a `$batch` at most `MAX_BATCH_OPERATIONS` (larger sizes are cut to that).
+MAX_BULK_ROWS = 10_000
 
 MODES: tuple[PushMode, ...] = get_args(PushMode)
 ON_ERROR: tuple[OnError, ...] = get_args(OnError)
@@ -60,7 +65,9 @@ class PushOptions:
       or its name.
     * **mode** - `"upsert"`, `"create"`, `"update"` or `"delete"`.
     * **columns** - the columns to send (`None`: every writable column).
-    * **batch_size** - rows per request (`None`: the default for each kind of request).
+    * **batch_size** - rows per request, up to 10,000 (`None`: the default for each kind
+      of request: bulk actions up to 5,000 rows, cut finer to use the service's allowed
+      concurrency; 250 operations per `$batch`, which takes at most 1,000).
     * **parallel** - `True`/`None` adaptive, `False` one request at a time, or a maximum.
     * **on_error** - `"collect"` (failed rows in the report) or `"raise"` (`PushError`).
     * **dry_run** - plan only: return a `PushPlan`, write nothing.
@@ -97,12 +104,15 @@ class PushOptions:
         if batch_size is not None and (
             isinstance(batch_size, bool)
             or not isinstance(batch_size, int)
-            or not 1 <= batch_size <= MAX_BATCH_OPERATIONS
+            or not 1 <= batch_size <= MAX_BULK_ROWS
         ):
             raise ConfigError(
                 f"batch_size={batch_size!r} is out of range.",
                 field="batch_size",
-                hint=f"Use 1 to {MAX_BATCH_OPERATIONS} rows per request, or None for the default.",
+                hint=(
+                    f"Use 1 to {MAX_BULK_ROWS:,} rows per request (a $batch takes at most "
+                    f"{MAX_BATCH_OPERATIONS:,}), or None for the default."
+                ),
             )
         parallel = self.parallel
         if parallel is not None and not isinstance(parallel, bool):

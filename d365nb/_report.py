@@ -241,7 +241,7 @@ class PushPlan:
       (`create`, `update`, `upsert`, `delete` or `unchanged`), `id` and `condition`
       (`If-Match: W/"..."`, `If-Match: *`, `If-None-Match: *` or empty).
     * **columns** - the columns that would be sent; **skipped** - the others, with why.
-    * **requests** - the requests it would send, e.g. `["3 x CreateMultiple (<= 1000 rows)"]`.
+    * **requests** - the requests it would send, e.g. `["CreateMultiple x 3 (<= 5,000 rows each)"]`.
     * **sample** - the method, URL and JSON body of the first row's request.
     * **changed** - for a round trip (a frame read, changed, pushed back without
       `columns=`): each column that changed since the read and in how many rows; only

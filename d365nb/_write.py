@@ -24,8 +24,8 @@
    `updated` (`UpsertMultiple`, the id found), not found is `created` by `CreateMultiple`
    (the ids it answers), which fails whole if another writer created one of those keys
    since the look-up (then those rows go per row: exact).  Nothing is read back by id:
-   about one request per 1,000-row chunk, chunks cut finer when a push is too small to
-   fill the limiter's slots (`_batching.chunk_size()`).
+   about one request per chunk of up to 5,000 rows, cut finer to fill the limiter's
+   slots (`_batching.chunk_size()`).
    Upserts whose key another row of the frame repeats, or that the look-up cannot place
    for sure, are sent as per-row `$batch` parts (`return=representation`: 201 or 200).
    `_batching.UPSERT_MULTIPLE = False` sends every upsert that way (the switch back).
@@ -64,7 +64,6 @@ import httpx
 import pandas as pd
 
 from ._batching import (
-    BATCH_CHUNK,
     LOOKUP_ROWS,
     URL_LIMIT as _URL_LIMIT,  # noqa: F401 - tests read it here
     chunk_size,
@@ -430,7 +429,7 @@ class _Push:
 
     async def run_batch(self, rows: list[PlannedRow], *, retried: bool, depth: int = 0) -> None:
         """Rows as independent requests in one `$batch` (continue-on-error), halved on error."""
-        size = self.batch_size or BATCH_CHUNK
+        size = chunk_size("$batch", self.batch_size)
         if len(rows) > size:
             await asyncio.gather(
                 *(self.run_batch(c, retried=retried, depth=depth) for c in chunks(rows, size))

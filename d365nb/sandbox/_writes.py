@@ -436,6 +436,7 @@ class Writer:
         *,
         if_match: str | None = None,
         if_none_match: str | None = None,
+        navs: dict[str, NavProperty] | None = None,
     ) -> tuple[str, bool]:
         """PATCH semantics: update the row with `key` or create it; returns (id, created)."""
         found = self.find(table, key)
@@ -451,12 +452,12 @@ class Writer:
                     "The version of the existing record doesn't "
                     "match the RowVersion property provided.",
                 )
-            values = self.values(table, body, creating=False)
+            values = self.values(table, body, creating=False, navs=navs)
             for col in key:  # key columns cannot change through the key URL
                 values.pop(col, None)
             self.update(table, found[0], values, caller)
             return found[0], False
-        values = self.values(table, body, creating=True)
+        values = self.values(table, body, creating=True, navs=navs)
         for column, value in key.items():
             # An alternate key's values become columns of the new row: checked as a body's
             # are (e.g. a string over the column's maximum length is 0x80044331).
@@ -621,7 +622,7 @@ class Writer:
                     values = self.values(table, target, creating=True, navs=navs)
                     ids.append(self.create(table, values, caller))
                 else:
-                    ids.append(self.upsert(table, key, target, caller)[0])
+                    ids.append(self.upsert(table, key, target, caller, navs=navs)[0])
         return ids
 
     @staticmethod

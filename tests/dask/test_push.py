@@ -41,12 +41,14 @@ def test_push_of_50k_rows_from_4_partitions_exact_and_exactly_once_after_a_kille
     )
     ddf = dd.from_pandas(frame, npartitions=4)
     assert ddf.npartitions == 4
-    push_knobs(latency_per_row_ms=0.1)  # ~100 ms per 1,000-row request: time to kill
+    # ~100 ms per 1,000-row request, in 1,000-row chunks (the default fills the limiter's
+    # slots with fewer, larger ones and a partition lands in one wave): time to kill.
+    push_knobs(latency_per_row_ms=0.1)
     result: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            result["report"] = d365nb.dask.push(ddf, "accounts", conn=pconn)
+            result["report"] = d365nb.dask.push(ddf, "accounts", conn=pconn, batch_size=1000)
         except BaseException as exc:  # reported below
             result["error"] = exc
 
@@ -75,7 +77,7 @@ def test_push_of_50k_rows_from_4_partitions_exact_and_exactly_once_after_a_kille
     # partition): its rows are found, reported as landed by the earlier run, and nothing
     # is created twice.  A new run_id= would be a new attempt.
     push_knobs(latency_per_row_ms=0.0)
-    again = d365nb.dask.push(ddf, "accounts", conn=pconn)
+    again = d365nb.dask.push(ddf, "accounts", conn=pconn, batch_size=1000)  # the same job
     assert again.ok and len(again.rows) == n, again.counts
     assert again.counts["created"] + again.counts["unchanged"] == n, again.counts
     assert set(again.rows["id"]) == set(report.rows["id"])

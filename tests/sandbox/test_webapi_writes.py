@@ -312,8 +312,7 @@ def test_create_multiple_with_targets_of_different_columns(api: httpx.Client) ->
     ids = r.json()["Ids"]
     assert len(set(ids)) == 5 and ids[3] == given
     rows = [
-        api.get(f"accounts({i})?$select=name,revenue,accountnumber,createdon").json()
-        for i in ids
+        api.get(f"accounts({i})?$select=name,revenue,accountnumber,createdon").json() for i in ids
     ]
     assert [row["name"] for row in rows] == [t["name"] for t in targets]
     assert [row["revenue"] for row in rows] == [1.5, 2.5, None, None, 4.5]

@@ -19,6 +19,10 @@ def test_push_options_are_checked_once_when_made() -> None:
     assert caught.value.field == "mode"
     with pytest.raises(ConfigError):
         PushOptions(batch_size=0)
+    assert PushOptions(batch_size=10_000).batch_size == 10_000  # a bulk action takes them
+    with pytest.raises(ConfigError, match="batch_size=10001") as caught:
+        PushOptions(batch_size=10_001)
+    assert caught.value.field == "batch_size" and "1,000" in str(caught.value.hint)
 
 
 def test_creates_get_client_ids_stable_per_attempt_and_one_bulk_request() -> None:
@@ -43,7 +47,7 @@ def test_creates_get_client_ids_stable_per_attempt_and_one_bulk_request() -> Non
     assert first.frame.attrs["d365nb"]["connection"] == "c1"
     groups = group_rows(first, set())
     assert [(name, len(rows)) for name, rows in groups] == [("CreateMultiple", 2)]
-    assert describe_groups(groups, None) == ("CreateMultiple of 2 rows (<= 1,000 rows each)",)
+    assert describe_groups(groups, None) == ("CreateMultiple of 2 rows (<= 5,000 rows each)",)
     assert chunk_size("$batch", None) == 250 and chunk_size("$batch", 10) == 10
 
 

@@ -16,9 +16,10 @@ import pandas as pd
 import pytest
 
 from d365nb import _write
-from d365nb._batching import MIN_BULK_CHUNK, chunk_size
+from d365nb._batching import BULK_CHUNK, MIN_BULK_CHUNK, UPSERT_CHUNK, chunk_size
 from d365nb._client import Connection
 from d365nb._exceptions import InvalidFrameError
+from d365nb._multipart import MAX_BATCH_OPERATIONS
 from d365nb._report import PushPlan, PushReport
 from d365nb._sync import run_sync
 
@@ -223,12 +224,18 @@ def test_throttled_upserts_finish_with_every_row_accounted_for(
 def test_chunks_follow_the_limiter() -> None:
     # A push too small to fill the limiter's slots with full chunks is cut finer, never
     # below MIN_BULK_CHUNK; one request at a time keeps full chunks.
-    assert chunk_size("CreateMultiple", None, rows=20_000, limit=16) == 1000
+    assert chunk_size("CreateMultiple", None, rows=20_000, limit=16) == 1250
+    assert chunk_size("CreateMultiple", None, rows=20_000, limit=4) == BULK_CHUNK == 5000
+    assert chunk_size("UpsertMultiple", None, rows=20_000, limit=4) == UPSERT_CHUNK == 5000
+    assert chunk_size("CreateMultiple", None, rows=200_000, limit=4) == BULK_CHUNK
     assert chunk_size("CreateMultiple", None, rows=2_000, limit=4) == 500
     assert chunk_size("UpsertMultiple", None, rows=2_000, limit=16) == MIN_BULK_CHUNK
-    assert chunk_size("CreateMultiple", None, rows=2_000, limit=1) == 1000
+    assert chunk_size("CreateMultiple", None, rows=20_000, limit=1) == BULK_CHUNK
     assert chunk_size("CreateMultiple", 7, rows=2_000, limit=16) == 7
+    assert chunk_size("CreateMultiple", 8000, rows=20_000, limit=16) == 8000
     assert chunk_size("$batch", None, rows=2_000, limit=16) == 250
+    # A $batch holds at most 1,000 requests, whatever batch_size asks for bulk actions.
+    assert chunk_size("$batch", 8000, rows=20_000, limit=16) == MAX_BATCH_OPERATIONS
 
 
 def test_parallel_option_sets_the_chunk_size(conn: Connection, sent: list[tuple[str, str]]) -> None:

@@ -24,9 +24,9 @@ def _frame() -> pd.DataFrame:
     [
         ({"mode": "merge"}, "mode", "'create', 'update', 'upsert', 'delete'"),
         ({"on_error": "ignore"}, "on_error", "'collect'"),
-        ({"batch_size": 0}, "batch_size", "1 to 1000"),
-        ({"batch_size": 1001}, "batch_size", "1 to 1000"),
-        ({"batch_size": True}, "batch_size", "1 to 1000"),
+        ({"batch_size": 0}, "batch_size", "1 to 10,000"),
+        ({"batch_size": 10_001}, "batch_size", "1 to 10,000"),
+        ({"batch_size": True}, "batch_size", "1 to 10,000"),
         ({"parallel": 0}, "parallel", "True (adaptive)"),
         ({"columns": "name"}, "columns", "columns=['name']"),
         ({"columns": ["nmae"]}, "columns", "Did you mean 'name'?"),
