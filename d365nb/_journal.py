@@ -115,6 +115,10 @@ class Journal:
                     and now - entry[1] < _KEEP_SECONDS
                 }
                 edit(current)
+                if not current:  # nothing open: no file (a lost unlink only re-checks rows)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.path)
+                    return
                 fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.path.parent)
                 try:
                     os.fchmod(fd, 0o600)

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pandas as pd
 
 from ._exceptions import ODataError
@@ -26,6 +27,7 @@ from ._payloads import encode_json
 from ._plan import PlannedRow, loose_key, row_key
 
 __all__ = [
+    "answered_ids",
     "error_of",
     "exact_key",
     "holds",
@@ -297,3 +299,13 @@ def stopped_outcomes(
             )
         else:
             yield row, _Outcome("failed", "unsent", "The push stopped before this row.")
+
+
+def answered_ids(response: httpx.Response, rows: Sequence[PlannedRow]) -> list[str | None]:
+    """Each row's id from a `CreateMultiple` answer's `Ids` (the row's own id where the
+    answer has none, or cannot be read)."""
+    try:
+        returned = list(response.json().get("Ids") or []) if response.content else []
+    except (ValueError, AttributeError):
+        returned = []
+    return [str(returned[i]) if i < len(returned) else row.row_id for i, row in enumerate(rows)]

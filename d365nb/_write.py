@@ -74,7 +74,7 @@ from ._batching import (
     plan_report,
 )
 from ._catalog import Catalog
-from ._dtypes import gc_paused
+from ._collector import Hold
 from ._exceptions import ODataError, ThrottledError, TransportError
 from ._journal import Journal
 from ._lookahead import Lookahead, Trace
@@ -90,6 +90,7 @@ from ._odata import action_path
 from ._options import PushOptions, check_push, frame_info
 from ._outcomes import (
     _Outcome,
+    answered_ids,
     holds,
     lookup_request,
     navigation_map,
@@ -108,20 +109,11 @@ __all__ = ["apush"]
 
 _ATTEMPTS = 8  # sends of one request when its connection drops
 _TOKEN_WAIT = 30.0  # seconds a push waits for its token before planning anyway
+_GC_HOLD = 1.0  # seconds the cycle collector may stay off after the writes start
 _JSON = "application/json"
 
 # Tables on which a bulk action answered "not supported", per session (connection).
 _NO_BULK: weakref.WeakKeyDictionary[Session, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
-
-
-def _answered_ids(response: httpx.Response, rows: list[PlannedRow]) -> list[str | None]:
-    """Each row's id from a `CreateMultiple` answer's `Ids` (the row's own id where the
-    answer has none, or cannot be read)."""
-    try:
-        returned = list(response.json().get("Ids") or []) if response.content else []
-    except (ValueError, AttributeError):
-        returned = []
-    return [str(returned[i]) if i < len(returned) else row.row_id for i, row in enumerate(rows)]
 
 
 # -- sending ------------------------------------------------------------------------------
@@ -170,6 +162,7 @@ class _Push:
         # Continuing an unfinished attempt: a conflict or a 404 may be our own earlier write.
         self.resumed = False
         self.lookahead: Lookahead | None = None
+        self.answered: Callable[[], None] = lambda: None  # called as each write returns
         # Rows whose write request has gone out (its answer may never come: Ctrl-C).
         self.inflight = [False] * n
 
@@ -204,9 +197,13 @@ class _Push:
                 self.requests += 1
                 async with self.slots or contextlib.nullcontext(), self.session.limiter:
                     self.mark(rows)
-                    response = await self.session.arequest(
-                        method, url, content=content, headers=headers, extensions=extensions
-                    )
+                    try:
+                        response = await self.session.arequest(
+                            method, url, content=content, headers=headers, extensions=extensions
+                        )
+                    finally:
+                        if rows:  # a write (not a look-up) came back
+                            self.answered()
                 return _Sent(response, None, retried)
             except ThrottledError as exc:
                 return _Sent(None, exc, retried)
@@ -259,7 +256,7 @@ class _Push:
             lambda row: {**(row.body or {}), pk: row.row_id},
             "created" if action == "CreateMultiple" else "updated",
             lambda response: (
-                _answered_ids(response, rows)
+                answered_ids(response, rows)
                 if action == "CreateMultiple"
                 else [row.row_id for row in rows]
             ),
@@ -382,7 +379,7 @@ class _Push:
             rows,
             lambda row: {**(row.key_values or {}), **(row.body or {})},
             "created",
-            lambda response: _answered_ids(response, rows),
+            lambda response: answered_ids(response, rows),
         )
 
     async def upsert_multiple(
@@ -560,9 +557,11 @@ async def apush(
         return await dialect_push(df, table, options)  # type: ignore[no-any-return]
     started = time.perf_counter()
     warming = session.warm_up()  # the token comes with the metadata
+    hold = Hold()
     try:
-        return await _apush(session, catalog, df, table, options, started, warming)
+        return await _apush(session, catalog, df, table, options, started, warming, hold)
     finally:
+        hold.release()
         if not warming.done():
             warming.cancel()
         await asyncio.gather(warming, return_exceptions=True)
@@ -576,6 +575,7 @@ async def _apush(
     options: PushOptions,
     started: float,
     warming: asyncio.Task[None],
+    hold: Hold,
 ) -> PushReport | PushPlan:
     name = table or str(frame_info(df)["table"])
     meta = await catalog.table(name)
@@ -610,14 +610,16 @@ async def _apush(
         no_bulk=no_bulk,
         slice_rows=LOOKUP_ROWS,
     )
+    # No cycle collection from the plan (a dict per row, no cycles: collections were a third
+    # of it) until a write is answered: the full one deferred runs while the service works.
+    hold.start()
+    engine.answered = partial(hold.release, collect=True)
     if engine.lookahead is None:
-        with gc_paused():  # a dict per row, no cycles: a third of the plan was collections
-            plan = planning(keyed=keyed)
+        plan = planning(keyed=keyed)
     else:  # the look-ups are on the wire: plan while the service answers them
         try:
             await engine.lookahead.sent()
-            with gc_paused():
-                plan = planning(keyed=keyed)
+            plan = planning(keyed=keyed)
         except BaseException as exc:
             cancelled = isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt))
             await engine.lookahead.close(drain=not cancelled)
@@ -639,9 +641,7 @@ async def _apush(
             note = row.note or "no writable column to send"
             engine.settle(row, _Outcome("unchanged", message=note))
     opened = {fp: a for fp, a in zip(plan.fingerprints, plan.attempts, strict=True) if fp and a}
-    # Journaled before any write (a killed kernel's rows are found again), not in a thread
-    with gc_paused():  # (a thread waited for the event loop's work)
-        journal.record(opened)
+    journal.record(opened)  # before any write (a killed kernel's rows are found again)
     token = progress_var.set(bar)  # the transport shows 429 waits on this bar
     interrupted = False
     tasks: list[asyncio.Future[None]] = []
@@ -658,6 +658,7 @@ async def _apush(
             tasks += [
                 asyncio.ensure_future(engine.run(strategy, chunk)) for chunk in chunks(rows, size)
             ]
+        asyncio.get_running_loop().call_later(_GC_HOLD, engine.answered)
         await asyncio.gather(*tasks)
     except BaseException as exc:  # no write goes out unjournaled, no task is left behind
         for task in tasks:
