@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from .._collector import paused
 from . import _directory as directory
 from ._batch import run_batch
 from ._errors import MAX_URL, ApiError, too_large, url_too_long
@@ -78,10 +79,14 @@ def create_webapi(
     def dispatch(call: Call) -> Reply:
         token = CURRENT_CATALOG.set(store.catalog)  # this sandbox's custom tables
         service.aggregate_limit = protection.options.aggregate_record_limit
+        # No cycle collection while a request is answered: a page is a dict per row (and
+        # one per expanded row), a bulk write a dict per target, and none form cycles;
+        # the collections their allocations triggered walked them several times over.
         try:
-            if call.path == "$batch" and call.method == "POST":
-                return run_batch(call, store, service.handle)
-            return service.handle(call)
+            with paused():
+                if call.path == "$batch" and call.method == "POST":
+                    return run_batch(call, store, service.handle)
+                return service.handle(call)
         finally:
             CURRENT_CATALOG.reset(token)
 
