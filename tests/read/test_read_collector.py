@@ -11,6 +11,7 @@ import pytest
 
 from d365nb import Connection, PartialReadError
 from d365nb._frames import FrameBuilder
+from tests._support.collector import collector_off, record_collector
 
 pytestmark = pytest.mark.sandbox
 
@@ -20,16 +21,7 @@ OPTIONS: dict[str, Any] = {"select": ["name", "revenue"], "page_size": 10, "prog
 @pytest.fixture
 def pages(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
     """`gc.isenabled()` as each page is converted."""
-    seen: list[bool] = []
-    original = FrameBuilder.add_page
-
-    def add_page(self: FrameBuilder, rows: Any) -> None:
-        seen.append(gc.isenabled())
-        original(self, rows)
-
-    monkeypatch.setattr(FrameBuilder, "add_page", add_page)
-    gc.enable()
-    yield seen
+    yield record_collector(monkeypatch, FrameBuilder, "add_page")
     gc.enable()  # whatever a failed test left
 
 
@@ -64,10 +56,6 @@ def test_a_read_that_fails_in_a_page_gives_the_collector_back(
 def test_a_caller_who_turned_the_collector_off_keeps_it_off(
     conn: Connection, pages: list[bool]
 ) -> None:
-    gc.disable()
-    try:
+    with collector_off():
         assert len(conn.read("accounts", parallel=False, **OPTIONS)) > 30
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
     assert pages and not any(pages)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
 from d365nb.sandbox._service import Service
+from tests._support.collector import record_collector
 
 pytestmark = pytest.mark.sandbox
 
@@ -18,16 +18,7 @@ pytestmark = pytest.mark.sandbox
 @pytest.fixture
 def handled(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
     """`gc.isenabled()` as each request is handled (the sandbox runs in this process)."""
-    seen: list[bool] = []
-    original = Service.handle
-
-    def handle(self: Service, call: Any) -> Any:
-        seen.append(gc.isenabled())
-        return original(self, call)
-
-    monkeypatch.setattr(Service, "handle", handle)
-    gc.enable()
-    yield seen
+    yield record_collector(monkeypatch, Service, "handle")
     gc.enable()
 
 

@@ -36,4 +36,3 @@ def test_a_journal_with_nothing_open_leaves_no_file(tmp_path: Path) -> None:
     journal.settle(["f2"])  # settling again is harmless
     journal.record({"f3": "a3"})
     assert journal.open_rows() == {"f3": "a3"}
-

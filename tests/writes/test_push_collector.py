@@ -15,6 +15,7 @@ import pytest
 from d365nb import InvalidFrameError, PushError, _write
 from d365nb._client import Connection
 from d365nb._report import PushPlan, PushReport
+from tests._support.collector import collector_off, record_collector
 
 pytestmark = pytest.mark.sandbox
 
@@ -22,16 +23,7 @@ pytestmark = pytest.mark.sandbox
 @pytest.fixture
 def during_plan(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bool]]:
     """`gc.isenabled()` as each push's plan runs."""
-    seen: list[bool] = []
-    original = _write.plan_push
-
-    def plan_push(*args: Any, **kwargs: Any) -> Any:
-        seen.append(gc.isenabled())
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(_write, "plan_push", plan_push)
-    assert gc.isenabled()
-    yield seen
+    yield record_collector(monkeypatch, _write, "plan_push")
     gc.enable()  # whatever a failed test left
 
 
@@ -58,13 +50,9 @@ def test_the_collector_is_off_while_planning_and_on_after_a_push(
 def test_a_caller_who_turned_the_collector_off_keeps_it_off(
     conn: Connection, during_plan: list[bool]
 ) -> None:
-    gc.disable()
-    try:
+    with collector_off():
         report = _frame(10).d365.push("accounts", mode="create", conn=conn, progress=False)
         assert isinstance(report, PushReport) and report.ok
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
     assert during_plan == [False]
 
 
