@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _thread
 import gc
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -71,4 +72,23 @@ def test_ctrl_c_during_the_plan_turns_the_collector_back_on(
         for _ in range(1000):  # the interrupt lands at the next bytecode of this thread
             _frame(5).d365.push("accounts", mode="create", conn=conn, progress=False)
     assert during_plan and not during_plan[0]
+    assert gc.isenabled()
+
+
+def test_pushes_side_by_side_leave_the_collector_on(
+    conn: Connection, during_plan: list[bool]
+) -> None:
+    """Two pushes at once, from two threads: whichever finishes last, the collector is on."""
+    reports: list[Any] = []
+
+    def push() -> None:
+        reports.append(_frame(400).d365.push("accounts", mode="create", conn=conn, progress=False))
+
+    threads = [threading.Thread(target=push) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(reports) == 2 and all(r.counts["created"] == 400 for r in reports)
+    assert len(during_plan) == 2
     assert gc.isenabled()
