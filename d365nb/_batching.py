@@ -15,7 +15,6 @@ from typing import Any
 from ._metadata import Table
 from ._multipart import MAX_BATCH_OPERATIONS
 from ._odata import key_lookup_urls
-from ._options import MAX_BULK_ROWS
 from ._plan import Plan, PlannedRow, row_key
 from ._report import PushPlan, rows_frame
 
@@ -23,7 +22,6 @@ __all__ = [
     "BATCH_CHUNK",
     "BULK_CHUNK",
     "LOOKUP_ROWS",
-    "MAX_BULK_ROWS",
     "MIN_BULK_CHUNK",
     "UPSERT_CHUNK",
     "UPSERT_MULTIPLE",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from datetime import datetime, timezone
+from itertools import groupby
 from typing import Any
 
 from ._errors import ApiError, not_found
@@ -238,10 +239,7 @@ class Writer:
     # -- writes
     def create(self, table: Table, values: dict[str, Any], caller: Caller) -> str:
         """Insert a row; returns its primary key."""
-        row_id = values.get(table.primary_id) or new_ids(1)[0]
-        row = self._new_row(table, values, caller, _now(), row_id)
-        self._insert(table, [row])
-        return str(row[table.primary_id])
+        return self.create_many(table, [values], caller)[0]
 
     def create_many(self, table: Table, rows: list[dict[str, Any]], caller: Caller) -> list[str]:
         """Insert rows (`values()` output) as one statement per run of rows with the same
@@ -289,22 +287,16 @@ class Writer:
 
     def _insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
         """INSERT `rows`: one `executemany` per run of rows with the same columns."""
-        start = 0
-        while start < len(rows):
-            cols = list(rows[start])
-            end = start + 1
-            while end < len(rows) and list(rows[end]) == cols:
-                end += 1
+        for cols, run in groupby(rows, key=tuple):
             names = ", ".join(f'"{c}"' for c in cols)
             try:
                 self.store.execute_many(
                     f'INSERT INTO "{table.entity_set}" ({names}) '
                     f"VALUES ({','.join('?' * len(cols))})",
-                    [list(row.values()) for row in rows[start:end]],
+                    [list(row.values()) for row in run],
                 )
             except sqlite3.IntegrityError as exc:
                 raise self._integrity(table, exc) from None
-            start = end
 
     def deep_create(
         self, table: Table, body: dict[str, Any], caller: Caller, *, depth: int = 0

@@ -4,9 +4,6 @@ instead of reading with the old one."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import pytest
 
 from d365nb.sandbox import Sandbox, start
 from d365nb.sandbox._connect import connect_to
+from tests._support.child import run_child
 
 from ..sandbox.conftest import app_token, tls
 
@@ -96,14 +94,7 @@ _CHILD = (
 def _child(sb: Sandbox, folder: Path) -> tuple[int, list[str], int]:
     """A read of every column of `new_gizmos` in another process: (metadata requests,
     columns, rows)."""
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps(sb.info()), str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=True,
-    )
-    requests, columns, rows = json.loads(done.stdout.strip().splitlines()[-1])
+    requests, columns, rows = run_child(_CHILD, sb, folder, timeout=180)
     return int(requests), list(columns), int(rows)
 
 

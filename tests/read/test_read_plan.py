@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import pytest
 from d365nb import Connection
 from d365nb.sandbox import Sandbox, start
 from d365nb.sandbox._connect import connect_to
+from tests._support.child import run_child
 
 pytestmark = pytest.mark.sandbox
 
@@ -43,14 +42,7 @@ def _recording(conn: Connection) -> list[tuple[str, dict[str, str]]]:
 
 def _child(script: str, sandbox: Sandbox, folder: Path) -> list[int]:
     """Run `script` in a new process with the sandbox's info and `folder`; its last line."""
-    done = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(sandbox.info()), str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    result: list[int] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: list[int] = run_child(script, sandbox, folder)
     return result
 
 
