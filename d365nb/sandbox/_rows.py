@@ -7,6 +7,8 @@ order (FormattedValue → associatednavigationproperty → lookuplogicalname →
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -21,6 +23,20 @@ FV = "OData.Community.Display.V1.FormattedValue"
 NAV = "Microsoft.Dynamics.CRM.associatednavigationproperty"
 LLN = "Microsoft.Dynamics.CRM.lookuplogicalname"
 _SYMBOLS = {c[0]: c[3] for c in CURRENCIES}
+# Columns whose stored value SQLite's `json_object` writes as orjson would: text and
+# integers.  A REAL comes out with 15 significant digits (orjson: the shortest exact form).
+_JSON_SAFE = frozenset({"TEXT", "INTEGER"})
+_JSON_MAX_PAIRS = 60  # SQLite allows 127 function arguments by default
+
+
+@functools.cache
+def sqlite_json() -> bool:
+    """Whether this SQLite has the JSON functions (built in since 3.38)."""
+    try:
+        sqlite3.connect(":memory:").execute("SELECT json_object('a', 1)").close()
+    except sqlite3.OperationalError:  # pragma: no cover - SQLite < 3.38 without JSON1
+        return False
+    return True
 
 
 class Annotations:
@@ -269,6 +285,25 @@ class RowPlan:
         if not (self._plain and self.etag) or self._booleans:
             return None
         return self._keys, self._positions
+
+    def json_sql(self) -> str | None:
+        """SQL whose value is `emit()`'s object as JSON text, built by SQLite; or None.
+
+        Only for rows that `emit()` passes through as stored (`plain_keys()`) with text and
+        integer columns only (`_JSON_SAFE`), so the text parses to what `emit()` gives.
+        """
+        plain = self.plain_keys()
+        if (
+            plain is None
+            or len(self.output) >= _JSON_MAX_PAIRS
+            or any(a.sql_type.split()[0] not in _JSON_SAFE for a in self.output)
+            or not sqlite_json()
+        ):
+            return None
+        keys, positions = plain
+        pairs = [f"'@odata.etag', 'W/\"' || {self.columns[0]} || '\"'"]
+        pairs += [f"'{k}', {self.columns[i]}" for k, i in zip(keys, positions, strict=True)]
+        return f"json_object({', '.join(pairs)})"
 
     def emit(self, row: tuple[Any, ...]) -> dict[str, Any]:
         """One row as a Web API JSON object."""

@@ -3,6 +3,7 @@ must say exactly what separate reads of the related rows say."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -115,3 +116,73 @@ def test_inner_filter_on_a_lookup_still_applies(api: httpx.Client) -> None:
     assert all(
         r["primarycontactid"] is None or r["primarycontactid"]["statecode"] == 1 for r in rows
     )
+
+
+# Text that JSON must escape, and text it must keep as it is.
+_AWKWARD = (
+    'Quote " back\\slash /slash\nnew\ttab \x01ctl \u00e9t\u00e9 \u4e2d\u6587 \U0001f680 </script>'
+)
+_SHORT = 'Q"\\/\n\t\x01 \u00e9 \u4e2d \U0001f680'  # contact names: at most 50 characters
+
+
+def test_awkward_names_come_through_the_joined_json_exactly(api: httpx.Client) -> None:
+    """A page's expanded lookup (JSON text made by SQLite) parses to the very values the
+    single-row read (a dictionary per related row) gives, escapes and all."""
+    parent = api.post("accounts", json={"name": _AWKWARD})
+    assert parent.status_code == 204, parent.text[:300]
+    parent_id = parent.headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")")
+    contact = api.post("contacts", json={"firstname": "Zo\u00eb", "lastname": _SHORT})
+    assert contact.status_code == 204, contact.text[:300]
+    contact_id = contact.headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")")
+    child = api.post(
+        "accounts",
+        json={
+            "name": "Child of awkward",
+            "parentaccountid@odata.bind": f"/accounts({parent_id})",
+            "primarycontactid@odata.bind": f"/contacts({contact_id})",
+        },
+    )
+    assert child.status_code == 204, child.text[:300]
+    child_id = child.headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")")
+    expand = "$expand=parentaccountid($select=name),primarycontactid($select=fullname,statecode)"
+    try:
+        page = api.get(f"accounts?$select=name&$filter=accountid eq {child_id}&{expand}")
+        assert page.status_code == 200, page.text[:300]
+        (row,) = page.json()["value"]
+        alone = api.get(f"accounts({child_id})?$select=name&{expand}").json()
+        assert row["parentaccountid"] == alone["parentaccountid"]
+        assert row["primarycontactid"] == alone["primarycontactid"]
+        assert row["parentaccountid"]["name"] == _AWKWARD
+        assert row["parentaccountid"]["accountid"] == parent_id
+        assert row["primarycontactid"]["fullname"] == f"Zo\u00eb {_SHORT}"
+        assert row["primarycontactid"]["statecode"] == 0
+        keys = ["@odata.etag", "fullname", "statecode", "contactid"]
+        assert list(row["primarycontactid"]) == keys
+        # The body is valid JSON that a strict parser reads the same way.
+        assert json.loads(page.content)["value"][0] == row
+    finally:
+        for path in (f"accounts({child_id})", f"accounts({parent_id})", f"contacts({contact_id})"):
+            api.delete(path)
+
+
+def test_json_made_by_sqlite_only_for_text_and_integer_related_rows() -> None:
+    """SQLite writes a REAL with 15 significant digits (orjson: the shortest exact form)
+    and knows nothing of yes/no columns or annotations: those related rows stay dicts."""
+    from d365nb.sandbox._rows import Annotations, RowPlan
+    from d365nb.sandbox._schema import table_by_logical
+
+    account = table_by_logical("account")
+    assert account is not None
+
+    def plan(*names: str, annotations: str | None = None) -> RowPlan:
+        select = [account.attribute(n) for n in names]
+        assert all(select), names
+        return RowPlan(account, select, Annotations(annotations), alias="x0")  # type: ignore[arg-type]
+
+    text = plan("name", "numberofemployees").json_sql()
+    assert text is not None and text.startswith("json_object('@odata.etag', ")
+    assert "'name', x0.\"name\"" in text and "'accountid', x0.\"accountid\"" in text
+    assert plan("revenue").json_sql() is None  # Money: REAL
+    assert plan("address1_latitude").json_sql() is None  # Double: REAL
+    assert plan("creditonhold").json_sql() is None  # Boolean: stored 0/1, sent true/false
+    assert plan("name", annotations="*").json_sql() is None  # annotations per value
