@@ -519,7 +519,7 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         raise ValueError(f"unknown job kind {kind!r}")
     baseline = rss_bytes()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     error: str | None = None
     output: Any = None
     try:
@@ -527,8 +527,10 @@ def run_job(spec: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:  # reported, not raised: a contender may fail (e.g. on 429)
         error = f"{type(exc).__name__}: {str(exc)[:300]}"
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     result.update(
         seconds=seconds,
+        cpu_seconds=cpu_seconds,
         baseline_rss=baseline,
         peak_rss=peak_rss_bytes(),
         error=error,

@@ -39,6 +39,10 @@ def _met(ok: bool | None) -> str:
     return "**met**" if ok else "**missed**"
 
 
+def _median(entry: dict[str, float] | None) -> str:
+    return "-" if not entry else f"{entry['median']:.2f}"
+
+
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
@@ -344,14 +348,16 @@ def write_markdown(data: dict[str, Any], path: Path, *, chart: str) -> None:
             "`expert-script` and `wire-floor` are "
             "`benchmarks/_expert.py`: concurrent `createdon` ranges at the service's allowed "
             "concurrency, orjson and one untyped DataFrame per page (expert), or bytes only "
-            "(floor)."
+            "(floor). CPU columns: seconds of CPU the client's process spent in the read, "
+            "and the sandbox's process while serving it (medians); the sandbox is one "
+            "Python process, so its CPU time is what a read cannot go below."
         )
         add("")
         add(
-            "| dop | contender | seconds | rows/s | d365nb as % of floor "
-            "| d365nb time / expert | same data |"
+            "| dop | contender | seconds | rows/s | client CPU s | sandbox CPU s "
+            "| d365nb as % of floor | d365nb time / expert | same data |"
         )
-        add("| --- | --- | --- | --- | --- | --- | --- |")
+        add("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         entries = sorted(lat["by_dop"].items(), key=lambda kv: int(kv[0]))
         if lat.get("cpu"):
             entries.append((f"{lat['cpu']['dop']}, no latency", lat["cpu"]))
@@ -364,6 +370,7 @@ def write_markdown(data: dict[str, Any], path: Path, *, chart: str) -> None:
                 add(
                     f"| {dop} | {name} | {_spread(e.get('seconds'))} "
                     f"| {_spread(e.get('rows_per_s'), '{:,.0f}')} "
+                    f"| {_median(e.get('cpu_seconds'))} | {_median(e.get('service_cpu_seconds'))} "
                     f"| {floor_text if mine else ''} | {_ratio(vs_expert) if mine else ''} "
                     f"| {'yes' if entry['identical'] else 'NO'} |"
                 )

@@ -265,13 +265,20 @@ def _alternate(
     before: Callable[[], None] | None,
     timeout: float,
     label: str,
+    service: Any = None,
 ) -> list[dict[str, Any]]:
+    """Each contender's job `reps` times, alternated; with `service` (a sandbox running in a
+    child process), the CPU seconds that process spent on each job too."""
+    service_cpu = _cpu_clock(service)
     runs: list[dict[str, Any]] = []
     for rep in range(reps):
         for contender in contenders:
             if before is not None:
                 before()
+            spent = service_cpu() if service_cpu is not None else 0.0
             result = run_job(make_spec(contender, rep), timeout)
+            if service_cpu is not None:
+                result["service_cpu_seconds"] = service_cpu() - spent
             result["rep"] = rep
             runs.append(result)
             state = f"ERROR {result['error']}" if result.get("error") else "ok"
@@ -280,6 +287,25 @@ def _alternate(
                 f"{result.get('rows', 0)} rows, {state}"
             )
     return runs
+
+
+def _cpu_clock(sandbox: Any) -> Callable[[], float] | None:
+    """CPU seconds (user + system) the sandbox's own process has used so far; None when it
+    runs in a thread of this process, or psutil is missing."""
+    process = getattr(sandbox, "_process", None)
+    if process is None:
+        return None
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil is in the bench extra
+        return None
+    child = psutil.Process(process.pid)
+
+    def clock() -> float:
+        times = child.cpu_times()
+        return float(times.user + times.system)
+
+    return clock
 
 
 def _by_contender(runs: list[dict[str, Any]], contenders: Sequence[str]) -> dict[str, Any]:
@@ -298,6 +324,9 @@ def _by_contender(runs: list[dict[str, Any]], contenders: Sequence[str]) -> dict
                 )
             if "frame_bytes" in ok[0]:
                 entry["frame_mib"] = summary([r["frame_bytes"] / 2**20 for r in ok])
+            for key in ("cpu_seconds", "service_cpu_seconds"):
+                if all(key in r for r in ok):
+                    entry[key] = summary([r[key] for r in ok])
             entry["rows"] = sorted({r["rows"] for r in ok})
             entry["fingerprints"] = sorted({str(r.get("fingerprint")) for r in ok})
         out[name] = entry
@@ -346,6 +375,7 @@ def _read_contenders(cfg: Config, sb: Any, results: Results) -> None:
         cfg.read_reps,
         spec,
         before=lambda: _reset_counters(sb),
+        service=sb,
         timeout=cfg.job_timeout,
         label="read",
     )
@@ -444,6 +474,7 @@ def _latency_at(
             cfg.latency_reps,
             spec,
             before=lambda: _reset_counters(sb),
+            service=sb,
             timeout=cfg.job_timeout,
             label=label or f"latency dop {dop}",
         )
@@ -618,6 +649,7 @@ def _write_runs(
         slow,
         spec,
         before=lambda: _reset_counters(sb),
+        service=sb,
         timeout=cfg.job_timeout,
         label=label,
     )
@@ -626,6 +658,7 @@ def _write_runs(
         cfg.write_reps - slow,
         lambda contender, rep: spec(contender, rep + slow),
         before=lambda: _reset_counters(sb),
+        service=sb,
         timeout=cfg.job_timeout,
         label=f"{label} (after rep {slow})",
     )
@@ -670,6 +703,7 @@ def scenario_throttled(cfg: Config, data_root: Path, results: Results) -> None:
             cfg.throttled_reps,
             spec,
             before=lambda: _reset_counters(sb),
+            service=sb,
             timeout=cfg.job_timeout,
             label="throttled",
         )
@@ -733,6 +767,7 @@ def _growth_size(cfg: Config, data_root: Path, size: int, reps: int) -> dict[str
             reps,
             spec,
             before=lambda: _reset_counters(sb),
+            service=sb,
             timeout=cfg.job_timeout,
             label=f"growth {size}",
         )

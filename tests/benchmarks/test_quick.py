@@ -57,6 +57,11 @@ def test_quick_mode_runs_and_contenders_agree(tmp_path: Path) -> None:
             assert e["rows"] == [latency["rows"]], (dop, name)
         assert entry["identical"], dop
         assert 0 < entry["of_floor"], dop
+        for name, e in entry["contenders"].items():
+            # CPU of the client's process and of the sandbox's, measured per run.
+            assert e["cpu_seconds"]["median"] > 0, (dop, name)
+            assert e["service_cpu_seconds"]["median"] > 0, (dop, name)
+    assert "| client CPU s | sandbox CPU s |" in (out / "results-quick.md").read_text()
 
     conversion = s["conversion"]
     assert conversion["identical"]
