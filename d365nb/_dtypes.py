@@ -30,6 +30,7 @@ import pandas as pd
 
 from ._collector import paused
 from ._exceptions import InvalidFrameError, Problem
+from ._literals import GUID_RE
 from ._metadata import Attribute, Table, suggest
 
 __all__ = [
@@ -37,7 +38,6 @@ __all__ = [
     "EDM_DTYPES",
     "ETAG_COLUMN",
     "FORMATTED_VALUE",
-    "GUID_RE",
     "LABEL_SUFFIX",
     "LOOKUP_LOGICAL_NAME",
     "NAME_SUFFIX",
@@ -133,9 +133,6 @@ _KINDS: dict[str, str] = {
     "String": "string",
     "Uniqueidentifier": "guid",
 }
-GUID_RE = re.compile(
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-)
 
 
 # -- converter kinds ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from ._exceptions import ConfigError
+from ._literals import GUID_RE
 
 __all__ = ["Node", "fetch_filter", "lambda_filter", "parse_filter", "split_in", "to_text"]
 
@@ -26,7 +27,6 @@ _TOKEN = re.compile(
     r"""\s+|(?P<s>'(?:[^']|'')*')|(?P<j>"(?:[^"\\]|\\.)*")|(?P<p>[()\[\],=])"""
     r"""|(?P<w>[A-Za-z_]\w*:\s*[^\s()\[\],='"]*|[^\s()\[\],='"]+)"""  # `o: o/x`: one word
 )
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _COMPARE = ("eq", "ne", "gt", "ge", "lt", "le")
 _INVERSE = {"eq": "ne", "ne": "eq", "gt": "le", "le": "gt", "ge": "lt", "lt": "ge"}
 _SWAPPED = {"eq": "eq", "ne": "ne", "gt": "lt", "lt": "gt", "ge": "le", "le": "ge"}
@@ -289,7 +289,7 @@ def _scoped_word(node: Node, var: str) -> Node:
         or not re.match(r"[A-Za-z_]", text)
         or ":" in text
         or text in ("null", "true", "false")
-        or _GUID.fullmatch(text)
+        or GUID_RE.fullmatch(text)
         or text.startswith("Microsoft.Dynamics.CRM.")
     ):
         return node
@@ -340,7 +340,7 @@ def _operator(function: str) -> str:
 def _property(node: Node, column: Callable[[str], str]) -> str | None:
     if node.kind != "word" or "/" in node.name or not re.match(r"[A-Za-z_]", node.name):
         return None
-    if node.name in ("null", "true", "false") or _GUID.fullmatch(node.name):
+    if node.name in ("null", "true", "false") or GUID_RE.fullmatch(node.name):
         return None
     name = node.name
     if name.startswith("_") and name.endswith("_value"):
@@ -355,7 +355,7 @@ def _value(node: Node) -> str | None:
         text = node.name
         if text in ("true", "false"):
             return "1" if text == "true" else "0"
-        if text == "null" or _GUID.fullmatch(text) or re.match(r"[-+.\d]", text):
+        if text == "null" or GUID_RE.fullmatch(text) or re.match(r"[-+.\d]", text):
             return text  # not a column (`revenue eq cost`) nor a parameter alias (`@p1`)
     return None
 

@@ -19,7 +19,11 @@ from typing import Any
 
 from ._exceptions import ConfigError
 
-__all__ = ["IDENTIFIER", "check_name", "json_array", "literal"]
+__all__ = ["GUID_RE", "IDENTIFIER", "check_name", "json_array", "literal"]
+
+#: A GUID in its 8-4-4-4-12 hex form, either case; use with `fullmatch` (so text with a
+#: trailing newline, which `^...$` with `match` would let through, is not a GUID).
+GUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 #: An OData identifier (letters, digits, underscore; not starting with a digit).
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -41,7 +41,7 @@ from typing import Any
 from ._exceptions import ConfigError
 from ._filters import lambda_filter
 from ._functions import QUERY_FUNCTIONS, query_function
-from ._literals import IDENTIFIER, check_name, json_array, literal
+from ._literals import GUID_RE, IDENTIFIER, check_name, json_array, literal
 
 __all__ = [
     "F",
@@ -511,7 +511,6 @@ def select_path(path: str, columns: Iterable[str]) -> str:
     return f"{path}?$select={','.join(columns)}"
 
 
-_GUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 # Text that JSON and URL encoding both leave as it is: `"v"` is `%22v%22` in a URL.
 _URL_PLAIN = re.compile(r"[A-Za-z0-9\-_.~]*")
 
@@ -530,7 +529,7 @@ def key_filter_literal(value: Any, *, bare_guid: bool = True) -> str:
     if isinstance(value, (int, float)):
         return str(int(value)) if float(value).is_integer() else repr(float(value))
     text = str(value)
-    if _GUID_TEXT.match(text) and bare_guid:
+    if GUID_RE.fullmatch(text) and bare_guid:
         return text
     return "'" + text.replace("'", "''") + "'"
 

@@ -11,7 +11,6 @@ answer (`lookup_request`), and whether it holds what was sent (`holds`, with
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ import httpx
 import pandas as pd
 
 from ._exceptions import ODataError
+from ._literals import GUID_RE
 from ._metadata import Attribute, Table
 from ._multipart import BatchRequest, BatchResponse
 from ._odata import entity_path, select_path
@@ -46,15 +46,12 @@ _DUPLICATE = "0x80040237"
 _VERSION_MISMATCH = "0x80060882"
 
 
-_GUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
-
-
 def exact_key(values: Mapping[str, Any]) -> tuple[Any, ...]:
     """A key as written: text as is (GUIDs in lower case), numbers as floats."""
     out: list[Any] = []
     for name in sorted(values):
         value = values[name]
-        if isinstance(value, str) and _GUID_TEXT.match(value):
+        if isinstance(value, str) and GUID_RE.fullmatch(value):
             out.append(value.lower())
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out.append(float(value))

@@ -24,7 +24,6 @@ import pandas as pd
 
 from ._dtypes import (
     ETAG_COLUMN,
-    GUID_RE,
     NAME_SUFFIX,
     TABLE_SUFFIX,
     Problems,
@@ -33,6 +32,7 @@ from ._dtypes import (
     converter_kind,
 )
 from ._exceptions import ConfigError, InvalidFrameError, Problem
+from ._literals import GUID_RE
 from ._metadata import Attribute, Table, suggest
 
 __all__ = ["Payloads", "WriteMode", "build_payloads", "encode_json", "payloads_from_frame"]

@@ -30,6 +30,7 @@ from ._dtypes import ETAG_COLUMN
 from ._exceptions import ConfigError, InvalidFrameError, Problem
 from ._journal import attempts_of, generated_ids
 from ._keys import Keyed, is_na, key_segments, keys_hint, resolve_key
+from ._literals import GUID_RE
 from ._metadata import Table
 from ._odata import entity_path
 from ._options import PushOptions, frame_info
@@ -37,8 +38,6 @@ from ._payloads import build_payloads
 from ._snapshot import ReadSnapshot, changed_cells, snapshot_of
 
 __all__ = ["Plan", "PlannedRow", "loose_key", "plan_push", "related_tables", "row_key"]
-
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 # -- planning -----------------------------------------------------------------------------
@@ -232,7 +231,7 @@ def plan_push(
         for i, value in enumerate(frame[pk].tolist()):
             if not is_na(value):
                 ids[i] = str(value).strip("{}").lower()
-    bad_ids = [i for i, v in enumerate(ids) if v is not None and not _GUID.match(v)]
+    bad_ids = [i for i, v in enumerate(ids) if v is not None and not GUID_RE.fullmatch(v)]
     if bad_ids:
         problems.append(
             Problem(

@@ -38,6 +38,8 @@ def test_key_filter_literals_keep_guids_bare_except_in_text_columns() -> None:
     assert key_filter_literal(5.0) == "5" and key_filter_literal(False) == "false"
     assert key_filter_literal(GUID) == GUID
     assert key_filter_literal(GUID, bare_guid=False) == f"'{GUID}'"
+    # Not a GUID, so not bare: a trailing newline would otherwise end up in `$filter`.
+    assert key_filter_literal(GUID + "\n") == f"'{GUID}\n'"
 
 
 def test_lookup_urls_use_in_for_one_text_key_and_split_under_the_limit() -> None:

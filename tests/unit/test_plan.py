@@ -80,3 +80,17 @@ def test_every_problem_is_raised_at_once_before_any_io() -> None:
         plan_of(df, key="accountnumber", mode="upsert")
 
     assert "appear more than once" in str(caught.value)
+
+
+def test_an_id_with_a_trailing_newline_is_not_a_record_id() -> None:
+    """Ids pasted from a file keep their newline; `^...$` with `match` let them through,
+    and the path `accounts(<id>\\n)` would have been sent."""
+    other = "6d2f5b8e-3c1a-4e8b-9f0a-1b2c3d4e5f60".upper()
+    df = pd.DataFrame({"accountid": [ID, other + "\n"], "name": ["a", "b"]})
+
+    with pytest.raises(InvalidFrameError) as caught:
+        plan_of(df, mode="update")
+
+    (problem,) = caught.value.problems
+    assert problem.column == "accountid" and "not a record id" in problem.message
+    assert list(problem.rows) == [1]
