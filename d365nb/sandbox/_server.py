@@ -43,6 +43,7 @@ from ._info import ADMIN_HEADER, SandboxInfo, register, running, sandbox_info
 from ._options import SandboxOptions
 
 __all__ = [
+    "KEEP_ALIVE_SECONDS",
     "KnobChange",
     "Sandbox",
     "make_options",
@@ -56,6 +57,8 @@ _START_TIMEOUT = 300.0
 # The knob that moves the identity service's clock (`/_sandbox/clock`); the others go to
 # the Web API's `/_sandbox/knobs`.
 _CLOCK_KNOB = "clock_offset"
+# How long an idle HTTPS connection stays open (see `_ServerThread`).
+KEEP_ALIVE_SECONDS = 240
 
 
 def make_options(options: SandboxOptions | None = None, **knobs: Any) -> SandboxOptions:
@@ -143,6 +146,10 @@ class _ServerThread:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=5,
+            # [UNVERIFIED] The service sits behind Azure load balancers that keep an idle
+            # connection for minutes (4 by default).  uvicorn's 5 s would close it just
+            # as a client waking from a 5 s Retry-After reuses it ("Server disconnected").
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             server_header=False,
             # Room for URLs past the Web API's 32 KB limit, so the app (not h11) answers
             # them with the service's JSON error.

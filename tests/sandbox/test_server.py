@@ -227,3 +227,31 @@ def test_knobs_paths_go_to_the_web_api(sandbox: Sandbox, https: httpx.Client) ->
     response = https.get(f"{sandbox.base_url}/_sandbox/knobs", follow_redirects=True)
     assert response.status_code == 200, response.text
     assert "latency_ms" in response.json()
+
+
+def test_an_idle_connection_stays_open_past_a_retry_after(sandbox: Sandbox) -> None:
+    """A client that slept through a 5 s Retry-After reuses its connection: the server must
+    not have closed it meanwhile (uvicorn's default keep-alive is 5 s)."""
+    import time
+
+    from d365nb.sandbox._server import KEEP_ALIVE_SECONDS
+
+    assert KEEP_ALIVE_SECONDS >= 60
+    host, port = sandbox.base_url.removeprefix("https://").split(":")
+    context = ssl.create_default_context(cafile=sandbox.ca_cert)
+    request = f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    with socket.create_connection((host, int(port)), timeout=30) as raw:
+        with context.wrap_socket(raw, server_hostname=host) as tls:
+            for idle in (0, 6):
+                time.sleep(idle)
+                tls.sendall(request)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = tls.recv(65536)
+                    assert chunk, "the server closed the connection"
+                    head += chunk
+                assert head.startswith(b"HTTP/1.1 200"), head[:100]
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                body = head.split(b"\r\n\r\n", 1)[1]
+                while len(body) < length:
+                    body += tls.recv(65536)
