@@ -327,7 +327,7 @@ class Connection(Session):
         * **formatted** - add `<col>_label` columns with the service's formatted values.
         * **page_size** - rows per page (at most 5,000).
         * **parallel** - split a large read into `createdon` ranges fetched concurrently
-          (`True`: 16 ranges; an int: that many; `False`: strictly sequential).
+          (`True`: the service's `x-ms-dop-hint`, 2 to 16; an int: that many; `False`: none).
         * **dtypes** - per-column dtype overrides (e.g. `{"industrycode": "Int32"}` for
           the choice's integer values).
         * **decimal** - Money/Decimal as `decimal.Decimal` instead of float.
