@@ -12,6 +12,7 @@ import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pandas as pd
@@ -154,6 +155,25 @@ def test_parallel_rows_are_identical_to_a_sequential_read(big: Sandbox, tmp_path
     everything = conn.read("accounts", page_size=100, progress=False)
     alone = conn.read("accounts", page_size=100, parallel=False, progress=False)
     pd.testing.assert_frame_equal(_sorted(everything), _sorted(alone))
+
+
+@pytest.mark.parametrize("hint", [3, 6])
+def test_parallel_true_makes_one_range_per_request_the_service_allows(
+    hint: int, tmp_path: Path
+) -> None:
+    """`parallel=True` cuts the rest of the table into as many ranges as the service's
+    `x-ms-dop-hint` allows at once (as `read()`'s docstring says), each with its own filter."""
+    with start(data_dir=tmp_path / "data", database=":memory:", rows=1200, dop_hint=hint) as sb:
+        conn = connect_to(sb, metadata_cache=tmp_path)
+        seen = _recording(conn)
+        df = conn.read("accounts", select=["name", "createdon"], page_size=100, progress=False)
+    assert len(df) == 1200 and df["accountid"].is_unique
+    filters = {
+        parse_qs(urlsplit(url).query).get("$filter", [""])[0]
+        for url, _ in seen
+        if "accountid%20gt%20" in url
+    }
+    assert len(filters) == hint, sorted(filters)
 
 
 def test_lookup_names_come_by_expand_without_formatted_values(big: Sandbox, tmp_path: Path) -> None:
