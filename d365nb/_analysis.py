@@ -37,10 +37,10 @@ from ._fields import (
     redact,
     unknown_field,
 )
+from ._literals import GUID_RE
 from ._urls import (
     DEFAULT_LOGIN,
     DOMAIN,
-    GUID,
     LOOPBACK,
     TENANTLESS,
     ServiceURL,
@@ -293,7 +293,7 @@ class Analysis:
         return url_version or DEFAULT_API_VERSION
 
     def _client_id(self, client_id: str | None) -> None:
-        if client_id is None or GUID.match(client_id):
+        if client_id is None or GUID_RE.fullmatch(client_id):
             return
         braces = client_id.startswith("{") and client_id.endswith("}")
         self.fail(
@@ -301,13 +301,13 @@ class Analysis:
             "client_id must be the app's Application (client) ID, a GUID such as "
             f"{_EXAMPLE_CLIENT_ID}.",
             "Remove the braces around the GUID."
-            if braces and GUID.match(client_id[1:-1])
+            if braces and GUID_RE.fullmatch(client_id[1:-1])
             else "Copy it from Entra ID > App registrations > your app > Overview "
             "(not the secret, nor the secret's ID).",
         )
 
     def _tenant_format(self, tenant: str | None) -> None:
-        if tenant is None or GUID.match(tenant) or DOMAIN.match(tenant):
+        if tenant is None or GUID_RE.fullmatch(tenant) or DOMAIN.match(tenant):
             return
         if tenant.lower() in (*TENANTLESS, "consumers", "adfs"):
             return

@@ -12,11 +12,11 @@ from typing import Final, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from ._fields import DEFAULT_API_VERSION
+from ._literals import GUID_RE
 
 __all__ = [
     "DEFAULT_LOGIN",
     "DOMAIN",
-    "GUID",
     "LOOPBACK",
     "MAX_BATCH_GET_URL",
     "MAX_GET_URL",
@@ -30,7 +30,6 @@ __all__ = [
     "split_https",
 ]
 
-GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9-]+)+$", re.I)
 TENANTLESS = frozenset({"common", "organizations"})
 
@@ -265,7 +264,7 @@ def parse_endpoint(sink: Problems, name: str, url: str | None) -> Endpoint | Non
     version = "v2" if match["v2"] else "v1"
     tenant = match["tenant"]
     if not (
-        GUID.match(tenant)
+        GUID_RE.fullmatch(tenant)
         or DOMAIN.match(tenant)
         or tenant.lower() in (*TENANTLESS, "consumers", "adfs")
     ):
