@@ -7,8 +7,6 @@ order (FormattedValue → associatednavigationproperty → lookuplogicalname →
 
 from __future__ import annotations
 
-import functools
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -16,6 +14,7 @@ from typing import Any
 
 from ._schema import Attribute, Table, all_relationships, table_by_logical
 from ._seed import CURRENCIES
+from ._store import sqlite_json
 
 __all__ = ["Annotations", "RowPlan", "formatted"]
 
@@ -27,16 +26,6 @@ _SYMBOLS = {c[0]: c[3] for c in CURRENCIES}
 # integers.  A REAL comes out with 15 significant digits (orjson: the shortest exact form).
 _JSON_SAFE = frozenset({"TEXT", "INTEGER"})
 _JSON_MAX_PAIRS = 60  # SQLite allows 127 function arguments by default
-
-
-@functools.cache
-def sqlite_json() -> bool:
-    """Whether this SQLite has the JSON functions (built in since 3.38)."""
-    try:
-        sqlite3.connect(":memory:").execute("SELECT json_object('a', 1)").close()
-    except sqlite3.OperationalError:  # pragma: no cover - SQLite < 3.38 without JSON1
-        return False
-    return True
 
 
 class Annotations:

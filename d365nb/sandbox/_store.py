@@ -9,6 +9,7 @@ Every row carries `versionnumber` from one counter (its ETag); deletions are log
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
@@ -23,11 +24,21 @@ from ._options import SandboxOptions
 from ._schema import RELATIONSHIPS, TABLES, Table
 from ._seed import generate, incidents
 
-__all__ = ["METADATA_VERSION_BASE", "Store"]
+__all__ = ["METADATA_VERSION_BASE", "Store", "sqlite_json"]
 
 _SCHEMA_VERSION = "2"  # 2: the _files table
 #: `globalmetadataversion` of a freshly seeded database.
 METADATA_VERSION_BASE = 1000
+
+
+@functools.cache
+def sqlite_json() -> bool:
+    """Whether this SQLite has the JSON functions (built in since 3.38)."""
+    try:
+        sqlite3.connect(":memory:").execute("SELECT json_object('a', 1)").close()
+    except sqlite3.OperationalError:  # pragma: no cover - SQLite < 3.38 without JSON1
+        return False
+    return True
 
 
 class Store:

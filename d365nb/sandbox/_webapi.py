@@ -79,9 +79,9 @@ def create_webapi(
     def dispatch(call: Call) -> Reply:
         token = CURRENT_CATALOG.set(store.catalog)  # this sandbox's custom tables
         service.aggregate_limit = protection.options.aggregate_record_limit
-        # No cycle collection while a request is answered: a page is a dict per row (and
-        # one per expanded row), a bulk write a dict per target, and none form cycles;
-        # the collections their allocations triggered walked them several times over.
+        # No cycle collection while a request is answered: a page is a dict per row, a
+        # bulk write a dict per target, and none form cycles; the collections their
+        # allocations triggered walked them several times over.
         try:
             with paused():
                 if call.path == "$batch" and call.method == "POST":
